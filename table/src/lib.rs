@@ -1,0 +1,13 @@
+//! The contract between Berth's controller and its Envoy filter: the routing table's model, its wire format,
+//! the HTTP matcher and the endpoint chooser. Pure code with no I/O, built for wasm32 and tested natively.
+#![forbid(unsafe_code)]
+
+mod choose;
+mod http_match;
+mod model;
+mod wire;
+
+pub use choose::choose_endpoint;
+pub use http_match::{HttpRouter, RouteId, normalize_host};
+pub use model::{Backend, DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, Table};
+pub use wire::{DecodeError, FORMAT, decode, encode};

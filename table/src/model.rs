@@ -1,0 +1,95 @@
+//! The routing table as data: what the controller publishes and the filter routes by.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// One complete, versioned routing table.
+///
+/// `http` lists routes oldest object first: the matcher breaks precedence ties by that order, so the compiler
+/// decides "oldest wins" once and the filter never needs timestamps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Table {
+    /// Always [`crate::FORMAT`]; a reader refuses any other.
+    pub format: String,
+    /// Changes whenever the content changes; readers compare for inequality, never order.
+    pub version: u64,
+    #[serde(default)]
+    pub http: Vec<HttpRoute>,
+    /// Where HTTP requests go that match no route (an Ingress `defaultBackend`); none means answer 404.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_backend: Option<DefaultBackend>,
+}
+
+impl Table {
+    pub fn new(version: u64) -> Self {
+        Table { format: crate::FORMAT.to_string(), version, http: Vec::new(), default_backend: None }
+    }
+}
+
+/// Requests for `host` whose path satisfies `path` go to `backends`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRoute {
+    /// Lower-case host name, `*.suffix` for a wildcard, or `*` for any host.
+    pub host: String,
+    pub path: PathMatch,
+    pub backends: Vec<Backend>,
+    pub source: Source,
+}
+
+/// How a route's path is compared with a request's path (query string excluded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathMatch {
+    /// The whole path equals this string.
+    Exact(String),
+    /// The path starts with this string, character by character (Istio `uri.prefix`).
+    Prefix(String),
+    /// The path starts with these whole `/`-separated segments (Ingress `pathType: Prefix`):
+    /// `/foo` matches `/foo` and `/foo/bar`, not `/foobar`.
+    Segments(String),
+}
+
+impl PathMatch {
+    pub fn as_str(&self) -> &str {
+        match self {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) | PathMatch::Segments(p) => p,
+        }
+    }
+}
+
+/// The fallback for requests no route matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefaultBackend {
+    pub backends: Vec<Backend>,
+    pub source: Source,
+}
+
+/// One weighted destination of a route: a Kubernetes Service port resolved to endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    /// What the user named, for people reading the table: `namespace/service:port`.
+    pub service: String,
+    /// Relative share of the route's traffic; 0 takes none while another backend has weight.
+    pub weight: u32,
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub address: SocketAddr,
+}
+
+/// The Kubernetes object a route came from, so every route can be traced back to what a user wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Source {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
