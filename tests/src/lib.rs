@@ -1,1 +1,20 @@
-//! placeholder
+//! The harness behind Berth's end-to-end tests and `make run`: real processes (the `berth` binary, stock Envoy
+//! with the built filter) and loopback backends, started in order, awaited on their readiness signals, and
+//! stopped on drop — also when a test fails.
+
+pub mod admin;
+pub mod backend;
+pub mod client;
+pub mod controller;
+pub mod envoy;
+pub mod manifests;
+pub mod paths;
+pub mod process;
+pub mod stack;
+pub mod wait;
+
+pub use backend::Backend;
+pub use client::Response;
+pub use controller::Controller;
+pub use envoy::Envoy;
+pub use stack::Stack;

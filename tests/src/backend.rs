@@ -1,0 +1,118 @@
+//! Loopback HTTP backends that say who they are and count what they serve.
+//!
+//! Hand-written HTTP/1.1 (keep-alive, Content-Length bodies) so that `stop` can cut every open connection at
+//! once, the way a crashed pod does; a graceful server would keep Envoy's pooled connections alive.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+    })
+}
+
+/// Answers every request with `status`, the body `name` and the header `x-backend: name`.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    hits: Arc<AtomicU64>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Backend {
+    /// A backend on a free loopback port, answering 200.
+    pub fn start(name: &str) -> Backend {
+        Backend::start_on("127.0.0.1:0".parse().expect("addr"), name, 200)
+    }
+
+    /// A backend on `addr` (port 0 picks one) answering `status`.
+    pub fn start_on(addr: SocketAddr, name: &str, status: u16) -> Backend {
+        let listener = std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind backend {name} {addr}: {e}"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local addr");
+        let hits = Arc::new(AtomicU64::new(0));
+        let reply = Arc::new(Reply { name: name.to_string(), status });
+        let counter = hits.clone();
+        let server = runtime().spawn(async move {
+            let Ok(listener) = TcpListener::from_std(listener) else { return };
+            let mut connections = JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                connections.spawn(serve(stream, reply.clone(), counter.clone()));
+            }
+        });
+        Backend { name: name.to_string(), addr, hits, server: Some(server) }
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Stops listening and drops every open connection.
+    pub fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+            // Aborting drops the listener and the JoinSet of connections; wait until it has.
+            let _ = runtime().block_on(server);
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Reply {
+    name: String,
+    status: u16,
+}
+
+async fn serve(stream: TcpStream, reply: Arc<Reply>, hits: Arc<AtomicU64>) {
+    let mut stream = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        // Request line and headers; only Content-Length matters to find the next request.
+        let mut content_length = 0usize;
+        let mut first = true;
+        loop {
+            line.clear();
+            match stream.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let header = line.trim_end();
+            if header.is_empty() && !first {
+                break;
+            }
+            first = false;
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                content_length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; content_length];
+        if stream.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        hits.fetch_add(1, Ordering::SeqCst);
+        let response = format!(
+            "HTTP/1.1 {} X\r\ncontent-type: text/plain\r\nx-backend: {}\r\ncontent-length: {}\r\n\r\n{}",
+            reply.status,
+            reply.name,
+            reply.name.len(),
+            reply.name
+        );
+        if stream.get_mut().write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}

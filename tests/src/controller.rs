@@ -1,0 +1,68 @@
+//! The `berth` controller as a real process, reading a directory of Kubernetes objects.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::process::Process;
+use crate::{client, paths, wait};
+
+pub struct Controller {
+    pub addr: SocketAddr,
+    pub source: PathBuf,
+    process: Process,
+}
+
+impl Controller {
+    /// Starts `berth run --source dir:<source>` on a free port and waits until it is ready.
+    pub fn start(source: &Path, log_dir: &Path) -> Controller {
+        let addr = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
+        Controller::start_on(addr, source, log_dir)
+    }
+
+    /// Starts it on a given address: a restart keeps the address Envoy knows.
+    pub fn start_on(addr: SocketAddr, source: &Path, log_dir: &Path) -> Controller {
+        let mut command = Command::new(paths::berth());
+        command.arg("run").arg(format!("--source=dir:{}", source.display())).arg(format!("--listen={addr}"));
+        command.env("RUST_LOG", "info");
+        let mut process = Process::spawn("controller", &mut command, log_dir);
+        wait::until("the controller's /readyz", Duration::from_secs(20), || {
+            assert!(process.is_running(), "the controller exited:\n{}", process.log());
+            client::get(addr, "controller", "/readyz").ok().filter(|r| r.status == 200)
+        });
+        Controller { addr, source: source.to_path_buf(), process }
+    }
+
+    /// `GET /v1/routes`: the live table and the errors.
+    pub fn routes(&self) -> serde_json::Value {
+        let response = client::get(self.addr, "controller", "/v1/routes").expect("GET /v1/routes");
+        assert_eq!(response.status, 200, "{}", response.body);
+        serde_json::from_str(&response.body).expect("routes JSON")
+    }
+
+    /// The error texts the controller reports.
+    pub fn errors(&self) -> Vec<String> {
+        let routes = self.routes();
+        let errors = routes["errors"].as_array().cloned().unwrap_or_default();
+        errors.iter().map(|e| e["text"].as_str().unwrap_or_default().to_string()).collect()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
+
+/// Runs the `berth` CLI with `args` and returns its output.
+pub fn berth(args: &[&str]) -> Output {
+    Command::new(paths::berth()).args(args).output().expect("run berth")
+}

@@ -1,0 +1,90 @@
+//! Stock Envoy running the built filter, configured by `berth envoy-config`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::client::{self, Response};
+use crate::controller::berth;
+use crate::process::Process;
+use crate::{paths, wait};
+
+pub struct Envoy {
+    /// The HTTP listener clients use.
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub config: PathBuf,
+    process: Process,
+}
+
+impl Envoy {
+    /// Renders a bootstrap that fetches the table from `controller`, starts Envoy on free ports and waits until
+    /// its admin interface reports LIVE.
+    pub fn start(controller: SocketAddr, work: &Path) -> Envoy {
+        let http = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
+        Envoy::start_on(controller, http, admin, work)
+    }
+
+    /// The same on given listener and admin addresses.
+    pub fn start_on(controller: SocketAddr, http: SocketAddr, admin: SocketAddr, work: &Path) -> Envoy {
+        let config = work.join("envoy.yaml");
+        let rendered = berth(&[
+            "envoy-config",
+            &format!("--controller={controller}"),
+            &format!("--wasm={}", paths::wasm().display()),
+            &format!("--http-listen={http}"),
+            &format!("--admin={admin}"),
+        ]);
+        assert!(rendered.status.success(), "berth envoy-config: {}", String::from_utf8_lossy(&rendered.stderr));
+        std::fs::write(&config, &rendered.stdout).expect("write envoy.yaml");
+
+        let mut command = Command::new(paths::envoy());
+        command
+            .arg("-c")
+            .arg(&config)
+            .args(["--use-dynamic-base-id", "--concurrency", "2", "--log-level", "info"])
+            .args(["--component-log-level", "wasm:debug"]);
+        let mut process = Process::spawn("envoy", &mut command, work);
+        wait::until("Envoy's admin /ready", Duration::from_secs(30), || {
+            assert!(process.is_running(), "envoy exited:\n{}", process.log());
+            client::get(admin, "admin", "/ready").ok().filter(|r| r.status == 200)
+        });
+        Envoy { http, admin, config, process }
+    }
+
+    /// `GET path` with `Host: host` through the listener.
+    pub fn get(&self, host: &str, path: &str) -> Response {
+        client::get(self.http, host, path).unwrap_or_else(|e| panic!("GET {host}{path} through Envoy: {e}"))
+    }
+
+    /// Waits until `host``path` is answered by the backend called `backend` (the table reached the filter).
+    pub fn wait_for_backend(&self, host: &str, path: &str, backend: &str) {
+        wait::until(&format!("{host}{path} to reach {backend}"), Duration::from_secs(10), || {
+            client::get(self.http, host, path).ok().filter(|r| r.header("x-backend") == Some(backend))
+        });
+    }
+
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
+    }
+}
+
+/// `envoy --mode validate -c config`: Ok, or Envoy's complaint.
+pub fn validate(config: &Path) -> Result<(), String> {
+    let output = Command::new(paths::envoy())
+        .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
+        .arg(config)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    }
+}

@@ -1,0 +1,106 @@
+//! Kubernetes objects for tests, as the YAML a user would write, in a directory the controller watches.
+
+use std::path::{Path, PathBuf};
+
+/// A directory of manifests. Writes are atomic (write aside, then rename), as editors and `kubectl`-driven
+/// tools do, so the controller never reads half a file.
+pub struct ManifestDir {
+    pub path: PathBuf,
+}
+
+impl ManifestDir {
+    pub fn new(path: &Path) -> ManifestDir {
+        std::fs::create_dir_all(path).expect("create manifest dir");
+        ManifestDir { path: path.to_path_buf() }
+    }
+
+    pub fn write(&self, file: &str, yaml: &str) {
+        let aside = self.path.join(format!(".{file}.tmp"));
+        std::fs::write(&aside, yaml).expect("write manifest");
+        std::fs::rename(&aside, self.path.join(file)).expect("rename manifest");
+    }
+
+    pub fn remove(&self, file: &str) {
+        std::fs::remove_file(self.path.join(file)).expect("remove manifest");
+    }
+}
+
+/// A Ready node whose InternalIP is `ip`.
+pub fn node(name: &str, ip: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nstatus:\n  addresses:\n  - type: InternalIP\n    \
+         address: {ip}\n  conditions:\n  - type: Ready\n    status: \"True\"\n"
+    )
+}
+
+/// The IngressClass that makes Ingresses Berth's.
+pub fn ingress_class() -> String {
+    "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: berth\nspec:\n  \
+     controller: berth.dev/ingress-controller\n"
+        .to_string()
+}
+
+/// A NodePort Service in `default`.
+pub fn node_port_service(name: &str, port: u16, node_port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  type: NodePort\n  \
+         ports:\n  - name: http\n    port: {port}\n    nodePort: {node_port}\n"
+    )
+}
+
+/// A Service in `default` whose backends are its pods' endpoints.
+pub fn pod_service(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\n  annotations:\n    \
+         berth.dev/backends: pods\nspec:\n  ports:\n  - name: http\n    port: {port}\n    targetPort: {port}\n"
+    )
+}
+
+/// An EndpointSlice for `service` with one ready endpoint per IP, all on `port`.
+pub fn endpoint_slice(name: &str, service: &str, port: u16, ips: &[&str]) -> String {
+    let endpoints: String =
+        ips.iter().map(|ip| format!("- addresses: [\"{ip}\"]\n  conditions:\n    ready: true\n")).collect();
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {name}\n  namespace: default\n  \
+         labels:\n    kubernetes.io/service-name: {service}\naddressType: IPv4\nports:\n- name: http\n  \
+         port: {port}\nendpoints:\n{endpoints}"
+    )
+}
+
+/// One Ingress rule: host, path, pathType, service, service port.
+pub struct Rule<'a>(pub &'a str, pub &'a str, pub &'a str, pub &'a str, pub u16);
+
+/// An Ingress of class `berth` in `default`.
+pub fn ingress(name: &str, rules: &[Rule]) -> String {
+    let mut yaml = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  \
+         ingressClassName: berth\n  rules:\n"
+    );
+    for Rule(host, path, path_type, service, port) in rules {
+        yaml.push_str(&format!(
+            "  - host: {host}\n    http:\n      paths:\n      - path: {path}\n        pathType: {path_type}\n        \
+             backend:\n          service:\n            name: {service}\n            port:\n              \
+             number: {port}\n"
+        ));
+    }
+    yaml
+}
+
+/// One VirtualService http route: match kind (`prefix` or `exact`), path, service, port.
+pub struct HttpRoute<'a>(pub &'a str, pub &'a str, pub &'a str, pub u16);
+
+/// A VirtualService in `default` annotated to be exposed.
+pub fn virtual_service(name: &str, hosts: &[&str], routes: &[HttpRoute]) -> String {
+    let mut yaml = format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: {name}\n  namespace: default\n  \
+         annotations:\n    berth.dev/expose: \"true\"\nspec:\n  hosts: [{}]\n  http:\n",
+        hosts.join(", ")
+    );
+    for HttpRoute(kind, path, service, port) in routes {
+        yaml.push_str(&format!(
+            "  - match:\n    - uri:\n        {kind}: {path}\n    route:\n    - destination:\n        host: {service}\n        \
+             port:\n          number: {port}\n"
+        ));
+    }
+    yaml
+}

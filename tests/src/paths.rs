@@ -1,0 +1,32 @@
+//! Where the artifacts under test live: `make` exports them; plain `cargo test` falls back to the workspace.
+
+use std::path::PathBuf;
+
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn artifact(var: &str, default: &str, how: &str) -> PathBuf {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| workspace().join(default));
+    assert!(path.exists(), "{} not found ({var}): {how}", path.display());
+    path
+}
+
+/// The controller binary.
+pub fn berth() -> PathBuf {
+    artifact("BERTH_BIN", "target/release/berth", "run `make build` (make test does it)")
+}
+
+/// Stock Envoy with the V8 runtime.
+pub fn envoy() -> PathBuf {
+    artifact("BERTH_ENVOY", ".venv/bin/envoy", "run `make setup` (make test does it)")
+}
+
+/// The filter module.
+pub fn wasm() -> PathBuf {
+    artifact("BERTH_WASM", "target/berth_filter.wasm", "run `make build` (make test does it)")
+}
+
+pub fn examples() -> PathBuf {
+    workspace().join("examples")
+}

@@ -1,0 +1,65 @@
+//! The shipped examples, end to end: the nginx-ingress walkthrough's three hosts, from an Ingress and a
+//! VirtualService, through stock Envoy running the built filter.
+
+use berth_tests::manifests::ManifestDir;
+use berth_tests::{Backend, Controller, Envoy, paths};
+
+/// Copies examples/ with its NodePorts moved to free ports, so tests can run side by side.
+fn examples_on(dir: &ManifestDir, backends: &[(&str, &Backend)]) {
+    for entry in std::fs::read_dir(paths::examples()).unwrap() {
+        let path = entry.unwrap().path();
+        let mut yaml = std::fs::read_to_string(&path).unwrap();
+        for (node_port, backend) in backends {
+            yaml = yaml.replace(&format!("nodePort: {node_port}"), &format!("nodePort: {}", backend.addr.port()));
+        }
+        dir.write(path.file_name().unwrap().to_str().unwrap(), &yaml);
+    }
+}
+
+#[test]
+fn examples_route_by_host_and_path_with_a_default_backend() {
+    let service1 = Backend::start("service 1");
+    let service2 = Backend::start("service 2");
+    let default = Backend::start_on("127.0.0.1:0".parse().unwrap(), "default backend - 404", 404);
+    let work = tempfile::tempdir().unwrap();
+    let manifests = ManifestDir::new(&work.path().join("examples"));
+    examples_on(&manifests, &[("30081", &service1), ("30082", &service2), ("30404", &default)]);
+    let controller = Controller::start(&manifests.path, work.path());
+    let envoy = Envoy::start(controller.addr, work.path());
+    envoy.wait_for_backend("website8080.com", "/", "service 1");
+
+    let cases = [
+        // From the Ingress: one host per service.
+        ("website8080.com", "/", 200, "service 1"),
+        ("website8080.com", "/any/path?q=1", 200, "service 1"),
+        ("website9090.com", "/", 200, "service 2"),
+        // Host matching ignores case and port.
+        ("WebSite9090.COM:8080", "/", 200, "service 2"),
+        // From the VirtualService: one host, a path per service.
+        ("website.com", "/eightyeighty", 200, "service 1"),
+        ("website.com", "/eightyeighty/deeper", 200, "service 1"),
+        ("website.com", "/ninetyninety", 200, "service 2"),
+        // Everything else: the Ingress's default backend.
+        ("website.com", "/", 404, "default backend - 404"),
+        ("unknown.example", "/", 404, "default backend - 404"),
+    ];
+    for (host, path, status, backend) in cases {
+        let response = envoy.get(host, path);
+        assert_eq!(
+            (response.status, response.header("x-backend")),
+            (status, Some(backend)),
+            "{host}{path}: {response:?}"
+        );
+    }
+    assert!(service1.hits() >= 3 && service2.hits() >= 3 && default.hits() >= 2);
+}
+
+#[test]
+fn berth_check_accepts_the_examples() {
+    let output = berth_tests::controller::berth(&["check", paths::examples().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    for host in ["website8080.com", "website9090.com", "website.com"] {
+        assert!(stdout.contains(host), "{host} missing from:\n{stdout}");
+    }
+}
