@@ -19,11 +19,14 @@ pub struct Table {
     /// Where HTTP requests go that match no route (an Ingress `defaultBackend`); none means answer 404.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_backend: Option<DefaultBackend>,
+    /// Raw TCP routes, one per allocated listener port.
+    #[serde(default)]
+    pub tcp: Vec<TcpRoute>,
 }
 
 impl Table {
     pub fn new(version: u64) -> Self {
-        Table { format: crate::FORMAT.to_string(), version, http: Vec::new(), default_backend: None }
+        Table { format: crate::FORMAT.to_string(), version, http: Vec::new(), default_backend: None, tcp: Vec::new() }
     }
 }
 
@@ -33,6 +36,14 @@ pub struct HttpRoute {
     /// Lower-case host name, `*.suffix` for a wildcard, or `*` for any host.
     pub host: String,
     pub path: PathMatch,
+    pub backends: Vec<Backend>,
+    pub source: Source,
+}
+
+/// Connections arriving on listener `port` go to `backends`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpRoute {
+    pub port: u16,
     pub backends: Vec<Backend>,
     pub source: Source,
 }
