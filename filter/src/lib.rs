@@ -1,1 +1,20 @@
-//! placeholder
+//! Berth's proxy-wasm filter for stock Envoy: a singleton fetcher publishes the controller's routing table in
+//! shared data, and the HTTP filter routes each request by it through an `ORIGINAL_DST` cluster.
+//!
+//! The proxy-wasm trait impls (`root`, `http::HttpFilter`) are thin; the logic sits in plain code over the
+//! [`host::Host`] trait and is unit-tested natively with a fake host.
+
+pub mod cache;
+pub mod config;
+pub mod fetcher;
+pub mod filter_state;
+pub mod host;
+pub mod http;
+pub mod root;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(root::Root::default())
+    });
+}}

@@ -1,0 +1,213 @@
+//! The host boundary: the few Envoy calls the filter makes, behind a trait so the fetch and routing logic run in
+//! native unit tests against a fake.
+//!
+//! [`Envoy`] implements it with `proxy_wasm::hostcalls`, never with the SDK's `Context` helpers: those `unwrap`
+//! host results, and some (`get_http_request_header`) panic on a header value that is not UTF-8, which a client
+//! controls. A panic kills the VM for every request it serves.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType};
+
+/// The Envoy calls Berth's logic makes. Methods that only make sense in one kind of context (an HTTP call
+/// response, a request) act on whatever context Envoy is currently calling into.
+pub trait Host {
+    /// A shared-data value of this VM id, or `None` when the key is unset.
+    fn shared_data(&self, key: &str) -> Option<Vec<u8>>;
+    fn set_shared_data(&self, key: &str, value: &[u8]) -> Result<(), String>;
+    /// Milliseconds since the epoch (only differences matter).
+    fn now_ms(&self) -> u64;
+    /// Starts a GET to `cluster`; the answer arrives in `on_http_call_response` with the returned token.
+    fn dispatch_get(&self, cluster: &str, authority: &str, path: &str, timeout: Duration) -> Result<u32, String>;
+    /// A header of the HTTP call response being handled (`:status` included).
+    fn call_response_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// The first `size` bytes of the HTTP call response body being handled.
+    fn call_response_body(&self, size: usize) -> Option<Vec<u8>>;
+    /// A request header of the current HTTP stream, as bytes (`:authority` and `:path` included).
+    fn request_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Calls the `set_envoy_filter_state` foreign function with already encoded arguments.
+    fn set_filter_state(&self, encoded_arguments: &[u8]) -> Result<(), String>;
+    /// Answers the current request locally.
+    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &str) -> Result<(), String>;
+}
+
+/// The real host: Envoy, through the proxy-wasm ABI.
+pub struct Envoy;
+
+impl Host for Envoy {
+    fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
+        hostcalls::get_shared_data(key).ok().and_then(|(value, _cas)| value)
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8]) -> Result<(), String> {
+        hostcalls::set_shared_data(key, Some(value), None).map_err(|status| format!("{status:?}"))
+    }
+
+    fn now_ms(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn dispatch_get(&self, cluster: &str, authority: &str, path: &str, timeout: Duration) -> Result<u32, String> {
+        let headers =
+            vec![(":method", "GET"), (":path", path), (":authority", authority), ("accept", "application/json")];
+        hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout).map_err(|status| format!("{status:?}"))
+    }
+
+    fn call_response_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name).ok().flatten()
+    }
+
+    fn call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).ok().flatten()
+    }
+
+    fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok().flatten()
+    }
+
+    fn set_filter_state(&self, encoded_arguments: &[u8]) -> Result<(), String> {
+        hostcalls::call_foreign_function("set_envoy_filter_state", Some(encoded_arguments))
+            .map(|_| ())
+            .map_err(|status| format!("{status:?}"))
+    }
+
+    fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &str) -> Result<(), String> {
+        hostcalls::send_http_response(status, headers.to_vec(), Some(body.as_bytes()))
+            .map_err(|status| format!("{status:?}"))
+    }
+}
+
+#[cfg(test)]
+pub mod fake {
+    //! An in-memory host for unit tests: shared data in a map, calls and replies recorded.
+
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::Host;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Dispatched {
+        pub cluster: String,
+        pub authority: String,
+        pub path: String,
+        pub timeout: Duration,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Reply {
+        pub status: u32,
+        pub headers: Vec<(String, String)>,
+        pub body: String,
+    }
+
+    #[derive(Default)]
+    pub struct FakeHost {
+        pub shared: RefCell<HashMap<String, Vec<u8>>>,
+        /// Every `set_shared_data`, in order.
+        pub writes: RefCell<Vec<String>>,
+        /// Every `shared_data` read, in order.
+        pub reads: RefCell<Vec<String>>,
+        pub now: Cell<u64>,
+        pub dispatched: RefCell<Vec<Dispatched>>,
+        pub dispatch_fails: Cell<bool>,
+        pub next_token: Cell<u32>,
+        pub response_headers: RefCell<HashMap<String, Vec<u8>>>,
+        pub response_body: RefCell<Vec<u8>>,
+        pub request_headers: RefCell<HashMap<String, Vec<u8>>>,
+        pub filter_state: RefCell<Vec<Vec<u8>>>,
+        pub filter_state_fails: Cell<bool>,
+        pub replies: RefCell<Vec<Reply>>,
+    }
+
+    impl FakeHost {
+        pub fn respond(&self, status: &str, body: &[u8]) {
+            let mut headers = self.response_headers.borrow_mut();
+            headers.clear();
+            headers.insert(":status".into(), status.as_bytes().to_vec());
+            *self.response_body.borrow_mut() = body.to_vec();
+        }
+
+        pub fn request(&self, authority: &str, path: &str) {
+            let mut headers = self.request_headers.borrow_mut();
+            headers.clear();
+            headers.insert(":authority".into(), authority.as_bytes().to_vec());
+            headers.insert(":path".into(), path.as_bytes().to_vec());
+        }
+
+        pub fn shared_str(&self, key: &str) -> Option<String> {
+            self.shared.borrow().get(key).map(|v| String::from_utf8_lossy(v).into_owned())
+        }
+
+        pub fn put_shared(&self, key: &str, value: &[u8]) {
+            self.shared.borrow_mut().insert(key.into(), value.to_vec());
+        }
+    }
+
+    impl Host for FakeHost {
+        fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
+            self.reads.borrow_mut().push(key.into());
+            self.shared.borrow().get(key).cloned()
+        }
+
+        fn set_shared_data(&self, key: &str, value: &[u8]) -> Result<(), String> {
+            self.writes.borrow_mut().push(key.into());
+            self.shared.borrow_mut().insert(key.into(), value.to_vec());
+            Ok(())
+        }
+
+        fn now_ms(&self) -> u64 {
+            self.now.get()
+        }
+
+        fn dispatch_get(&self, cluster: &str, authority: &str, path: &str, timeout: Duration) -> Result<u32, String> {
+            if self.dispatch_fails.get() {
+                return Err("BadArgument".into());
+            }
+            self.dispatched.borrow_mut().push(Dispatched {
+                cluster: cluster.into(),
+                authority: authority.into(),
+                path: path.into(),
+                timeout,
+            });
+            self.next_token.set(self.next_token.get() + 1);
+            Ok(self.next_token.get())
+        }
+
+        fn call_response_header(&self, name: &str) -> Option<Vec<u8>> {
+            self.response_headers.borrow().get(name).cloned()
+        }
+
+        fn call_response_body(&self, size: usize) -> Option<Vec<u8>> {
+            let body = self.response_body.borrow();
+            Some(body[..size.min(body.len())].to_vec())
+        }
+
+        fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+            self.request_headers.borrow().get(name).cloned()
+        }
+
+        fn set_filter_state(&self, encoded_arguments: &[u8]) -> Result<(), String> {
+            if self.filter_state_fails.get() {
+                return Err("NotFound".into());
+            }
+            self.filter_state.borrow_mut().push(encoded_arguments.to_vec());
+            Ok(())
+        }
+
+        fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &str) -> Result<(), String> {
+            self.replies.borrow_mut().push(Reply {
+                status,
+                headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                body: body.into(),
+            });
+            Ok(())
+        }
+    }
+}
