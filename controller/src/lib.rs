@@ -1,3 +1,17 @@
 //! Berth's controller: sources of Kubernetes objects → index → compiler → versioned table, served to Envoy.
 
+pub mod cli;
+pub mod commands;
+pub mod compiler;
+pub mod diagnostic;
 pub mod envoy_config;
+pub mod error;
+pub mod index;
+pub mod objects;
+pub mod publish;
+pub mod report;
+pub mod server;
+pub mod source;
+
+pub use diagnostic::Diagnostic;
+pub use error::{Error, Result};

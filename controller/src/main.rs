@@ -1,1 +1,37 @@
-fn main() {}
+//! The `berth` binary: parses the command line, sets up logging to stderr, and runs the chosen command.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use berth_controller::cli::{Cli, Command};
+use berth_controller::commands;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("berth: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+            runtime.block_on(commands::run::run(args))?;
+        }
+        Command::Check(args) => return Ok(commands::check::check(args)),
+        Command::Routes(args) => commands::routes::routes(args)?,
+        Command::EnvoyConfig(args) => commands::envoy_config::envoy_config(args),
+    }
+    Ok(ExitCode::SUCCESS)
+}

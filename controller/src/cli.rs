@@ -1,0 +1,159 @@
+//! The command line: `berth run | check | routes | envoy-config`. Every flag has `long`, an `BERTH_*`
+//! environment variable and, where one makes sense, a default.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::compiler::BackendMode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "berth",
+    version,
+    about = "Berth's controller: compiles Kubernetes objects into Envoy's routing table"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read objects from a source, compile the table and serve it to Envoy, recompiling on every change.
+    Run(RunArgs),
+    /// Compile the objects under PATH once and print the routes and every problem; exit 1 if there is any.
+    Check(CheckArgs),
+    /// Show the routes and errors of a running controller.
+    Routes(RoutesArgs),
+    /// Print an Envoy bootstrap that runs Berth's filter against a controller.
+    EnvoyConfig(EnvoyConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Where objects come from: `dir:PATH` (YAML files under PATH, reloaded on change).
+    #[arg(long, env = "BERTH_SOURCE")]
+    pub source: Source,
+    /// Address of the HTTP API Envoy fetches the table from.
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// Where traffic goes: `node-port` (every Ready node's address, the Service's nodePort) or `pods` (the
+    /// Service's EndpointSlices). A Service's annotation `berth.dev/backends` overrides it.
+    #[arg(long, env = "BERTH_BACKENDS", default_value = "node-port")]
+    pub backends: BackendMode,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A directory of YAML files (read recursively) or one YAML file.
+    pub path: PathBuf,
+    /// As for `berth run`.
+    #[arg(long, env = "BERTH_BACKENDS", default_value = "node-port")]
+    pub backends: BackendMode,
+}
+
+#[derive(Debug, Args)]
+pub struct RoutesArgs {
+    /// The running controller: a URL, or just `HOST:PORT`.
+    #[arg(long, env = "BERTH_CONTROLLER", default_value = "http://127.0.0.1:8081")]
+    pub controller: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvoyConfigArgs {
+    /// Where `berth run` serves the table (`HOST:PORT`; an `http://` prefix is accepted).
+    #[arg(long, env = "BERTH_CONTROLLER", default_value = "127.0.0.1:8081", value_parser = parse_controller_addr)]
+    pub controller: SocketAddr,
+    /// Path of the built filter, `berth_filter.wasm`.
+    #[arg(long, env = "BERTH_WASM", default_value = "target/berth_filter.wasm")]
+    pub wasm: PathBuf,
+    /// Address of Envoy's HTTP listener.
+    #[arg(long, env = "BERTH_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub http_listen: SocketAddr,
+    /// Address of Envoy's admin interface.
+    #[arg(long, env = "BERTH_ADMIN", default_value = "127.0.0.1:9901")]
+    pub admin: SocketAddr,
+}
+
+/// Where a controller reads objects from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// `dir:PATH`
+    Dir(PathBuf),
+}
+
+impl FromStr for Source {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some(("dir", path)) if !path.is_empty() => Ok(Source::Dir(PathBuf::from(path))),
+            Some(("dir", _)) => Err("dir: needs a path, e.g. dir:examples".to_string()),
+            _ => Err(format!("{s:?} is not a source; use dir:PATH, e.g. dir:examples")),
+        }
+    }
+}
+
+/// The form it was given in, which also names the source in the index.
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Dir(path) => write!(f, "dir:{}", path.display()),
+        }
+    }
+}
+
+fn parse_controller_addr(s: &str) -> Result<SocketAddr, String> {
+    let bare = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
+    bare.parse().map_err(|_| format!("{s:?} is not HOST:PORT with an IP address, e.g. 127.0.0.1:8081"))
+}
+
+/// The base URL of a controller given as a URL or as `HOST:PORT`.
+pub fn controller_url(given: &str) -> String {
+    let url = if given.contains("://") { given.to_string() } else { format!("http://{given}") };
+    url.trim_end_matches('/').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_dir_sources() {
+        assert_eq!("dir:examples".parse(), Ok(Source::Dir("examples".into())));
+        assert_eq!("dir:/a:b".parse(), Ok(Source::Dir("/a:b".into())));
+        assert!("dir:".parse::<Source>().is_err());
+        assert!("kube".parse::<Source>().unwrap_err().contains("dir:PATH"));
+        assert_eq!(Source::Dir("examples".into()).to_string(), "dir:examples");
+    }
+
+    #[test]
+    fn run_has_defaults_for_everything_but_the_source() {
+        let cli = Cli::try_parse_from(["berth", "run", "--source", "dir:x"]).unwrap();
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        assert_eq!(args.listen, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(args.backends, BackendMode::NodePort);
+        let cli = Cli::try_parse_from(["berth", "run", "--source", "dir:x", "--backends", "pods"]).unwrap();
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        assert_eq!(args.backends, BackendMode::Pods);
+        assert!(Cli::try_parse_from(["berth", "run", "--source", "dir:x", "--backends", "nodes"]).is_err());
+    }
+
+    #[test]
+    fn controller_addresses_take_either_form() {
+        assert_eq!(parse_controller_addr("http://127.0.0.1:9000/"), Ok("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(parse_controller_addr("127.0.0.1:9000"), Ok("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(controller_url("127.0.0.1:9000"), "http://127.0.0.1:9000");
+        assert_eq!(controller_url("http://localhost:9000/"), "http://localhost:9000");
+    }
+}

@@ -1,0 +1,6 @@
+//! One module per subcommand; each takes its parsed arguments and does the I/O around the pure core.
+
+pub mod check;
+pub mod envoy_config;
+pub mod routes;
+pub mod run;

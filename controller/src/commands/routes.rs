@@ -1,0 +1,38 @@
+//! `berth routes`: fetch `/v1/routes` from a running controller and print it readably.
+
+use std::time::Duration;
+
+use crate::cli::{RoutesArgs, controller_url};
+use crate::server::RoutesView;
+use crate::{Error, Result, report};
+
+pub fn routes(args: RoutesArgs) -> Result<()> {
+    let url = format!("{}/v1/routes", controller_url(&args.controller));
+    let view = fetch(&url)?;
+    let errors: Vec<String> = view.errors.into_iter().map(|e| e.text).collect();
+    print!("{}", report::render(&view.table, Some(view.table.version), &errors));
+    Ok(())
+}
+
+fn fetch(url: &str) -> Result<RoutesView> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response =
+        agent.get(url).call().map_err(|source| Error::Fetch { url: url.to_string(), source: Box::new(source) })?;
+    let status = response.status();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(256 * 1024 * 1024)
+        .read_to_string()
+        .map_err(|source| Error::Fetch { url: url.to_string(), source: Box::new(source) })?;
+    if !status.is_success() {
+        let reason = format!("HTTP {status}: {}", body.trim());
+        return Err(Error::BadResponse { url: url.to_string(), reason });
+    }
+    serde_json::from_str(&body)
+        .map_err(|error| Error::BadResponse { url: url.to_string(), reason: format!("not a routes document: {error}") })
+}

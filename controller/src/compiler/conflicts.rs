@@ -1,0 +1,94 @@
+//! Conflicts: when two objects claim the same host and path (or both bring a default backend), the older one
+//! keeps it and the younger one is left out entirely, with a diagnostic naming the winner.
+//!
+//! "Same path" means the same kind of match on the same string: `prefix /a` and `exact /a` are different routes
+//! and the matcher's precedence decides between them. Repeats within one object are not conflicts: the first
+//! one listed is kept, as a first-match router would.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use berth_table::HttpRoute;
+
+use super::{Content, Problem, Wants, to_diagnostic};
+use crate::Diagnostic;
+use crate::objects::ObjectKey;
+use crate::report::describe_path;
+
+/// An object whose routes all resolved, waiting to claim them.
+#[derive(Debug, Clone)]
+pub struct Claimant {
+    pub key: ObjectKey,
+    pub file: Option<PathBuf>,
+    pub wants: Wants,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Claim {
+    /// Host, the kind of path match (as shown to people), and the path.
+    Http {
+        host: String,
+        path: String,
+    },
+    DefaultBackend,
+}
+
+/// Claims routes for `claimants`, given oldest first; returns the table content and one diagnostic per lost claim.
+pub fn resolve(claimants: Vec<Claimant>) -> (Content, Vec<Diagnostic>) {
+    let mut owners: HashMap<Claim, ObjectKey> = HashMap::new();
+    let mut content = Content::default();
+    let mut diagnostics = Vec::new();
+    for Claimant { key, file, wants } in claimants {
+        let mut claims: Vec<(Claim, &str)> = Vec::new();
+        for wanted in &wants.http {
+            let claim = claim_of(&wanted.route);
+            if !claims.iter().any(|(c, _)| *c == claim) {
+                claims.push((claim, &wanted.field));
+            }
+        }
+        if let Some((field, _)) = &wants.default_backend {
+            claims.push((Claim::DefaultBackend, field));
+        }
+
+        let lost: Vec<Problem> = claims
+            .iter()
+            .filter_map(|(claim, field)| {
+                let winner = owners.get(claim)?;
+                let what = match claim {
+                    Claim::Http { host, path } => format!("host {host} path {path}"),
+                    Claim::DefaultBackend => "the default backend".to_string(),
+                };
+                let message = format!(
+                    "{what} is already routed by {winner}, which is older; this object is not served until the \
+                     conflict is removed from one of them"
+                );
+                Some(Problem::new(*field, message))
+            })
+            .collect();
+        if !lost.is_empty() {
+            diagnostics.extend(lost.into_iter().map(|p| to_diagnostic(&key.to_string(), &file, p)));
+            continue;
+        }
+
+        let mut taken = Vec::new();
+        for wanted in wants.http {
+            let claim = claim_of(&wanted.route);
+            if !taken.contains(&claim) {
+                taken.push(claim);
+                content.http.push(wanted.route);
+            }
+        }
+        if let Some((_, default)) = wants.default_backend {
+            taken.push(Claim::DefaultBackend);
+            content.default_backend = Some(default);
+        }
+        for claim in taken {
+            owners.insert(claim, key.clone());
+        }
+    }
+    (content, diagnostics)
+}
+
+fn claim_of(route: &HttpRoute) -> Claim {
+    Claim::Http { host: route.host.clone(), path: describe_path(&route.path) }
+}

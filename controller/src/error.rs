@@ -1,0 +1,31 @@
+//! The controller library's one error type: failures of the controller itself, never of a user's object
+//! (those are [`crate::Diagnostic`]s and never stop anything).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}; check that the path exists and is readable")]
+    Read { path: PathBuf, source: std::io::Error },
+
+    #[error("cannot watch {path} for changes: {source}")]
+    Watch { path: PathBuf, source: notify::Error },
+
+    #[error("cannot listen on {addr}: {source}; is another process using it?")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+
+    #[error("HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+
+    #[error("cannot reach the controller at {url}: {source}; is `berth run` running and listening there?")]
+    Fetch { url: String, source: Box<ureq::Error> },
+
+    #[error("the controller at {url} answered something unexpected: {reason}")]
+    BadResponse { url: String, reason: String },
+
+    #[error("invalid --source {value:?}: {reason}")]
+    SourceArg { value: String, reason: String },
+}

@@ -1,0 +1,206 @@
+//! The index: every object every source currently holds, with where it came from and when it was first seen.
+//!
+//! Plain data, owned by one task and changed only through `apply`, `delete` and `reset`; the compiler reads it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::Diagnostic;
+use crate::objects::{Kind, Object, ObjectKey};
+
+/// Names a source of objects, e.g. `dir:examples`.
+pub type SourceId = String;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub object: Object,
+    pub source: SourceId,
+    /// The file the object was read from, for messages; none for sources without files.
+    pub file: Option<PathBuf>,
+    /// When the index first saw this object, as a sequence number: the age of objects without a
+    /// `creationTimestamp`. Kept while the object exists, even across a source's resets.
+    pub seen: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Index {
+    objects: BTreeMap<ObjectKey, Entry>,
+    /// Problems found while reading each source, reported with the compiler's.
+    diagnostics: BTreeMap<SourceId, Vec<Diagnostic>>,
+    next_seen: u64,
+}
+
+impl Index {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds or replaces one object. An object that another source already holds stays with that source.
+    pub fn apply(&mut self, source: &str, object: Object, file: Option<PathBuf>) -> Result<(), Diagnostic> {
+        let key = object.key();
+        if let Some(entry) = self.objects.get_mut(&key) {
+            if entry.source != source {
+                let first = entry.file.as_ref().map_or_else(|| entry.source.clone(), |f| f.display().to_string());
+                return Err(Diagnostic::new(format!("{key} is also defined in {first}; this copy is ignored"))
+                    .object(key.to_string())
+                    .file(file));
+            }
+            entry.object = object;
+            entry.file = file;
+            return Ok(());
+        }
+        let seen = self.next_seen;
+        self.next_seen += 1;
+        self.objects.insert(key, Entry { object, source: source.to_string(), file, seen });
+        Ok(())
+    }
+
+    pub fn delete(&mut self, source: &str, key: &ObjectKey) {
+        if self.objects.get(key).is_some_and(|entry| entry.source == source) {
+            self.objects.remove(key);
+        }
+    }
+
+    /// Replaces everything `source` holds with `objects` (in the order it read them) and its reading problems.
+    /// Objects still present keep their age; new ones are younger than all others, in the order given.
+    pub fn reset(&mut self, source: &str, objects: Vec<(Object, Option<PathBuf>)>, mut diagnostics: Vec<Diagnostic>) {
+        let mut incoming: BTreeMap<ObjectKey, (Object, Option<PathBuf>)> = BTreeMap::new();
+        let mut order = Vec::new();
+        for (object, file) in objects {
+            let key = object.key();
+            if let Some((_, first)) = incoming.get(&key) {
+                let first = first.as_ref().map_or_else(|| source.to_string(), |f| f.display().to_string());
+                diagnostics.push(
+                    Diagnostic::new(format!("{key} is also defined in {first}; this copy is ignored"))
+                        .object(key.to_string())
+                        .file(file),
+                );
+                continue;
+            }
+            order.push(key.clone());
+            incoming.insert(key, (object, file));
+        }
+        self.objects.retain(|key, entry| entry.source != source || incoming.contains_key(key));
+        for key in order {
+            if let Some((object, file)) = incoming.remove(&key) {
+                match self.objects.get_mut(&key) {
+                    Some(entry) if entry.source == source => {
+                        entry.object = object;
+                        entry.file = file;
+                    }
+                    Some(_) => {} // held by another source; reported by `apply`
+                    None => {
+                        if let Err(d) = self.apply(source, object, file) {
+                            diagnostics.push(d);
+                        }
+                    }
+                }
+            }
+        }
+        self.diagnostics.insert(source.to_string(), diagnostics);
+    }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<&Entry> {
+        self.objects.get(key)
+    }
+
+    /// Every object of one kind, by namespace then name.
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Entry> {
+        let start = ObjectKey::new(kind, "", "");
+        self.objects.range(start..).take_while(move |(key, _)| key.kind == kind).map(|(_, entry)| entry)
+    }
+
+    /// Problems found while reading the sources.
+    pub fn source_diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.values().flatten()
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Node, Service};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn mk_service(ns: &str, name: &str) -> Object {
+        Object::Service(Service {
+            metadata: ObjectMeta { namespace: Some(ns.into()), name: Some(name.into()), ..Default::default() },
+            ..Default::default()
+        })
+    }
+
+    fn mk_node(name: &str) -> Object {
+        Object::Node(Node {
+            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            ..Default::default()
+        })
+    }
+
+    fn names(index: &Index, kind: Kind) -> Vec<(String, u64)> {
+        index.of_kind(kind).map(|e| (e.object.key().name, e.seen)).collect()
+    }
+
+    #[test]
+    fn reset_keeps_the_age_of_objects_that_stay() {
+        let mut index = Index::new();
+        index.reset("dir:a", vec![(mk_service("ns", "b"), None), (mk_service("ns", "a"), None)], vec![]);
+        assert_eq!(names(&index, Kind::Service), [("a".to_string(), 1), ("b".to_string(), 0)]);
+        index.reset("dir:a", vec![(mk_service("ns", "c"), None), (mk_service("ns", "b"), None)], vec![]);
+        assert_eq!(names(&index, Kind::Service), [("b".to_string(), 0), ("c".to_string(), 2)]);
+    }
+
+    #[test]
+    fn of_kind_lists_only_that_kind() {
+        let mut index = Index::new();
+        index.reset("s", vec![(mk_node("n"), None), (mk_service("ns", "a"), None)], vec![]);
+        assert_eq!(names(&index, Kind::Node), [("n".to_string(), 0)]);
+        assert_eq!(names(&index, Kind::Service), [("a".to_string(), 1)]);
+        assert_eq!(index.of_kind(Kind::Ingress).count(), 0);
+    }
+
+    #[test]
+    fn duplicates_within_a_source_keep_the_first_and_are_reported() {
+        let mut index = Index::new();
+        let objects =
+            vec![(mk_service("ns", "a"), Some("1.yaml".into())), (mk_service("ns", "a"), Some("2.yaml".into()))];
+        index.reset("s", objects, vec![]);
+        assert_eq!(index.len(), 1);
+        let key = ObjectKey::new(Kind::Service, "ns", "a");
+        assert_eq!(index.get(&key).unwrap().file, Some("1.yaml".into()));
+        let messages: Vec<String> = index.source_diagnostics().map(ToString::to_string).collect();
+        assert_eq!(messages, ["2.yaml: Service ns/a: Service ns/a is also defined in 1.yaml; this copy is ignored"]);
+    }
+
+    #[test]
+    fn reset_replaces_a_sources_diagnostics_and_leaves_other_sources_alone() {
+        let mut index = Index::new();
+        index.reset("one", vec![(mk_service("ns", "a"), None)], vec![Diagnostic::new("old")]);
+        index.reset("two", vec![(mk_service("ns", "b"), None)], vec![]);
+        index.reset("one", vec![], vec![Diagnostic::new("new")]);
+        assert_eq!(names(&index, Kind::Service), [("b".to_string(), 1)]);
+        let messages: Vec<String> = index.source_diagnostics().map(ToString::to_string).collect();
+        assert_eq!(messages, ["new"]);
+    }
+
+    #[test]
+    fn apply_and_delete_respect_the_owning_source() {
+        let mut index = Index::new();
+        index.apply("one", mk_service("ns", "a"), None).unwrap();
+        assert!(index.apply("two", mk_service("ns", "a"), None).is_err());
+        let key = ObjectKey::new(Kind::Service, "ns", "a");
+        index.delete("two", &key);
+        assert!(index.get(&key).is_some());
+        index.delete("one", &key);
+        assert!(index.is_empty());
+        index.apply("one", mk_service("ns", "a"), None).unwrap();
+        assert_eq!(index.get(&key).unwrap().seen, 1, "a re-created object is a new object");
+    }
+}

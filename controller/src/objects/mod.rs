@@ -1,0 +1,139 @@
+//! The Kubernetes objects Berth reads, as typed values: k8s-openapi types plus our own VirtualService.
+
+mod parse;
+mod virtual_service;
+
+pub use parse::{Parsed, parse_yaml};
+pub use virtual_service::{
+    Destination, HttpMatch, HttpRule, PortSelector, RouteDestination, StringMatch, VirtualService, VirtualServiceSpec,
+};
+
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// The kinds Berth reads. The order is the order objects of different kinds are listed in, nothing more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    VirtualService,
+    Ingress,
+    IngressClass,
+    Service,
+    Node,
+    EndpointSlice,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::VirtualService => "VirtualService",
+            Kind::Ingress => "Ingress",
+            Kind::IngressClass => "IngressClass",
+            Kind::Service => "Service",
+            Kind::Node => "Node",
+            Kind::EndpointSlice => "EndpointSlice",
+        }
+    }
+
+    /// Cluster-scoped kinds have no namespace.
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Kind::IngressClass | Kind::Node)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What identifies an object: kind, namespace (empty for cluster-scoped kinds) and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(kind: Kind, namespace: &str, name: &str) -> Self {
+        ObjectKey { kind, namespace: namespace.to_string(), name: name.to_string() }
+    }
+}
+
+/// `VirtualService default/website`, or `Node demo-node` for a cluster-scoped kind: how messages name an object.
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+#[expect(clippy::large_enum_variant, reason = "objects sit in the index, one allocation each either way")]
+pub enum Object {
+    VirtualService(VirtualService),
+    Ingress(Ingress),
+    IngressClass(IngressClass),
+    Service(Service),
+    Node(Node),
+    EndpointSlice(EndpointSlice),
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::VirtualService(_) => Kind::VirtualService,
+            Object::Ingress(_) => Kind::Ingress,
+            Object::IngressClass(_) => Kind::IngressClass,
+            Object::Service(_) => Kind::Service,
+            Object::Node(_) => Kind::Node,
+            Object::EndpointSlice(_) => Kind::EndpointSlice,
+        }
+    }
+
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Object::VirtualService(o) => &o.metadata,
+            Object::Ingress(o) => &o.metadata,
+            Object::IngressClass(o) => &o.metadata,
+            Object::Service(o) => &o.metadata,
+            Object::Node(o) => &o.metadata,
+            Object::EndpointSlice(o) => &o.metadata,
+        }
+    }
+
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Object::VirtualService(o) => &mut o.metadata,
+            Object::Ingress(o) => &mut o.metadata,
+            Object::IngressClass(o) => &mut o.metadata,
+            Object::Service(o) => &mut o.metadata,
+            Object::Node(o) => &mut o.metadata,
+            Object::EndpointSlice(o) => &mut o.metadata,
+        }
+    }
+
+    /// The object's key. Parsing guarantees a name, and a namespace for namespaced kinds.
+    pub fn key(&self) -> ObjectKey {
+        let meta = self.metadata();
+        let namespace = if self.kind().namespaced() { meta.namespace.as_deref().unwrap_or("default") } else { "" };
+        ObjectKey::new(self.kind(), namespace, meta.name.as_deref().unwrap_or_default())
+    }
+}
+
+/// The value of annotation `key` on an object, if set.
+pub fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+/// The value of label `key` on an object, if set.
+pub fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.labels.as_ref()?.get(key).map(String::as_str)
+}

@@ -1,0 +1,169 @@
+//! Publication: the latest compiled table with its version, shared with the HTTP server through a
+//! `tokio::sync::watch` channel.
+//!
+//! The version starts at the wall-clock time in milliseconds, so it grows across restarts, and goes up by one
+//! only when the table's content changes: Envoy refetches exactly when there is something new.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use berth_table::Table;
+use tokio::sync::watch;
+
+use crate::Diagnostic;
+use crate::compiler::{Compiled, Content};
+
+/// What readers see: the current table (none until the first compilation) and the current diagnostics.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub table: Option<Arc<Published>>,
+    pub diagnostics: Arc<Vec<Diagnostic>>,
+}
+
+impl Snapshot {
+    pub fn version(&self) -> Option<u64> {
+        self.table.as_ref().map(|t| t.table.version)
+    }
+}
+
+/// A table and its encoding, made once per version.
+#[derive(Debug)]
+pub struct Published {
+    pub table: Table,
+    pub body: Bytes,
+}
+
+/// What one publication changed, for logging.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub version: u64,
+    pub table_changed: bool,
+    /// Diagnostics that were not there before: each is logged once, when it appears.
+    pub new_diagnostics: Vec<Diagnostic>,
+    pub diagnostics_changed: bool,
+}
+
+impl Outcome {
+    pub fn changed(&self) -> bool {
+        self.table_changed || self.diagnostics_changed
+    }
+}
+
+pub struct Publisher {
+    tx: watch::Sender<Snapshot>,
+    first_version: u64,
+    content: Option<Content>,
+}
+
+impl Publisher {
+    pub fn new(first_version: u64) -> Self {
+        Publisher { tx: watch::Sender::new(Snapshot::default()), first_version, content: None }
+    }
+
+    /// A publisher whose first version is the current time in milliseconds since the Unix epoch.
+    pub fn starting_now() -> Self {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default();
+        Self::new(u64::try_from(now).unwrap_or(u64::MAX / 2))
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+        self.tx.subscribe()
+    }
+
+    pub fn publish(&mut self, compiled: Compiled) -> Outcome {
+        let previous = self.tx.borrow().clone();
+        let table_changed = self.content.as_ref() != Some(&compiled.content);
+        let table = match (&previous.table, table_changed) {
+            (Some(table), false) => table.clone(),
+            (previous, _) => {
+                let version = previous.as_ref().map_or(self.first_version, |t| t.table.version + 1);
+                let table = compiled.content.to_table(version);
+                let body = Bytes::from(berth_table::encode(&table));
+                self.content = Some(compiled.content);
+                Arc::new(Published { table, body })
+            }
+        };
+        let before: BTreeSet<&Diagnostic> = previous.diagnostics.iter().collect();
+        let new_diagnostics: Vec<Diagnostic> =
+            compiled.diagnostics.iter().filter(|d| !before.contains(d)).cloned().collect();
+        let diagnostics_changed = *previous.diagnostics != compiled.diagnostics;
+        let version = table.table.version;
+        if table_changed || diagnostics_changed {
+            self.tx.send_replace(Snapshot { table: Some(table), diagnostics: Arc::new(compiled.diagnostics) });
+        }
+        Outcome { version, table_changed, new_diagnostics, diagnostics_changed }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_table::{HttpRoute, PathMatch, Source};
+
+    fn compiled(hosts: &[&str], errors: &[&str]) -> Compiled {
+        let http = hosts
+            .iter()
+            .map(|host| HttpRoute {
+                host: host.to_string(),
+                path: PathMatch::Prefix("/".into()),
+                backends: vec![],
+                source: Source { kind: "Ingress".into(), namespace: "ns".into(), name: "x".into() },
+            })
+            .collect();
+        Compiled {
+            content: Content { http, default_backend: None },
+            diagnostics: errors.iter().map(|e| Diagnostic::new(*e)).collect(),
+        }
+    }
+
+    #[test]
+    fn the_first_version_is_the_start_version() {
+        let mut publisher = Publisher::new(1_000);
+        let rx = publisher.subscribe();
+        assert!(rx.borrow().table.is_none());
+        let outcome = publisher.publish(compiled(&["a"], &[]));
+        assert_eq!(outcome.version, 1_000);
+        assert!(outcome.table_changed);
+        assert_eq!(rx.borrow().version(), Some(1_000));
+        let table = berth_table::decode(&rx.borrow().table.as_ref().unwrap().body).unwrap();
+        assert_eq!((table.version, table.http[0].host.as_str()), (1_000, "a"));
+    }
+
+    #[test]
+    fn version_goes_up_only_when_the_content_changes() {
+        let mut publisher = Publisher::new(7);
+        let mut rx = publisher.subscribe();
+        publisher.publish(compiled(&["a"], &[]));
+        rx.mark_unchanged();
+        let same = publisher.publish(compiled(&["a"], &[]));
+        assert_eq!((same.version, same.changed()), (7, false));
+        assert!(!rx.has_changed().unwrap(), "an identical table wakes nobody");
+        let next = publisher.publish(compiled(&["a", "b"], &[]));
+        assert_eq!((next.version, next.table_changed), (8, true));
+        let back = publisher.publish(compiled(&["a"], &[]));
+        assert_eq!(back.version, 9, "going back to older content is still a change");
+    }
+
+    #[test]
+    fn diagnostics_change_without_a_new_version_and_are_new_once() {
+        let mut publisher = Publisher::new(1);
+        let rx = publisher.subscribe();
+        let first = publisher.publish(compiled(&["a"], &["x"]));
+        assert_eq!(first.new_diagnostics, [Diagnostic::new("x")]);
+        let again = publisher.publish(compiled(&["a"], &["x"]));
+        assert!(again.new_diagnostics.is_empty() && !again.changed());
+        let more = publisher.publish(compiled(&["a"], &["x", "y"]));
+        assert_eq!((more.version, more.table_changed, more.diagnostics_changed), (1, false, true));
+        assert_eq!(more.new_diagnostics, [Diagnostic::new("y")]);
+        assert_eq!(rx.borrow().diagnostics.len(), 2);
+    }
+
+    #[test]
+    fn starting_now_uses_the_clock_in_milliseconds() {
+        let mut publisher = Publisher::starting_now();
+        let version = publisher.publish(compiled(&[], &[])).version;
+        assert!(version > 1_700_000_000_000, "{version}");
+    }
+}

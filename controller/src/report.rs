@@ -1,0 +1,156 @@
+//! The human-readable view of a table and its errors, printed by `berth check` and `berth routes`.
+
+use std::fmt::Write;
+
+use berth_table::{Backend, PathMatch, Table};
+
+/// `prefix /api`, `exact /x`, `segments /app`: how people are shown a path match.
+pub fn describe_path(path: &PathMatch) -> String {
+    match path {
+        PathMatch::Exact(p) => format!("exact {p}"),
+        PathMatch::Prefix(p) => format!("prefix {p}"),
+        PathMatch::Segments(p) => format!("segments {p}"),
+    }
+}
+
+/// `default/service1:8080 → 127.0.0.1:30081`, with weights when there are several backends.
+pub fn describe_backends(backends: &[Backend]) -> String {
+    let many = backends.len() > 1;
+    let parts: Vec<String> = backends
+        .iter()
+        .map(|b| {
+            let endpoints = if b.endpoints.is_empty() {
+                "(no endpoints)".to_string()
+            } else {
+                b.endpoints.iter().map(|e| e.address.to_string()).collect::<Vec<_>>().join(", ")
+            };
+            if many {
+                format!("{} weight {} → {endpoints}", b.service, b.weight)
+            } else {
+                format!("{} → {endpoints}", b.service)
+            }
+        })
+        .collect();
+    if parts.is_empty() { "(no backends)".to_string() } else { parts.join("; ") }
+}
+
+/// The whole report: a summary line, the routes as aligned columns, the default backend, then every error.
+/// `version` is left out for tables that were never published (`berth check`).
+pub fn render(table: &Table, version: Option<u64>, errors: &[String]) -> String {
+    let mut out = String::new();
+    let routes = plural(table.http.len(), "http route");
+    let error_count = plural(errors.len(), "error");
+    match version {
+        Some(version) => _ = writeln!(out, "table version {version}: {routes}, {error_count}"),
+        None => _ = writeln!(out, "{routes}, {error_count}"),
+    }
+    out.push('\n');
+
+    let mut rows = vec![["HOST".to_string(), "PATH".to_string(), "BACKENDS".to_string(), "SOURCE".to_string()]];
+    for route in &table.http {
+        rows.push([
+            route.host.clone(),
+            describe_path(&route.path),
+            describe_backends(&route.backends),
+            route.source.to_string(),
+        ]);
+    }
+    if table.http.is_empty() {
+        out.push_str("no http routes\n");
+    } else {
+        let mut widths = [0; 4];
+        for row in &rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        for row in &rows {
+            let line =
+                row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect::<Vec<_>>().join("  ");
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+
+    out.push('\n');
+    match &table.default_backend {
+        Some(default) => {
+            _ = writeln!(out, "default backend: {} ({})", describe_backends(&default.backends), default.source)
+        }
+        None => out.push_str("default backend: none (unmatched requests get 404)\n"),
+    }
+
+    if !errors.is_empty() {
+        out.push_str("\nerrors:\n");
+        for error in errors {
+            _ = writeln!(out, "  {error}");
+        }
+    }
+    out
+}
+
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_table::{DefaultBackend, Endpoint, HttpRoute, Source};
+
+    fn backend(service: &str, weight: u32, ports: &[u16]) -> Backend {
+        Backend {
+            service: service.into(),
+            weight,
+            endpoints: ports.iter().map(|p| Endpoint { address: ([127, 0, 0, 1], *p).into() }).collect(),
+        }
+    }
+
+    fn source(kind: &str, name: &str) -> Source {
+        Source { kind: kind.into(), namespace: "default".into(), name: name.into() }
+    }
+
+    #[test]
+    fn renders_routes_default_backend_and_errors() {
+        let mut table = Table::new(42);
+        table.http.push(HttpRoute {
+            host: "website8080.com".into(),
+            path: PathMatch::Segments("/".into()),
+            backends: vec![backend("default/service1:8080", 100, &[30081])],
+            source: source("Ingress", "websites"),
+        });
+        table.http.push(HttpRoute {
+            host: "website.com".into(),
+            path: PathMatch::Prefix("/eightyeighty".into()),
+            backends: vec![backend("default/a:80", 90, &[1, 2]), backend("default/b:80", 10, &[])],
+            source: source("VirtualService", "website"),
+        });
+        table.default_backend = Some(DefaultBackend {
+            backends: vec![backend("default/default-http-backend:80", 100, &[30404])],
+            source: source("Ingress", "websites"),
+        });
+        let text = render(&table, Some(42), &["f.yaml: Ingress default/x: bad".to_string()]);
+        let expected = "\
+table version 42: 2 http routes, 1 error
+
+HOST             PATH                  BACKENDS                                                                                    SOURCE
+website8080.com  segments /            default/service1:8080 → 127.0.0.1:30081                                                     Ingress default/websites
+website.com      prefix /eightyeighty  default/a:80 weight 90 → 127.0.0.1:1, 127.0.0.1:2; default/b:80 weight 10 → (no endpoints)  VirtualService default/website
+
+default backend: default/default-http-backend:80 → 127.0.0.1:30404 (Ingress default/websites)
+
+errors:
+  f.yaml: Ingress default/x: bad
+";
+        assert_eq!(text, expected, "\n{text}");
+    }
+
+    #[test]
+    fn renders_an_empty_table() {
+        let text = render(&Table::new(1), None, &[]);
+        assert_eq!(
+            text,
+            "0 http routes, 0 errors\n\nno http routes\n\ndefault backend: none (unmatched requests get 404)\n"
+        );
+    }
+}

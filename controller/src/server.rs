@@ -1,0 +1,270 @@
+//! The HTTP API: the table for Envoy (with long-poll), a readable view of routes and errors, health and readiness.
+//!
+//! - `GET /v1/table?version=N&wait=SECS`: the table now when its version is not `N` (or no version is given);
+//!   otherwise held up to `wait` seconds (at most 60) for a new one, then `304 Not Modified`. `If-None-Match:
+//!   "N"` stands for `version=N`. The `etag` is the quoted version.
+//! - `GET /v1/routes`: `{"table": .., "errors": [..]}` for people and `berth routes`.
+//! - `GET /healthz`: always `ok`. `GET /readyz`: `ok` once the first table is compiled, else 503.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use berth_table::Table;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::diagnostic::DiagnosticView;
+use crate::publish::Snapshot;
+
+/// The longest a client may ask to wait for a new table.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+pub fn router(snapshots: watch::Receiver<Snapshot>) -> Router {
+    Router::new()
+        .route("/v1/table", get(table))
+        .route("/v1/routes", get(routes))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .with_state(snapshots)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TableQuery {
+    version: Option<u64>,
+    wait: Option<u64>,
+}
+
+async fn table(
+    State(snapshots): State<watch::Receiver<Snapshot>>,
+    Query(query): Query<TableQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let known = query.version.or_else(|| if_none_match(&headers));
+    let wait = Duration::from_secs(query.wait.unwrap_or(0)).min(MAX_WAIT);
+    let mut snapshots = snapshots.clone();
+    let current = snapshots.borrow_and_update().table.clone();
+    let Some(current) = current else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no table compiled yet\n").into_response();
+    };
+    if known != Some(current.table.version) {
+        return table_response(&current);
+    }
+    let newer = tokio::time::timeout(wait, async {
+        loop {
+            // An error means the publisher is gone (shutting down): stop waiting.
+            snapshots.changed().await.ok()?;
+            let table = snapshots.borrow_and_update().table.clone();
+            if let Some(table) = table.filter(|t| Some(t.table.version) != known) {
+                return Some(table);
+            }
+        }
+    })
+    .await;
+    match newer {
+        Ok(Some(table)) => table_response(&table),
+        _ => {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            response.headers_mut().insert(header::ETAG, etag(current.table.version));
+            response
+        }
+    }
+}
+
+fn table_response(published: &crate::publish::Published) -> Response {
+    let mut response = Response::new(Body::from(published.body.clone()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::ETAG, etag(published.table.version));
+    response
+}
+
+fn etag(version: u64) -> HeaderValue {
+    // Digits and quotes are always a valid header value.
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// The version in `If-None-Match: "N"` (weak or strong; the first of a list).
+fn if_none_match(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?;
+    let first = value.split(',').next()?.trim();
+    let first = first.strip_prefix("W/").unwrap_or(first);
+    first.trim_matches('"').parse().ok()
+}
+
+/// The body of `/v1/routes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoutesView {
+    pub table: Table,
+    pub errors: Vec<DiagnosticView>,
+}
+
+async fn routes(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response {
+    let snapshot = snapshots.borrow().clone();
+    let Some(published) = snapshot.table else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no table compiled yet\n").into_response();
+    };
+    let view = RoutesView {
+        table: published.table.clone(),
+        errors: snapshot.diagnostics.iter().map(DiagnosticView::from).collect(),
+    };
+    let body = serde_json::to_vec_pretty(&view).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn ready(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response {
+    if snapshots.borrow().table.is_some() {
+        (StatusCode::OK, "ok").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "no table compiled yet").into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Diagnostic;
+    use crate::compiler::{Compiled, Content};
+    use crate::publish::Publisher;
+    use axum::http::Request;
+    use berth_table::{HttpRoute, PathMatch, Source};
+    use std::time::Instant;
+    use tower::ServiceExt;
+
+    fn compiled(host: &str) -> Compiled {
+        let route = HttpRoute {
+            host: host.into(),
+            path: PathMatch::Prefix("/".into()),
+            backends: vec![],
+            source: Source { kind: "Ingress".into(), namespace: "ns".into(), name: "x".into() },
+        };
+        Compiled {
+            content: Content { http: vec![route], default_backend: None },
+            diagnostics: vec![Diagnostic::new("bad").object("Ingress ns/y")],
+        }
+    }
+
+    async fn get(app: &Router, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let mut request = Request::get(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        let (parts, body) = response.into_parts();
+        (parts.status, parts.headers, axum::body::to_bytes(body, usize::MAX).await.unwrap().to_vec())
+    }
+
+    #[tokio::test]
+    async fn not_ready_until_the_first_table() {
+        let mut publisher = Publisher::new(5);
+        let app = router(publisher.subscribe());
+        assert_eq!(get(&app, "/healthz", &[]).await.0, StatusCode::OK);
+        assert_eq!(get(&app, "/readyz", &[]).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(get(&app, "/v1/table", &[]).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        publisher.publish(compiled("a"));
+        assert_eq!(get(&app, "/readyz", &[]).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn serves_the_table_at_once_when_the_version_differs() {
+        let mut publisher = Publisher::new(5);
+        let app = router(publisher.subscribe());
+        publisher.publish(compiled("a"));
+        for uri in ["/v1/table", "/v1/table?version=4&wait=30"] {
+            let (status, headers, body) = get(&app, uri, &[]).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            assert_eq!(headers[header::ETAG], "\"5\"");
+            assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+            assert_eq!(berth_table::decode(&body).unwrap().http[0].host, "a");
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_not_modified_after_waiting() {
+        let mut publisher = Publisher::new(5);
+        let app = router(publisher.subscribe());
+        publisher.publish(compiled("a"));
+        let (status, headers, body) = get(&app, "/v1/table?version=5", &[]).await;
+        assert_eq!((status, body.len()), (StatusCode::NOT_MODIFIED, 0));
+        assert_eq!(headers[header::ETAG], "\"5\"");
+        let started = Instant::now();
+        let (status, _, _) = get(&app, "/v1/table", &[("if-none-match", "\"5\""), ("x", "y")]).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        let (status, _, _) = get(&app, "/v1/table?version=5&wait=1", &[]).await;
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+        assert!(started.elapsed() >= Duration::from_millis(900), "held for the wait");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_gets_the_new_table_as_soon_as_it_is_published() {
+        let mut publisher = Publisher::new(5);
+        let app = router(publisher.subscribe());
+        publisher.publish(compiled("a"));
+        let waiting = tokio::spawn({
+            let app = app.clone();
+            async move { get(&app, "/v1/table?version=5&wait=30", &[]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Diagnostics alone do not end the wait; a new table does.
+        let mut same = compiled("a");
+        same.diagnostics.clear();
+        publisher.publish(same);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        let started = Instant::now();
+        publisher.publish(compiled("b"));
+        let (status, headers, body) = waiting.await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::ETAG], "\"6\"");
+        assert_eq!(berth_table::decode(&body).unwrap().http[0].host, "b");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_ends_when_the_publisher_goes_away() {
+        let mut publisher = Publisher::new(5);
+        let app = router(publisher.subscribe());
+        publisher.publish(compiled("a"));
+        let waiting = tokio::spawn({
+            let app = app.clone();
+            async move { get(&app, "/v1/table?version=5&wait=60", &[]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(publisher);
+        let (status, _, _) = tokio::time::timeout(Duration::from_secs(2), waiting).await.unwrap().unwrap();
+        assert_eq!(status, StatusCode::NOT_MODIFIED);
+    }
+
+    #[tokio::test]
+    async fn routes_lists_the_table_and_the_errors_with_their_text() {
+        let mut publisher = Publisher::new(5);
+        let app = router(publisher.subscribe());
+        publisher.publish(compiled("a"));
+        let (status, _, body) = get(&app, "/v1/routes", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        let view: RoutesView = serde_json::from_slice(&body).unwrap();
+        assert_eq!(view.table.http[0].host, "a");
+        assert_eq!(view.errors[0].text, "Ingress ns/y: bad");
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        for field in ["object", "file", "field", "message", "text"] {
+            assert!(json["errors"][0].get(field).is_some(), "{field}");
+        }
+    }
+
+    #[test]
+    fn reads_if_none_match_forms() {
+        let with = |v: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::IF_NONE_MATCH, HeaderValue::from_str(v).unwrap());
+            if_none_match(&headers)
+        };
+        assert_eq!(with("\"12\""), Some(12));
+        assert_eq!(with("W/\"12\""), Some(12));
+        assert_eq!(with("\"12\", \"13\""), Some(12));
+        assert_eq!(with("*"), None);
+    }
+}
