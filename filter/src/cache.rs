@@ -49,14 +49,14 @@ impl<V: View> TableCache<V> {
         let shown = String::from_utf8_lossy(&version).into_owned();
         match host.shared_data(TABLE_KEY).as_deref().map(berth_table::decode) {
             Some(Ok(table)) => {
-                info!("berth: routing table version {} loaded ({} http routes)", table.version, table.http.len());
+                info!("routing table version {} loaded ({} http routes)", table.version, table.http.len());
                 self.view = Some(V::build(table));
             }
             Some(Err(error)) => {
-                warn!("berth: shared table for version {shown} does not decode, keeping the previous one: {error}")
+                warn!("shared table for version {shown} does not decode, keeping the previous one: {error}")
             }
             None => {
-                warn!("berth: shared version {shown} is set but {TABLE_KEY} is missing, keeping the previous table")
+                warn!("shared version {shown} is set but {TABLE_KEY} is missing, keeping the previous table")
             }
         }
         self.seen = Some(version);

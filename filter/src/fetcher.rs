@@ -19,6 +19,9 @@ use crate::host::Host;
 /// Envoy always answers a call (with 0 headers on timeout), so this only guards against a lost callback.
 const LOST_CALL_MS: u64 = 10_000;
 
+/// How much of an error response's body a log line quotes.
+const STATUS_BODY_SHOWN: usize = 200;
+
 pub struct Fetcher {
     config: FetcherConfig,
     /// The version of the last table published (or found already published when this VM started).
@@ -97,7 +100,7 @@ impl Fetcher {
         match self.read_response(host, num_headers, body_size) {
             Ok(outcome) => {
                 if let Some((_, problem)) = self.problem.take() {
-                    info!("berth: table fetch works again (last problem: {problem})");
+                    info!("table fetch works again (last problem: {problem})");
                 }
                 let held = host.now_ms().saturating_sub(call.started_ms) >= u64::from(self.config.retry_ms);
                 if matches!(outcome, Outcome::Published(_)) || held {
@@ -139,15 +142,21 @@ impl Fetcher {
                 })?;
                 self.publish(host, &table, &body)
             }
-            other => Err((
-                Problem::Status,
-                format!(
-                    "cluster {cluster} answered {} to {}, keeping {}",
-                    if other.is_empty() { "without a :status".into() } else { String::from_utf8_lossy(other) },
-                    self.config.path,
-                    self.describe_current()
-                ),
-            )),
+            other => {
+                // Envoy's own answers (connect failure, reset) explain themselves in the body: keep its start.
+                let body = host.call_response_body(body_size.min(STATUS_BODY_SHOWN)).unwrap_or_default();
+                let body = String::from_utf8_lossy(&body).replace(['\r', '\n'], " ");
+                Err((
+                    Problem::Status,
+                    format!(
+                        "cluster {cluster} answered {} to {}, keeping {}: {:?}",
+                        if other.is_empty() { "without a :status".into() } else { String::from_utf8_lossy(other) },
+                        self.config.path,
+                        self.describe_current(),
+                        body.trim()
+                    ),
+                ))
+            }
         }
     }
 
@@ -160,7 +169,7 @@ impl Fetcher {
         })?;
         host.set_shared_data(VERSION_KEY, table.version.to_string().as_bytes())
             .map_err(|e| (Problem::Store, format!("cannot store version {} in shared data: {e}", table.version)))?;
-        info!("berth: published routing table version {} ({} http routes)", table.version, table.http.len());
+        info!("published routing table version {} ({} http routes)", table.version, table.http.len());
         self.version = Some(table.version);
         Ok(Outcome::Published(table.version))
     }
@@ -185,7 +194,7 @@ impl Fetcher {
 
     fn problem(&mut self, kind: Problem, message: String) {
         if self.problem.as_ref().map(|(k, _)| *k) != Some(kind) {
-            warn!("berth: {message}");
+            warn!("{message}");
             self.problem = Some((kind, message));
         }
     }

@@ -106,7 +106,7 @@ impl HttpView {
             None => {
                 if logged.insert(format!("no-endpoint {what:?}")) {
                     warn!(
-                        "berth: {} in table version {} has no endpoint ({}); answering 503",
+                        "{} in table version {} has no endpoint ({}); answering 503",
                         what.describe(table),
                         table.version,
                         describe_backends(backends)
@@ -124,7 +124,7 @@ impl HttpView {
     /// Logs `problem` unless it was already logged for this table version.
     fn log_once(&mut self, problem: String) {
         if self.logged.insert(problem.clone()) {
-            warn!("berth: {problem} (table version {})", self.table.version);
+            warn!("{problem} (table version {})", self.table.version);
         }
     }
 }
@@ -198,7 +198,7 @@ pub fn on_request_headers(host: &impl Host, cache: &mut TableCache<HttpView>) ->
 fn reply(host: &impl Host, answer: &Reply) -> Verdict {
     let headers = [(REASON_HEADER, answer.reason), ("content-type", "text/plain; charset=utf-8")];
     if let Err(status) = host.send_reply(answer.status, &headers, &answer.body) {
-        warn!("berth: cannot send the local reply {} {}: {status}", answer.status, answer.reason);
+        warn!("cannot send the local reply {} {}: {status}", answer.status, answer.reason);
     }
     Verdict::Replied
 }

@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use log::{error, info};
 use proxy_wasm::hostcalls;
@@ -19,18 +20,25 @@ use crate::fetcher::Fetcher;
 use crate::host::Envoy;
 use crate::http::{HttpFilter, HttpView};
 
+/// The fetcher's first tick, which sends its first poll.
+const FIRST_TICK: Duration = Duration::from_millis(10);
+
 #[derive(Default)]
 pub enum Root {
     /// Before `on_configure`, or after it failed.
     #[default]
     Unconfigured,
-    Fetcher(Fetcher),
+    /// `polling` is false until the first tick (see `on_configure`).
+    Fetcher {
+        fetcher: Fetcher,
+        polling: bool,
+    },
     Http(Rc<RefCell<TableCache<HttpView>>>),
 }
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
-        if let Root::Fetcher(fetcher) = self {
+        if let Root::Fetcher { fetcher, .. } = self {
             fetcher.on_response(&Envoy, token_id, num_headers, body_size);
         }
     }
@@ -41,33 +49,32 @@ impl RootContext for Root {
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, plugin_configuration_size) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(status) => {
-                error!("berth: cannot read the plugin configuration: {status:?}");
+                error!("cannot read the plugin configuration: {status:?}");
                 return false;
             }
         };
         let role = match config::parse(&bytes) {
             Ok(role) => role,
             Err(problem) => {
-                error!("berth: {problem}");
+                error!("{problem}");
                 *self = Root::Unconfigured;
                 return false;
             }
         };
         *self = match role {
             Role::Fetcher(config) => {
-                if let Err(status) = hostcalls::set_tick_period(config.retry()) {
-                    error!("berth: cannot set the fetcher's tick period: {status:?}");
+                // No I/O here: Envoy also runs `on_configure` in a throwaway "configuration canary" VM, which would
+                // send a poll of its own. The canary never ticks, so the first poll goes out on a quick first
+                // tick, which then slows to the retry period.
+                if let Err(status) = hostcalls::set_tick_period(FIRST_TICK) {
+                    error!("cannot set the fetcher's tick period: {status:?}");
                     return false;
                 }
                 info!(
-                    "berth: fetcher polling cluster {} at {} (hold {} s, retry {} ms)",
+                    "fetcher configured: cluster {}, path {}, hold {} s, retry {} ms",
                     config.cluster, config.path, config.wait_seconds, config.retry_ms
                 );
-                let mut fetcher = Fetcher::new(config, &Envoy);
-                // The first poll goes out now rather than a tick later; if the cluster is not ready yet, the tick
-                // retries.
-                fetcher.on_tick(&Envoy);
-                Root::Fetcher(fetcher)
+                Root::Fetcher { fetcher: Fetcher::new(config, &Envoy), polling: false }
             }
             Role::Http => Root::Http(Rc::default()),
         };
@@ -75,7 +82,13 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if let Root::Fetcher(fetcher) = self {
+        if let Root::Fetcher { fetcher, polling } = self {
+            if !*polling {
+                if let Err(status) = hostcalls::set_tick_period(fetcher.config().retry()) {
+                    error!("cannot set the fetcher's tick period to {} ms: {status:?}", fetcher.config().retry_ms);
+                }
+                *polling = true;
+            }
             fetcher.on_tick(&Envoy);
         }
     }
@@ -89,7 +102,7 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let cache = match self {
             Root::Http(cache) => Some(Rc::clone(cache)),
-            Root::Unconfigured | Root::Fetcher(_) => None,
+            Root::Unconfigured | Root::Fetcher { .. } => None,
         };
         Some(Box::new(HttpFilter::new(cache)))
     }
