@@ -1,1 +1,797 @@
 //! Compiler tests: objects built with small helpers, compiled, and the table and diagnostics asserted.
+
+use std::collections::BTreeMap;
+
+use berth_table::PathMatch;
+use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeStatus, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressClass, IngressClassSpec, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+use super::*;
+use crate::objects::{Destination, HttpMatch, HttpRule, PortSelector, RouteDestination, StringMatch, VirtualService};
+
+// ---- builders ----
+
+fn meta(ns: Option<&str>, name: &str) -> ObjectMeta {
+    ObjectMeta { namespace: ns.map(Into::into), name: Some(name.into()), ..Default::default() }
+}
+
+/// A NodePort Service with `(port name, port, nodePort)` ports.
+fn mk_service(ns: &str, name: &str, ports: &[(&str, i32, i32)]) -> Object {
+    let ports = ports
+        .iter()
+        .map(|(port_name, port, node_port)| ServicePort {
+            name: Some(port_name.to_string()),
+            port: *port,
+            node_port: Some(*node_port),
+            ..Default::default()
+        })
+        .collect();
+    Object::Service(Service {
+        metadata: meta(Some(ns), name),
+        spec: Some(ServiceSpec { type_: Some("NodePort".into()), ports: Some(ports), ..Default::default() }),
+        ..Default::default()
+    })
+}
+
+fn with_type(mut object: Object, type_: &str) -> Object {
+    if let Object::Service(service) = &mut object {
+        service.spec.as_mut().unwrap().type_ = Some(type_.into());
+    }
+    object
+}
+
+fn annotated(mut object: Object, key: &str, value: &str) -> Object {
+    object.metadata_mut().annotations.get_or_insert_with(BTreeMap::new).insert(key.into(), value.into());
+    object
+}
+
+fn created(mut object: Object, at: &str) -> Object {
+    object.metadata_mut().creation_timestamp = Some(Time(at.parse().unwrap()));
+    object
+}
+
+fn mk_node(name: &str, addresses: &[(&str, &str)], ready: bool) -> Object {
+    Object::Node(Node {
+        metadata: meta(None, name),
+        status: Some(NodeStatus {
+            addresses: Some(
+                addresses.iter().map(|(t, a)| NodeAddress { type_: t.to_string(), address: a.to_string() }).collect(),
+            ),
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: if ready { "True" } else { "False" }.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+fn mk_ready_node(name: &str, ip: &str) -> Object {
+    mk_node(name, &[("InternalIP", ip)], true)
+}
+
+/// An EndpointSlice of `service` with one port and `(address, ready)` endpoints.
+fn mk_slice(ns: &str, name: &str, service: &str, port: (&str, i32), endpoints: &[(&str, Option<bool>)]) -> Object {
+    let mut metadata = meta(Some(ns), name);
+    metadata.labels = Some(BTreeMap::from([("kubernetes.io/service-name".into(), service.into())]));
+    Object::EndpointSlice(EndpointSlice {
+        metadata,
+        address_type: "IPv4".into(),
+        endpoints: endpoints
+            .iter()
+            .map(|(address, ready)| Endpoint {
+                addresses: vec![address.to_string()],
+                conditions: Some(EndpointConditions { ready: *ready, ..Default::default() }),
+                ..Default::default()
+            })
+            .collect(),
+        ports: Some(vec![EndpointPort { name: Some(port.0.into()), port: Some(port.1), ..Default::default() }]),
+    })
+}
+
+fn mk_class(name: &str, controller: &str) -> Object {
+    Object::IngressClass(IngressClass {
+        metadata: meta(None, name),
+        spec: Some(IngressClassSpec { controller: Some(controller.into()), ..Default::default() }),
+    })
+}
+
+fn berth_class() -> Object {
+    mk_class("berth", CONTROLLER)
+}
+
+fn backend(service: &str, port: i32) -> IngressBackend {
+    IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: service.into(),
+            port: Some(ServiceBackendPort { number: Some(port), name: None }),
+        }),
+        resource: None,
+    }
+}
+
+/// An Ingress of class `class` with one rule per `(host, path, pathType, service, port)`.
+fn mk_ingress(ns: &str, name: &str, class: Option<&str>, paths: &[(&str, &str, &str, &str, i32)]) -> Object {
+    let rules = paths
+        .iter()
+        .map(|(host, path, path_type, service, port)| IngressRule {
+            host: (!host.is_empty()).then(|| host.to_string()),
+            http: Some(HTTPIngressRuleValue {
+                paths: vec![HTTPIngressPath {
+                    path: (!path.is_empty()).then(|| path.to_string()),
+                    path_type: path_type.to_string(),
+                    backend: backend(service, *port),
+                }],
+            }),
+        })
+        .collect();
+    Object::Ingress(Ingress {
+        metadata: meta(Some(ns), name),
+        spec: Some(IngressSpec { ingress_class_name: class.map(Into::into), rules: Some(rules), ..Default::default() }),
+        ..Default::default()
+    })
+}
+
+fn with_default_backend(mut object: Object, service: &str, port: i32) -> Object {
+    if let Object::Ingress(ingress) = &mut object {
+        ingress.spec.as_mut().unwrap().default_backend = Some(backend(service, port));
+    }
+    object
+}
+
+/// An exposed VirtualService.
+fn mk_vs(ns: &str, name: &str, hosts: &[&str], http: Vec<HttpRule>) -> Object {
+    let vs = VirtualService {
+        metadata: meta(Some(ns), name),
+        spec: crate::objects::VirtualServiceSpec { hosts: hosts.iter().map(ToString::to_string).collect(), http },
+    };
+    annotated(Object::VirtualService(vs), EXPOSE_ANNOTATION, "true")
+}
+
+enum Uri<'a> {
+    Prefix(&'a str),
+    Exact(&'a str),
+    Regex(&'a str),
+}
+
+/// One `http` entry: its `uri` matches and its `(destination host, port, weight)` routes.
+fn vs_rule(matches: &[Uri<'_>], routes: &[(&str, Option<u32>, Option<i32>)]) -> HttpRule {
+    HttpRule {
+        matches: matches
+            .iter()
+            .map(|uri| {
+                let mut m = StringMatch::default();
+                match uri {
+                    Uri::Prefix(p) => m.prefix = Some(p.to_string()),
+                    Uri::Exact(p) => m.exact = Some(p.to_string()),
+                    Uri::Regex(p) => m.regex = Some(p.to_string()),
+                }
+                HttpMatch { uri: Some(m), ..Default::default() }
+            })
+            .collect(),
+        route: routes
+            .iter()
+            .map(|(host, port, weight)| RouteDestination {
+                destination: Destination {
+                    host: host.to_string(),
+                    subset: None,
+                    port: port.map(|number| PortSelector { number }),
+                },
+                weight: *weight,
+            })
+            .collect(),
+    }
+}
+
+/// An index holding `objects` as if read from one file each, named after the object, in this order.
+fn index_of(objects: Vec<Object>) -> Index {
+    let mut index = Index::new();
+    let objects = objects
+        .into_iter()
+        .map(|o| {
+            let file = format!("{}.yaml", o.key().name);
+            (o, Some(file.into()))
+        })
+        .collect();
+    index.reset("test", objects, vec![]);
+    index
+}
+
+fn compile_all(objects: Vec<Object>) -> Compiled {
+    compile(&index_of(objects), &Options::default())
+}
+
+/// `host path → backends` lines, for compact assertions.
+fn routes(compiled: &Compiled) -> Vec<String> {
+    compiled
+        .content
+        .http
+        .iter()
+        .map(|r| {
+            let backends: Vec<String> = r
+                .backends
+                .iter()
+                .map(|b| {
+                    let endpoints: Vec<String> = b.endpoints.iter().map(|e| e.address.to_string()).collect();
+                    format!("{}@{}=[{}]", b.service, b.weight, endpoints.join(","))
+                })
+                .collect();
+            format!("{} {} → {} ({})", r.host, crate::report::describe_path(&r.path), backends.join(" "), r.source)
+        })
+        .collect()
+}
+
+fn errors(compiled: &Compiled) -> Vec<String> {
+    compiled.diagnostics.iter().map(ToString::to_string).collect()
+}
+
+/// The demo's cluster: one ready node on loopback and two NodePort services.
+fn cluster() -> Vec<Object> {
+    vec![
+        mk_ready_node("node", "127.0.0.1"),
+        berth_class(),
+        mk_service("default", "service1", &[("http", 8080, 30081)]),
+        mk_service("default", "service2", &[("http", 9090, 30082)]),
+    ]
+}
+
+fn plus(mut objects: Vec<Object>, more: impl IntoIterator<Item = Object>) -> Vec<Object> {
+    objects.extend(more);
+    objects
+}
+
+// ---- the demo ----
+
+#[test]
+fn the_examples_compile_to_the_demo_routes() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let compiled = crate::commands::check::compile_path(&examples, &Options::default()).unwrap();
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    assert_eq!(
+        routes(&compiled),
+        [
+            "website8080.com segments / → default/service1:8080@100=[127.0.0.1:30081] (Ingress default/websites)",
+            "website9090.com segments / → default/service2:9090@100=[127.0.0.1:30082] (Ingress default/websites)",
+            "website.com prefix /eightyeighty → default/service1:8080@100=[127.0.0.1:30081] \
+             (VirtualService default/website)",
+            "website.com prefix /ninetyninety → default/service2:9090@100=[127.0.0.1:30082] \
+             (VirtualService default/website)",
+        ]
+    );
+    let default = compiled.content.default_backend.as_ref().unwrap();
+    assert_eq!(default.backends[0].service, "default/default-http-backend:80");
+    assert_eq!(default.backends[0].endpoints[0].address, "127.0.0.1:30404".parse().unwrap());
+    assert_eq!(default.source.to_string(), "Ingress default/websites");
+
+    // And the matcher routes the demo's requests where the demo says.
+    let table = compiled.content.to_table(1);
+    let router = berth_table::HttpRouter::new(&table);
+    let port_of = |host: &str, path: &str| {
+        router.match_http(host, path).map(|id| table.http[id.0].backends[0].endpoints[0].address.port())
+    };
+    assert_eq!(port_of("website8080.com", "/anything"), Some(30081));
+    assert_eq!(port_of("website9090.com", "/"), Some(30082));
+    assert_eq!(port_of("website.com", "/eightyeighty"), Some(30081));
+    assert_eq!(port_of("website.com", "/ninetyninety/x"), Some(30082));
+    assert_eq!(port_of("website.com", "/other"), None);
+}
+
+// ---- Ingress class selection ----
+
+#[test]
+fn ingresses_of_berths_class_are_served_and_others_are_left_alone() {
+    let compiled = compile_all(plus(
+        cluster(),
+        [
+            mk_class("nginx", "k8s.io/ingress-nginx"),
+            mk_ingress("default", "ours", Some("berth"), &[("a.com", "/", "Prefix", "service1", 8080)]),
+            mk_ingress("default", "nginx", Some("nginx"), &[("b.com", "/", "Prefix", "service1", 8080)]),
+            mk_ingress("default", "unknown", Some("nope"), &[("c.com", "/", "Prefix", "service1", 8080)]),
+            mk_ingress("default", "none", None, &[("d.com", "/", "Prefix", "service1", 8080)]),
+        ],
+    ));
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    let hosts: Vec<&str> = compiled.content.http.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(hosts, ["a.com"], "an Ingress without class waits for a default class");
+}
+
+#[test]
+fn a_default_class_takes_ingresses_without_a_class() {
+    let class = annotated(mk_class("berth-default", CONTROLLER), "ingressclass.kubernetes.io/is-default-class", "true");
+    let compiled = compile_all(plus(
+        cluster(),
+        [class, mk_ingress("default", "none", None, &[("d.com", "/", "Prefix", "service1", 8080)])],
+    ));
+    let hosts: Vec<&str> = compiled.content.http.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(hosts, ["d.com"]);
+}
+
+#[test]
+fn the_legacy_class_annotation_is_honoured() {
+    let legacy = |class: &str, host: &str| {
+        annotated(
+            mk_ingress("default", host, None, &[(host, "/", "Prefix", "service1", 8080)]),
+            "kubernetes.io/ingress.class",
+            class,
+        )
+    };
+    let compiled = compile_all(plus(cluster(), [legacy("berth", "a.com"), legacy("nginx", "b.com")]));
+    let hosts: Vec<&str> = compiled.content.http.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(hosts, ["a.com"]);
+}
+
+// ---- Ingress paths and hosts ----
+
+#[test]
+fn ingress_path_types_and_hosts() {
+    let compiled = compile_all(plus(
+        cluster(),
+        [mk_ingress(
+            "default",
+            "paths",
+            Some("berth"),
+            &[
+                ("Shop.Example.COM", "/cart", "Exact", "service1", 8080),
+                ("shop.example.com", "/app/", "Prefix", "service1", 8080),
+                ("shop.example.com", "/", "Prefix", "service1", 8080),
+                ("shop.example.com", "/legacy", "ImplementationSpecific", "service1", 8080),
+                ("*.example.com", "", "Prefix", "service2", 9090),
+                ("", "/any", "Prefix", "service2", 9090),
+            ],
+        )],
+    ));
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    let paths: Vec<(String, PathMatch)> =
+        compiled.content.http.iter().map(|r| (r.host.clone(), r.path.clone())).collect();
+    assert_eq!(
+        paths,
+        [
+            ("shop.example.com".into(), PathMatch::Exact("/cart".into())),
+            ("shop.example.com".into(), PathMatch::Segments("/app".into())),
+            ("shop.example.com".into(), PathMatch::Segments("/".into())),
+            ("shop.example.com".into(), PathMatch::Segments("/legacy".into())),
+            ("*.example.com".into(), PathMatch::Segments("/".into())),
+            ("*".into(), PathMatch::Segments("/any".into())),
+        ]
+    );
+}
+
+#[test]
+fn a_bad_part_of_an_ingress_drops_all_of_it_with_one_diagnostic_per_problem() {
+    let compiled = compile_all(plus(
+        cluster(),
+        [mk_ingress(
+            "default",
+            "web",
+            Some("berth"),
+            &[
+                ("ok.com", "/", "Prefix", "service1", 8080),
+                ("ok.com", "relative", "Prefix", "service1", 8080),
+                ("ok.com", "/x", "Regex", "service1", 8080),
+                ("ok.com", "/y", "Prefix", "svc9", 8080),
+                ("ok.com", "/z", "Prefix", "service1", 8081),
+            ],
+        )],
+    ));
+    assert!(compiled.content.http.is_empty(), "{:?}", routes(&compiled));
+    assert_eq!(
+        errors(&compiled),
+        [
+            "web.yaml: Ingress default/web: spec.rules[1].http.paths[0].path: \"relative\" must start with \"/\"",
+            "web.yaml: Ingress default/web: spec.rules[2].http.paths[0].pathType: \"Regex\" is not a path type; \
+             use Exact, Prefix or ImplementationSpecific",
+            "web.yaml: Ingress default/web: spec.rules[3].http.paths[0].backend.service.name: service \"svc9\" not \
+             found in namespace default",
+            "web.yaml: Ingress default/web: spec.rules[4].http.paths[0].backend.service.port: service \
+             default/service1 has no port 8081; its ports: 8080 (http)",
+        ]
+    );
+}
+
+#[test]
+fn ingress_ports_can_be_named() {
+    let mut ingress = mk_ingress("default", "web", Some("berth"), &[("a.com", "/", "Prefix", "service1", 0)]);
+    if let Object::Ingress(i) = &mut ingress {
+        let rules = i.spec.as_mut().unwrap().rules.as_mut().unwrap();
+        let port = rules[0].http.as_mut().unwrap().paths[0].backend.service.as_mut().unwrap().port.as_mut().unwrap();
+        *port = ServiceBackendPort { name: Some("http".into()), number: None };
+    }
+    let compiled = compile_all(plus(cluster(), [ingress]));
+    assert_eq!(
+        routes(&compiled),
+        ["a.com segments / → default/service1:8080@100=[127.0.0.1:30081] (Ingress default/web)"]
+    );
+}
+
+// ---- VirtualService ----
+
+#[test]
+fn virtual_service_prefix_exact_and_catch_all_for_every_host() {
+    let compiled = compile_all(plus(
+        cluster(),
+        [mk_vs(
+            "default",
+            "web",
+            &["A.com", "b.com"],
+            vec![
+                vs_rule(&[Uri::Prefix("/api"), Uri::Exact("/health")], &[("service1", Some(8080), None)]),
+                vs_rule(&[], &[("service2", None, None)]),
+            ],
+        )],
+    ));
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    let source = "(VirtualService default/web)";
+    let s1 = "default/service1:8080@100=[127.0.0.1:30081]";
+    let s2 = "default/service2:9090@100=[127.0.0.1:30082]";
+    assert_eq!(
+        routes(&compiled),
+        [
+            format!("a.com prefix /api → {s1} {source}"),
+            format!("a.com exact /health → {s1} {source}"),
+            format!("a.com prefix / → {s2} {source}"),
+            format!("b.com prefix /api → {s1} {source}"),
+            format!("b.com exact /health → {s1} {source}"),
+            format!("b.com prefix / → {s2} {source}"),
+        ]
+    );
+}
+
+#[test]
+fn virtual_services_without_the_expose_annotation_are_ignored() {
+    let mut vs = mk_vs("default", "web", &["a.com"], vec![vs_rule(&[], &[("service1", None, None)])]);
+    vs.metadata_mut().annotations = None;
+    let off = annotated(
+        mk_vs("default", "off", &["b.com"], vec![vs_rule(&[], &[("service1", None, None)])]),
+        EXPOSE_ANNOTATION,
+        "false",
+    );
+    let compiled = compile_all(plus(cluster(), [vs, off]));
+    assert!(compiled.content.http.is_empty() && compiled.diagnostics.is_empty());
+}
+
+#[test]
+fn virtual_service_weights_follow_istio() {
+    let compiled = compile_all(plus(
+        cluster(),
+        [mk_vs(
+            "default",
+            "web",
+            &["a.com"],
+            vec![
+                vs_rule(&[Uri::Prefix("/split")], &[("service1", None, Some(90)), ("service2", None, Some(10))]),
+                vs_rule(&[Uri::Prefix("/omitted")], &[("service1", None, Some(100)), ("service2", None, None)]),
+                vs_rule(&[Uri::Prefix("/single")], &[("service1", None, None)]),
+            ],
+        )],
+    ));
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    let weights: Vec<Vec<u32>> =
+        compiled.content.http.iter().map(|r| r.backends.iter().map(|b| b.weight).collect()).collect();
+    assert_eq!(weights, [vec![90, 10], vec![100, 0], vec![100]]);
+}
+
+#[test]
+fn virtual_service_destination_hosts_in_every_form() {
+    let objects = plus(
+        cluster(),
+        [
+            mk_service("shop", "cart", &[("http", 80, 30100)]),
+            mk_vs(
+                "default",
+                "web",
+                &["a.com"],
+                vec![
+                    vs_rule(&[Uri::Prefix("/1")], &[("cart.shop", None, None)]),
+                    vs_rule(&[Uri::Prefix("/2")], &[("cart.shop.svc.cluster.local", None, None)]),
+                    vs_rule(&[Uri::Prefix("/3")], &[("service1.default.svc", None, None)]),
+                ],
+            ),
+        ],
+    );
+    let compiled = compile_all(objects);
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    let services: Vec<&str> = compiled.content.http.iter().map(|r| r.backends[0].service.as_str()).collect();
+    assert_eq!(services, ["shop/cart:80", "shop/cart:80", "default/service1:8080"]);
+}
+
+#[test]
+fn virtual_service_problems_are_reported_field_by_field() {
+    let two_ports = mk_service("default", "multi", &[("http", 80, 30200), ("admin", 81, 30201)]);
+    let compiled = compile_all(plus(
+        cluster(),
+        [
+            two_ports,
+            mk_vs(
+                "default",
+                "website",
+                &["a.com"],
+                vec![
+                    vs_rule(&[Uri::Regex("/v[0-9]+")], &[("service1", None, None)]),
+                    vs_rule(&[Uri::Prefix("/a")], &[("svc9", None, None)]),
+                    vs_rule(&[Uri::Prefix("/b")], &[("www.example.com", None, None)]),
+                    vs_rule(&[Uri::Prefix("/c")], &[("multi", None, None)]),
+                    vs_rule(&[Uri::Prefix("/d")], &[("multi", Some(82), None)]),
+                    vs_rule(&[Uri::Prefix("/e")], &[]),
+                ],
+            ),
+        ],
+    ));
+    assert!(compiled.content.http.is_empty());
+    let object = "website.yaml: VirtualService default/website";
+    assert_eq!(
+        errors(&compiled),
+        [
+            format!(
+                "{object}: spec.http[0].match[0].uri.regex: regular expressions are not supported; use prefix or exact"
+            ),
+            format!(
+                "{object}: spec.http[1].route[0].destination.host: service \"svc9\" not found in namespace default"
+            ),
+            format!(
+                "{object}: spec.http[2].route[0].destination.host: \"www.example.com\" is not a Service of this \
+                 cluster; use name, name.namespace or name.namespace.svc.cluster.local"
+            ),
+            format!(
+                "{object}: spec.http[3].route[0].destination.port: service default/multi has several ports \
+                 (80 (http), 81 (admin)); name one with port.number"
+            ),
+            format!(
+                "{object}: spec.http[4].route[0].destination.port.number: service default/multi has no port 82; \
+                 its ports: 80 (http), 81 (admin)"
+            ),
+            format!(
+                "{object}: spec.http[5].route: no destination; berth needs a route (redirect and directResponse \
+                 are not supported)"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn match_conditions_other_than_uri_are_refused() {
+    let mut rule = vs_rule(&[Uri::Prefix("/")], &[("service1", None, None)]);
+    rule.matches[0].other.insert("headers".into(), serde_yaml::from_str("{x: {exact: y}}").unwrap());
+    let compiled = compile_all(plus(cluster(), [mk_vs("default", "web", &["a.com"], vec![rule])]));
+    assert!(compiled.content.http.is_empty());
+    assert_eq!(errors(&compiled).len(), 1);
+    assert!(errors(&compiled)[0].contains("spec.http[0].match[0].headers: berth matches on uri only"));
+}
+
+// ---- backends ----
+
+#[test]
+fn node_port_mode_uses_every_ready_node() {
+    let compiled = compile_all(vec![
+        mk_node("b", &[("InternalIP", "127.0.0.3")], true),
+        mk_node("a", &[("ExternalIP", "127.0.0.2"), ("Hostname", "a")], true),
+        mk_node("down", &[("InternalIP", "127.0.0.9")], false),
+        mk_node("c", &[("InternalIP", "127.0.0.4"), ("ExternalIP", "127.0.0.5")], true),
+        berth_class(),
+        mk_service("default", "service1", &[("http", 8080, 30081)]),
+        with_type(mk_service("default", "lb", &[("http", 80, 30090)]), "LoadBalancer"),
+        mk_ingress(
+            "default",
+            "web",
+            Some("berth"),
+            &[("a.com", "/", "Prefix", "service1", 8080), ("b.com", "/", "Prefix", "lb", 80)],
+        ),
+    ]);
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    assert_eq!(
+        routes(&compiled),
+        [
+            "a.com segments / → default/service1:8080@100=[127.0.0.2:30081,127.0.0.3:30081,127.0.0.4:30081] \
+             (Ingress default/web)",
+            "b.com segments / → default/lb:80@100=[127.0.0.2:30090,127.0.0.3:30090,127.0.0.4:30090] \
+             (Ingress default/web)",
+        ]
+    );
+}
+
+#[test]
+fn node_port_mode_needs_a_node_port() {
+    let compiled = compile_all(plus(
+        cluster(),
+        [
+            with_type(mk_service("default", "internal", &[("http", 80, 0)]), "ClusterIP"),
+            mk_ingress("default", "web", Some("berth"), &[("a.com", "/", "Prefix", "internal", 80)]),
+        ],
+    ));
+    assert!(compiled.content.http.is_empty());
+    let errors = errors(&compiled);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].starts_with(
+            "web.yaml: Ingress default/web: spec.rules[0].http.paths[0].backend.service: service default/internal \
+             is of type ClusterIP, which has no node port: make it type NodePort, or annotate"
+        ),
+        "{errors:?}"
+    );
+    assert!(errors[0].contains("--backends pods"));
+}
+
+#[test]
+fn a_service_without_endpoints_still_routes() {
+    let compiled = compile_all(vec![
+        berth_class(),
+        mk_service("default", "service1", &[("http", 8080, 30081)]),
+        mk_ingress("default", "web", Some("berth"), &[("a.com", "/", "Prefix", "service1", 8080)]),
+    ]);
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    assert_eq!(routes(&compiled), ["a.com segments / → default/service1:8080@100=[] (Ingress default/web)"]);
+}
+
+fn pod_cluster() -> Vec<Object> {
+    vec![
+        berth_class(),
+        mk_ready_node("node", "127.0.0.1"),
+        with_type(mk_service("shop", "web", &[("http", 80, 0), ("metrics", 9090, 0)]), "ClusterIP"),
+        mk_slice("shop", "web-1", "web", ("http", 8080), &[("127.0.1.2", Some(true)), ("127.0.1.1", None)]),
+        mk_slice("shop", "web-2", "web", ("http", 8080), &[("127.0.1.3", Some(false)), ("127.0.1.4", Some(true))]),
+        mk_slice("shop", "web-metrics", "web", ("metrics", 9100), &[("127.0.1.5", Some(true))]),
+        mk_slice("shop", "other", "other", ("http", 8080), &[("127.0.1.6", Some(true))]),
+        mk_slice("elsewhere", "web", "web", ("http", 8080), &[("127.0.1.7", Some(true))]),
+        mk_ingress("shop", "web", Some("berth"), &[("a.com", "/", "Prefix", "web", 80)]),
+    ]
+}
+
+#[test]
+fn pod_mode_uses_ready_endpoints_of_the_services_slices_on_the_named_port() {
+    let expected =
+        ["a.com segments / → shop/web:80@100=[127.0.1.1:8080,127.0.1.2:8080,127.0.1.4:8080] (Ingress shop/web)"];
+    let compiled = compile(&index_of(pod_cluster()), &Options { backends: BackendMode::Pods });
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    assert_eq!(routes(&compiled), expected);
+
+    // The same by the Service's own choice, with the controller in node-port mode.
+    let mut objects = pod_cluster();
+    objects[2] = annotated(objects[2].clone(), BACKENDS_ANNOTATION, "pods");
+    let compiled = compile_all(objects);
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    assert_eq!(routes(&compiled), expected);
+}
+
+#[test]
+fn a_bad_backends_annotation_is_reported() {
+    let mut objects = pod_cluster();
+    objects[2] = annotated(objects[2].clone(), BACKENDS_ANNOTATION, "endpoints");
+    let errors = errors(&compile_all(objects));
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains("has annotation berth.dev/backends: \"endpoints\" is not a backend mode"), "{errors:?}");
+}
+
+// ---- conflicts, age and order ----
+
+#[test]
+fn the_older_object_keeps_a_contested_route_and_the_younger_is_skipped_whole() {
+    let older = mk_ingress("default", "older", Some("berth"), &[("a.com", "/", "Prefix", "service1", 8080)]);
+    let younger = mk_vs(
+        "default",
+        "younger",
+        &["a.com"],
+        vec![
+            vs_rule(&[Uri::Prefix("/other")], &[("service2", None, None)]),
+            vs_rule(&[Uri::Prefix("/x")], &[("service2", None, None)]),
+        ],
+    );
+    let contested = mk_ingress(
+        "default",
+        "contested",
+        Some("berth"),
+        &[("a.com", "/elsewhere", "Prefix", "service2", 9090), ("a.com", "/", "Prefix", "service2", 9090)],
+    );
+    // `younger` claims nothing `older` has (prefix /x is not segments /), so it is served.
+    let compiled = compile_all(plus(cluster(), [older, younger, contested]));
+    assert_eq!(
+        compiled.content.http.iter().map(|r| r.source.name.as_str()).collect::<Vec<_>>(),
+        ["older", "younger", "younger"]
+    );
+    assert_eq!(
+        errors(&compiled),
+        ["contested.yaml: Ingress default/contested: spec.rules[1].http.paths[0]: host a.com path segments / is \
+          already routed by Ingress default/older, which is older; this object is not served until the conflict is \
+          removed from one of them"]
+    );
+}
+
+#[test]
+fn creation_timestamps_decide_age_before_the_order_seen() {
+    let seen_first = created(
+        mk_ingress("default", "seen-first", Some("berth"), &[("a.com", "/", "Prefix", "service1", 8080)]),
+        "2024-06-01T00:00:00Z",
+    );
+    let created_first = created(
+        mk_ingress("default", "created-first", Some("berth"), &[("a.com", "/", "Prefix", "service2", 9090)]),
+        "2024-01-01T00:00:00Z",
+    );
+    let no_timestamp = mk_ingress("default", "untimed", Some("berth"), &[("b.com", "/", "Prefix", "service2", 9090)]);
+    let compiled = compile_all(plus(cluster(), [no_timestamp, seen_first, created_first]));
+    let names: Vec<&str> = compiled.content.http.iter().map(|r| r.source.name.as_str()).collect();
+    assert_eq!(names, ["created-first", "untimed"], "timestamped objects are older than untimed ones");
+    let errors = errors(&compiled);
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].starts_with("seen-first.yaml: Ingress default/seen-first:"), "{errors:?}");
+    assert!(errors[0].contains("already routed by Ingress default/created-first"), "{errors:?}");
+}
+
+#[test]
+fn an_object_that_fails_claims_nothing() {
+    let broken = mk_ingress(
+        "default",
+        "broken",
+        Some("berth"),
+        &[("a.com", "/", "Prefix", "service1", 8080), ("a.com", "/b", "Prefix", "missing", 80)],
+    );
+    let next = mk_ingress("default", "next", Some("berth"), &[("a.com", "/", "Prefix", "service2", 9090)]);
+    let compiled = compile_all(plus(cluster(), [broken, next]));
+    let names: Vec<&str> = compiled.content.http.iter().map(|r| r.source.name.as_str()).collect();
+    assert_eq!(names, ["next"]);
+    assert_eq!(errors(&compiled).len(), 1);
+}
+
+#[test]
+fn repeats_within_one_object_are_not_conflicts() {
+    let vs = mk_vs(
+        "default",
+        "web",
+        &["a.com", "A.com"],
+        vec![vs_rule(&[Uri::Prefix("/")], &[("service1", None, None)]), vs_rule(&[], &[("service2", None, None)])],
+    );
+    let compiled = compile_all(plus(cluster(), [vs]));
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    assert_eq!(routes(&compiled).len(), 1);
+    assert!(routes(&compiled)[0].contains("service1"), "the first listed wins");
+}
+
+#[test]
+fn the_oldest_default_backend_wins() {
+    let first = with_default_backend(mk_ingress("default", "first", Some("berth"), &[]), "service1", 8080);
+    let second = with_default_backend(
+        mk_ingress("default", "second", Some("berth"), &[("b.com", "/", "Prefix", "service2", 9090)]),
+        "service2",
+        9090,
+    );
+    let compiled = compile_all(plus(cluster(), [first, second]));
+    let default = compiled.content.default_backend.as_ref().unwrap();
+    assert_eq!(default.source.name, "first");
+    assert_eq!(default.backends[0].service, "default/service1:8080");
+    assert!(compiled.content.http.is_empty(), "the younger Ingress is skipped whole");
+    assert_eq!(
+        errors(&compiled),
+        ["second.yaml: Ingress default/second: spec.defaultBackend: the default backend is already routed by \
+          Ingress default/first, which is older; this object is not served until the conflict is removed from one \
+          of them"]
+    );
+}
+
+#[test]
+fn compilation_is_deterministic_and_lists_objects_oldest_first() {
+    let objects = plus(
+        cluster(),
+        [
+            mk_vs("zeta", "z", &["z.com"], vec![vs_rule(&[], &[("service1.default", None, None)])]),
+            mk_ingress("default", "a", Some("berth"), &[("a.com", "/", "Prefix", "service1", 8080)]),
+            mk_vs("alpha", "m", &["m.com"], vec![vs_rule(&[], &[("service2.default", None, None)])]),
+        ],
+    );
+    let first = compile_all(objects.clone());
+    let second = compile_all(objects);
+    assert_eq!(first.content, second.content);
+    let hosts: Vec<&str> = first.content.http.iter().map(|r| r.host.as_str()).collect();
+    assert_eq!(hosts, ["z.com", "a.com", "m.com"], "by first seen, not by kind or name");
+}
+
+#[test]
+fn diagnostics_from_reading_come_first() {
+    let mut index = index_of(cluster());
+    index.reset("test", vec![], vec![Diagnostic::new("document 1: invalid YAML")]);
+    let compiled = compile(&index, &Options::default());
+    assert_eq!(errors(&compiled), ["document 1: invalid YAML"]);
+}
