@@ -4,24 +4,25 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+// Each message carries its cause inline, so it reads as one sentence wherever it is printed.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}; check that the path exists and is readable")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error}; check that the path exists and is readable")]
+    Read { path: PathBuf, error: std::io::Error },
 
-    #[error("cannot watch {path} for changes: {source}")]
-    Watch { path: PathBuf, source: notify::Error },
+    #[error("cannot watch {path} for changes: {error}")]
+    Watch { path: PathBuf, error: notify::Error },
 
-    #[error("cannot listen on {addr}: {source}; is another process using it?")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {addr}: {error}; is another process using it?")]
+    Bind { addr: SocketAddr, error: std::io::Error },
 
     #[error("HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
 
-    #[error("cannot reach the controller at {url}: {source}; is `berth run` running and listening there?")]
-    Fetch { url: String, source: Box<ureq::Error> },
+    #[error("cannot reach the controller at {url}: {error}; is `berth run` running and listening there?")]
+    Fetch { url: String, error: Box<ureq::Error> },
 
     #[error("the controller at {url} answered something unexpected: {reason}")]
     BadResponse { url: String, reason: String },

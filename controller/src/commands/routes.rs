@@ -21,14 +21,14 @@ fn fetch(url: &str) -> Result<RoutesView> {
         .build()
         .into();
     let mut response =
-        agent.get(url).call().map_err(|source| Error::Fetch { url: url.to_string(), source: Box::new(source) })?;
+        agent.get(url).call().map_err(|error| Error::Fetch { url: url.to_string(), error: Box::new(error) })?;
     let status = response.status();
     let body = response
         .body_mut()
         .with_config()
         .limit(256 * 1024 * 1024)
         .read_to_string()
-        .map_err(|source| Error::Fetch { url: url.to_string(), source: Box::new(source) })?;
+        .map_err(|error| Error::Fetch { url: url.to_string(), error: Box::new(error) })?;
     if !status.is_success() {
         let reason = format!("HTTP {status}: {}", body.trim());
         return Err(Error::BadResponse { url: url.to_string(), reason });

@@ -17,6 +17,8 @@ use crate::{Error, Result, server};
 pub async fn run(args: RunArgs) -> Result<()> {
     let Source::Dir(root) = &args.source;
 
+    // A clear error for a wrong path before the watcher gives a vaguer one.
+    std::fs::metadata(root).map_err(|error| Error::Read { path: root.clone(), error })?;
     // Watch before the first read, so a change made in between is not missed.
     let (updates_tx, mut updates) = mpsc::channel(4);
     let watcher = dir::watch(root.clone(), updates_tx)?;
@@ -35,7 +37,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     };
     controller.update(first);
 
-    let listener = TcpListener::bind(args.listen).await.map_err(|source| Error::Bind { addr: args.listen, source })?;
+    let listener = TcpListener::bind(args.listen).await.map_err(|error| Error::Bind { addr: args.listen, error })?;
     let app = server::router(controller.publisher.subscribe());
     info!(listen = %args.listen, source = %args.source, "berth controller started");
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

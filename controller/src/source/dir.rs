@@ -29,12 +29,12 @@ const MAX_DEPTH: usize = 32;
 /// Reads every object under `root` (a directory, or a single file). Fails only when `root` itself cannot be read;
 /// a bad file or document becomes a diagnostic.
 pub fn load(root: &Path) -> Result<Snapshot> {
-    let metadata = std::fs::metadata(root).map_err(|source| Error::Read { path: root.to_path_buf(), source })?;
+    let metadata = std::fs::metadata(root).map_err(|error| Error::Read { path: root.to_path_buf(), error })?;
     let mut files = Vec::new();
     let mut snapshot = Snapshot::default();
     if metadata.is_dir() {
         // The root must be listable; problems deeper down are diagnostics.
-        std::fs::read_dir(root).map_err(|source| Error::Read { path: root.to_path_buf(), source })?;
+        std::fs::read_dir(root).map_err(|error| Error::Read { path: root.to_path_buf(), error })?;
         collect(root, 0, &mut files, &mut snapshot.diagnostics);
     } else {
         files.push(root.to_path_buf());
@@ -90,8 +90,8 @@ pub fn watch(root: PathBuf, updates: mpsc::Sender<Snapshot>) -> Result<tokio::ta
             let _ = tx.send(());
         }
     })
-    .map_err(|source| Error::Watch { path: root.clone(), source })?;
-    watcher.watch(&root, RecursiveMode::Recursive).map_err(|source| Error::Watch { path: root.clone(), source })?;
+    .map_err(|error| Error::Watch { path: root.clone(), error })?;
+    watcher.watch(&root, RecursiveMode::Recursive).map_err(|error| Error::Watch { path: root.clone(), error })?;
 
     Ok(tokio::spawn(async move {
         let _watcher = watcher; // dropping it stops the watch
