@@ -87,6 +87,9 @@ fn parse_document(at: &Context<'_>, input: Input<'_>, parsed: &mut Parsed) {
     let meta = map.get("metadata");
     let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).filter(|n| !n.is_empty());
     let namespace = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).filter(|n| !n.is_empty());
+    let known = known_kind(&api_version, &kind);
+    // Named as the rest of Berth names it: namespaced kinds with their (possibly defaulted) namespace.
+    let namespace = namespace.or(known.filter(|k| k.namespaced()).map(|_| "default"));
     let label = name.map(|name| match namespace {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
@@ -101,7 +104,7 @@ fn parse_document(at: &Context<'_>, input: Input<'_>, parsed: &mut Parsed) {
         return;
     }
 
-    let Some(kind_of) = known_kind(&api_version, &kind) else {
+    let Some(kind_of) = known else {
         let message = if api_version.is_empty() || kind.is_empty() {
             "apiVersion and kind are required".to_string()
         } else {
@@ -129,7 +132,7 @@ fn parse_document(at: &Context<'_>, input: Input<'_>, parsed: &mut Parsed) {
         parsed.diagnostics.push(at.diagnostic(None, format_args!("{kind}: metadata.name is missing; give it a name")));
         return;
     }
-    if kind_of.namespaced() && namespace.is_none() {
+    if kind_of.namespaced() && object.metadata().namespace.as_deref().is_none_or(str::is_empty) {
         object.metadata_mut().namespace = Some("default".to_string());
     }
     parsed.objects.push(object);
@@ -228,7 +231,10 @@ mod tests {
         let messages = messages(&parse(&text));
         assert_eq!(messages.len(), 1);
         let m = &messages[0];
-        assert!(m.starts_with("dir/file.yaml: Service bad: document 2: spec.ports[0].port: invalid type"), "{m}");
+        assert!(
+            m.starts_with("dir/file.yaml: Service default/bad: document 2: spec.ports[0].port: invalid type"),
+            "{m}"
+        );
         assert!(m.contains("line 15"), "{m}");
     }
 
