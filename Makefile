@@ -20,6 +20,8 @@ WASM_FLAGS :=
 else
 WASM_CARGO := RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld /usr/bin/cargo
 WASM_FLAGS := -Z build-std=std,panic_abort
+# rustup's clippy cannot build std for wasm32 here; Debian's clippy-driver matches Debian's rustc.
+WASM_CLIPPY := PATH=/usr/bin:$$PATH RUSTC_WORKSPACE_WRAPPER=/usr/bin/clippy-driver
 NEED_DEBIAN_WASM := 1
 endif
 # Its own target directory: the two toolchains would otherwise keep invalidating each other's build scripts.
@@ -36,10 +38,11 @@ help:
 
 setup: $(ENVOY)
 ifdef NEED_DEBIAN_WASM
-	@if [ ! -x /usr/bin/rustc ] || [ ! -x /usr/bin/wasm-ld ] || [ ! -d /usr/lib/rustlib/src/rust/library ]; then
-	  echo "installing Debian's wasm-capable Rust toolchain (rustc-web, cargo-web, rust-web-src, lld)"
+	@if [ ! -x /usr/bin/rustc ] || [ ! -x /usr/bin/wasm-ld ] || [ ! -d /usr/lib/rustlib/src/rust/library ] \
+	    || [ ! -x /usr/bin/clippy-driver ]; then
+	  echo "installing Debian's wasm-capable Rust toolchain (rustc-web, cargo-web, rust-web-src, rust-web-clippy, lld)"
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
-	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq rustc-web cargo-web rust-web-src lld >/dev/null
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq rustc-web cargo-web rust-web-src rust-web-clippy lld >/dev/null
 	fi
 endif
 
@@ -67,7 +70,7 @@ test: build
 lint: setup
 	cargo fmt --all --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
-	$(WASM_CARGO) clippy --profile wasm --target wasm32-unknown-unknown $(WASM_FLAGS) \
+	$(WASM_CLIPPY) $(WASM_CARGO) clippy --profile wasm --target wasm32-unknown-unknown $(WASM_FLAGS) \
 	  -p berth-filter --target-dir $(WASM_TARGET_DIR) -- -D warnings
 
 clean:

@@ -33,12 +33,8 @@ impl Process {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Whether it is still running; a process that exited has its log printed, since that is never expected.
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut().map(Child::try_wait) {
-            Some(Ok(None)) => true,
-            _ => false,
-        }
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
     }
 
     /// SIGKILL: what a crash or an OOM kill looks like to everyone else.
