@@ -1,9 +1,10 @@
 //! Where the artifacts under test live: `make` exports them; plain `cargo test` falls back to the workspace.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR"));
+    tests.parent().unwrap_or(tests).to_path_buf()
 }
 
 fn artifact(var: &str, default: &str, how: &str) -> PathBuf {
