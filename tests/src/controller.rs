@@ -23,8 +23,14 @@ impl Controller {
 
     /// Starts it on a given address: a restart keeps the address Envoy knows.
     pub fn start_on(addr: SocketAddr, source: &Path, log_dir: &Path) -> Controller {
+        Controller::start_with(addr, source, log_dir, &[])
+    }
+
+    /// The same with more `berth run` arguments, e.g. `--state=FILE`.
+    pub fn start_with(addr: SocketAddr, source: &Path, log_dir: &Path, args: &[String]) -> Controller {
         let mut command = Command::new(paths::berth());
         command.arg("run").arg(format!("--source=dir:{}", source.display())).arg(format!("--listen={addr}"));
+        command.args(args);
         command.env("RUST_LOG", "info");
         let mut process = Process::spawn("controller", &mut command, log_dir);
         wait::until("the controller's /readyz", Duration::from_secs(20), || {
@@ -46,6 +52,25 @@ impl Controller {
         let routes = self.routes();
         let errors = routes["errors"].as_array().cloned().unwrap_or_default();
         errors.iter().map(|e| e["text"].as_str().unwrap_or_default().to_string()).collect()
+    }
+
+    /// The TCP addresses assigned, as `(object, route, port)`, e.g. `("VirtualService default/db", "tcp[0]", 31000)`.
+    pub fn assigned_ports(&self) -> Vec<(String, String, u16)> {
+        let routes = self.routes();
+        let addresses = routes["addresses"].as_array().cloned().unwrap_or_default();
+        addresses
+            .iter()
+            .map(|a| {
+                let text = |key: &str| a[key].as_str().unwrap_or_default().to_string();
+                let port = a["port"].as_u64().and_then(|p| u16::try_from(p).ok()).unwrap_or(0);
+                (text("object"), text("route"), port)
+            })
+            .collect()
+    }
+
+    /// The port assigned to `object`'s first TCP route, once it has one.
+    pub fn port_of(&self, object: &str) -> Option<u16> {
+        self.assigned_ports().into_iter().find(|(o, route, _)| o == object && route == "tcp[0]").map(|(_, _, p)| p)
     }
 
     pub fn url(&self) -> String {

@@ -24,19 +24,34 @@ impl Envoy {
     pub fn start(controller: SocketAddr, work: &Path) -> Envoy {
         let http = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
-        Envoy::start_on(controller, http, admin, work)
+        Envoy::start_on(controller, http, admin, work, &[])
+    }
+
+    /// With more `berth envoy-config` arguments, e.g. `--tcp-ports=31000-31010`.
+    pub fn start_with(controller: SocketAddr, work: &Path, args: &[String]) -> Envoy {
+        let http = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
+        Envoy::start_on(controller, http, admin, work, args)
     }
 
     /// The same on given listener and admin addresses.
-    pub fn start_on(controller: SocketAddr, http: SocketAddr, admin: SocketAddr, work: &Path) -> Envoy {
+    pub fn start_on(
+        controller: SocketAddr,
+        http: SocketAddr,
+        admin: SocketAddr,
+        work: &Path,
+        args: &[String],
+    ) -> Envoy {
         let config = work.join("envoy.yaml");
-        let rendered = berth(&[
-            "envoy-config",
-            &format!("--controller={controller}"),
-            &format!("--wasm={}", paths::wasm().display()),
-            &format!("--http-listen={http}"),
-            &format!("--admin={admin}"),
-        ]);
+        let mut render = vec![
+            "envoy-config".to_string(),
+            format!("--controller={controller}"),
+            format!("--wasm={}", paths::wasm().display()),
+            format!("--http-listen={http}"),
+            format!("--admin={admin}"),
+        ];
+        render.extend_from_slice(args);
+        let rendered = berth(&render.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(rendered.status.success(), "berth envoy-config: {}", String::from_utf8_lossy(&rendered.stderr));
         std::fs::write(&config, &rendered.stdout).expect("write envoy.yaml");
 

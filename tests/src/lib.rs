@@ -11,6 +11,8 @@ pub mod manifests;
 pub mod paths;
 pub mod process;
 pub mod stack;
+pub mod tcp_backend;
+pub mod tcp_client;
 pub mod wait;
 
 pub use backend::Backend;
@@ -18,3 +20,4 @@ pub use client::Response;
 pub use controller::Controller;
 pub use envoy::Envoy;
 pub use stack::Stack;
+pub use tcp_backend::TcpBackend;

@@ -104,3 +104,26 @@ pub fn virtual_service(name: &str, hosts: &[&str], routes: &[HttpRoute]) -> Stri
     }
     yaml
 }
+
+/// A VirtualService in `default` exposing one TCP route per `(service, port)`.
+pub fn tcp_virtual_service(name: &str, routes: &[(&str, u16)]) -> String {
+    let mut yaml = format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: {name}\n  namespace: default\n  \
+         annotations:\n    berth.dev/expose: \"true\"\nspec:\n  hosts: [{name}.default.svc.cluster.local]\n  tcp:\n"
+    );
+    for (service, port) in routes {
+        yaml.push_str(&format!(
+            "  - match:\n    - port: {port}\n    route:\n    - destination:\n        host: {service}\n        port:\n          \
+             number: {port}\n"
+        ));
+    }
+    yaml
+}
+
+/// A PortAllocation handing out `first..=last` under the public name `host`.
+pub fn port_allocation(name: &str, host: &str, first: u16, last: u16) -> String {
+    format!(
+        "apiVersion: berth.dev/v1alpha1\nkind: PortAllocation\nmetadata:\n  name: {name}\nspec:\n  host: {host}\n  \
+         ranges:\n  - start: {first}\n    end: {last}\n"
+    )
+}

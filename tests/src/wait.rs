@@ -18,3 +18,17 @@ pub fn until<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
+
+/// `count` consecutive free loopback ports, as `(first, last)`: for TCP port ranges.
+pub fn free_port_range(count: u16) -> (u16, u16) {
+    // Start from a free port and probe upwards; ephemeral ports are spread, so runs of free ports are common.
+    for _ in 0..200 {
+        let first = free_port();
+        let Some(last) = first.checked_add(count - 1) else { continue };
+        let held: Result<Vec<_>, _> = (first..=last).map(|p| std::net::TcpListener::bind(("127.0.0.1", p))).collect();
+        if held.is_ok() {
+            return (first, last);
+        }
+    }
+    panic!("no run of {count} free ports");
+}

@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
     let _backends: Vec<Backend> =
         BACKENDS.iter().map(|(addr, name, status)| Backend::start_on(parse(addr), name, *status)).collect();
     let controller = Controller::start_on(parse(CONTROLLER), &examples, &logs);
-    let envoy = Envoy::start_on(controller.addr, parse(LISTENER), parse(ADMIN), &logs);
+    let envoy = Envoy::start_on(controller.addr, parse(LISTENER), parse(ADMIN), &logs, &[]);
     envoy.wait_for_backend("website8080.com", "/", "service 1");
 
     println!(

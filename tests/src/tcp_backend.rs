@@ -1,0 +1,80 @@
+//! Loopback TCP backends: optionally speak first (a greeting, as MySQL and SMTP servers do), then echo.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::backend::runtime;
+
+pub struct TcpBackend {
+    pub addr: SocketAddr,
+    connections: Arc<AtomicU64>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TcpBackend {
+    /// An echo server on a free loopback port.
+    pub fn echo() -> TcpBackend {
+        TcpBackend::start(None)
+    }
+
+    /// A server that sends `greeting` as soon as a client connects, then echoes.
+    pub fn greeting(greeting: &str) -> TcpBackend {
+        TcpBackend::start(Some(greeting.to_string()))
+    }
+
+    fn start(greeting: Option<String>) -> TcpBackend {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp backend");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local addr");
+        let connections = Arc::new(AtomicU64::new(0));
+        let counter = connections.clone();
+        let greeting = Arc::new(greeting);
+        let server = runtime().spawn(async move {
+            let Ok(listener) = TcpListener::from_std(listener) else { return };
+            let mut open = JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                open.spawn(serve(stream, greeting.clone()));
+            }
+        });
+        TcpBackend { addr, connections, server: Some(server) }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TcpBackend {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = runtime().block_on(server);
+        }
+    }
+}
+
+async fn serve(mut stream: TcpStream, greeting: Arc<Option<String>>) {
+    if let Some(greeting) = greeting.as_ref()
+        && stream.write_all(greeting.as_bytes()).await.is_err()
+    {
+        return;
+    }
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if stream.write_all(&buffer[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
