@@ -64,7 +64,10 @@ controller:
 run: build
 	cargo run --release -q -p berth-tests --bin berth-demo -- --examples examples
 
-test: build
+# Tests build every target at once: building the binaries alone first would resolve features differently
+# (dev-dependencies) and compile the dependency tree twice.
+test: wasm
+	cargo build --release --workspace --all-targets
 	cargo nextest run --release --workspace --no-fail-fast
 
 lint: setup
