@@ -12,6 +12,6 @@ mod wire;
 pub use choose::choose_endpoint;
 pub use http_match::{HttpRouter, RouteId, normalize_host};
 pub use model::{Backend, DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, Table, TcpRoute};
-pub use ports::{Allocation, PortClaim, PortRange, PortRangeError, allocate, parse_ranges};
+pub use ports::{Allocation, PortClaim, PortRange, PortRangeError, allocate, allocate_where, parse_ranges};
 pub use tcp_match::TcpRouter;
 pub use wire::{DecodeError, FORMAT, decode, encode};

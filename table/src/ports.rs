@@ -100,6 +100,18 @@ pub enum Allocation {
 /// is not its own, such as another Service's NodePort), so nothing moves across restarts or range edits. Every
 /// other claim gets the lowest port in `ranges` that is neither held nor `reserved`.
 pub fn allocate(ranges: &[PortRange], reserved: &BTreeSet<u16>, claims: &[PortClaim]) -> Vec<Allocation> {
+    allocate_where(ranges, reserved, claims, |_| true)
+}
+
+/// [`allocate`], except that only claims for which `may_take_free` is true get a free port. The others keep the
+/// port they hold, on the same terms, or get [`Allocation::Full`] without taking one: how a caller keeps the ports
+/// of a claimant it will not serve for now without handing it new ones.
+pub fn allocate_where(
+    ranges: &[PortRange],
+    reserved: &BTreeSet<u16>,
+    claims: &[PortClaim],
+    may_take_free: impl Fn(&PortClaim) -> bool,
+) -> Vec<Allocation> {
     let mut taken: BTreeSet<u16> = BTreeSet::new();
     let mut outcome: Vec<Option<Allocation>> = vec![None; claims.len()];
     for (index, claim) in claims.iter().enumerate() {
@@ -119,8 +131,9 @@ pub fn allocate(ranges: &[PortRange], reserved: &BTreeSet<u16>, claims: &[PortCl
     let mut next = free.into_iter();
     outcome
         .into_iter()
-        .map(|granted| {
-            granted.unwrap_or_else(|| match next.next() {
+        .zip(claims)
+        .map(|(granted, claim)| {
+            granted.unwrap_or_else(|| match may_take_free(claim).then(|| next.next()).flatten() {
                 Some(port) => Allocation::Granted { port, outside_ranges: false },
                 None => Allocation::Full,
             })
@@ -201,6 +214,14 @@ mod tests {
         let ranges = [PortRange { start: 32000, end: 32000 }, PortRange { start: 31000, end: 31000 }];
         let outcome = allocate(&ranges, &BTreeSet::new(), &[claim("a", None), claim("b", None), claim("c", None)]);
         assert_eq!(outcome, vec![granted(31000), granted(32000), Allocation::Full]);
+    }
+
+    #[test]
+    fn claims_not_allowed_free_ports_keep_what_they_hold_and_take_nothing() {
+        let ranges = [PortRange { start: 31000, end: 31001 }];
+        let claims = [claim("held", Some(31001)), claim("barred", None), claim("new", None)];
+        let outcome = allocate_where(&ranges, &BTreeSet::new(), &claims, |c| c.key != "barred" && c.key != "held");
+        assert_eq!(outcome, vec![granted(31001), Allocation::Full, granted(31000)]);
     }
 
     #[test]
