@@ -1,4 +1,4 @@
-//! The command line: `berth run | check | routes | envoy-config`. Every flag has `long`, an `BERTH_*`
+//! The command line: `berth run | check | routes | envoy-config | crdgen`. Every flag has `long`, an `BERTH_*`
 //! environment variable and, where one makes sense, a default.
 
 use std::fmt;
@@ -31,6 +31,8 @@ pub enum Command {
     Routes(RoutesArgs),
     /// Print an Envoy bootstrap that runs Berth's filter against a controller.
     EnvoyConfig(EnvoyConfigArgs),
+    /// Print the CustomResourceDefinition of PortAllocation (berth.dev/v1alpha1) as YAML, for `kubectl apply -f -`.
+    Crdgen,
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +47,13 @@ pub struct RunArgs {
     /// Service's EndpointSlices). A Service's annotation `berth.dev/backends` overrides it.
     #[arg(long, env = "BERTH_BACKENDS", default_value = "node-port")]
     pub backends: BackendMode,
+    /// File that keeps the ports handed out to tcp routes across restarts: JSON, `{"ports": {"VirtualService
+    /// default/db tcp[0]": 31000}}`, written atomically whenever they change; a missing file starts empty, an
+    /// unreadable or corrupt one stops the controller. Without it (the default) ports live only in memory and a
+    /// restart may hand out different ones. In directory mode addresses are never written into your YAML: see them
+    /// here, with `berth routes`, or at /v1/routes.
+    #[arg(long, env = "BERTH_STATE", value_name = "FILE")]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +63,10 @@ pub struct CheckArgs {
     /// As for `berth run`.
     #[arg(long, env = "BERTH_BACKENDS", default_value = "node-port")]
     pub backends: BackendMode,
+    /// A `berth run --state` file to take held ports from (only read), so the addresses shown are those `berth
+    /// run` would keep. None (the default): ports are handed out afresh.
+    #[arg(long, env = "BERTH_STATE", value_name = "FILE")]
+    pub state: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +160,17 @@ mod tests {
         let Command::Run(args) = cli.command else { panic!("not run") };
         assert_eq!(args.backends, BackendMode::Pods);
         assert!(Cli::try_parse_from(["berth", "run", "--source", "dir:x", "--backends", "nodes"]).is_err());
+    }
+
+    #[test]
+    fn run_keeps_ports_in_memory_unless_given_a_state_file() {
+        let cli = Cli::try_parse_from(["berth", "run", "--source", "dir:x"]).unwrap();
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        assert_eq!(args.state, None);
+        let cli = Cli::try_parse_from(["berth", "run", "--source", "dir:x", "--state", "/var/lib/berth.json"]).unwrap();
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        assert_eq!(args.state, Some("/var/lib/berth.json".into()));
+        assert!(matches!(Cli::try_parse_from(["berth", "crdgen"]).unwrap().command, Command::Crdgen));
     }
 
     #[test]

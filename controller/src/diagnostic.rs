@@ -16,15 +16,42 @@ pub struct Diagnostic {
     /// The offending field's path in the object, e.g. `spec.http[0].route[0].destination.host`.
     pub field: Option<String>,
     pub message: String,
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+/// An error means the object (or part of a source) is not served; a warning reports something served anyway that
+/// deserves attention (a port kept outside the current ranges). `berth check` fails on errors only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Error,
+    Warning,
 }
 
 impl Diagnostic {
     pub fn new(message: impl Into<String>) -> Self {
-        Diagnostic { object: None, file: None, field: None, message: message.into() }
+        Diagnostic { object: None, file: None, field: None, message: message.into(), severity: Severity::Error }
+    }
+
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+
+    pub fn is_warning(&self) -> bool {
+        self.severity == Severity::Warning
     }
 
     pub fn object(mut self, object: impl Into<String>) -> Self {
         self.object = Some(object.into());
+        self
+    }
+
+    /// Like [`Diagnostic::object`], for an object that may be unknown.
+    pub fn with_object(mut self, object: Option<String>) -> Self {
+        self.object = object;
         self
     }
 
@@ -63,6 +90,8 @@ pub struct DiagnosticView {
     pub field: Option<String>,
     pub message: String,
     pub text: String,
+    #[serde(default)]
+    pub severity: Severity,
 }
 
 impl From<&Diagnostic> for DiagnosticView {
@@ -73,6 +102,7 @@ impl From<&Diagnostic> for DiagnosticView {
             field: d.field.clone(),
             message: d.message.clone(),
             text: d.to_string(),
+            severity: d.severity,
         }
     }
 }

@@ -29,4 +29,21 @@ pub enum Error {
 
     #[error("invalid --source {value:?}: {reason}")]
     SourceArg { value: String, reason: String },
+
+    #[error(
+        "cannot read the state file {path}: {error}; berth will not start without the ports it handed out before: \
+         fix the file's permissions, or move it away to start with no allocations (every tcp route then gets a new \
+         port)"
+    )]
+    StateRead { path: PathBuf, error: std::io::Error },
+
+    #[error(
+        "the state file {path} is not valid: {reason}; berth will not start without the ports it handed out \
+         before: repair it (JSON like {{\"ports\": {{\"VirtualService default/db tcp[0]\": 31000}}}}), or move it \
+         away to start with no allocations (every tcp route then gets a new port)"
+    )]
+    StateCorrupt { path: PathBuf, reason: String },
+
+    #[error("cannot write the state file {path}: {error}; check that its directory exists and is writable")]
+    StateWrite { path: PathBuf, error: std::io::Error },
 }

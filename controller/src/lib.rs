@@ -12,6 +12,7 @@ pub mod publish;
 pub mod report;
 pub mod server;
 pub mod source;
+pub mod state;
 
 pub use diagnostic::Diagnostic;
 pub use error::{Error, Result};

@@ -13,13 +13,15 @@ use berth_table::Table;
 use tokio::sync::watch;
 
 use crate::Diagnostic;
-use crate::compiler::{Compiled, Content};
+use crate::compiler::{Assignments, Compiled, Content};
 
-/// What readers see: the current table (none until the first compilation) and the current diagnostics.
+/// What readers see: the current table (none until the first compilation), the current diagnostics, and the
+/// ports handed out to tcp routes.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub table: Option<Arc<Published>>,
     pub diagnostics: Arc<Vec<Diagnostic>>,
+    pub assignments: Arc<Assignments>,
 }
 
 impl Snapshot {
@@ -43,11 +45,12 @@ pub struct Outcome {
     /// Diagnostics that were not there before: each is logged once, when it appears.
     pub new_diagnostics: Vec<Diagnostic>,
     pub diagnostics_changed: bool,
+    pub assignments_changed: bool,
 }
 
 impl Outcome {
     pub fn changed(&self) -> bool {
-        self.table_changed || self.diagnostics_changed
+        self.table_changed || self.diagnostics_changed || self.assignments_changed
     }
 }
 
@@ -89,11 +92,16 @@ impl Publisher {
         let new_diagnostics: Vec<Diagnostic> =
             compiled.diagnostics.iter().filter(|d| !before.contains(d)).cloned().collect();
         let diagnostics_changed = *previous.diagnostics != compiled.diagnostics;
+        let assignments_changed = *previous.assignments != compiled.assignments;
         let version = table.table.version;
-        if table_changed || diagnostics_changed {
-            self.tx.send_replace(Snapshot { table: Some(table), diagnostics: Arc::new(compiled.diagnostics) });
+        if table_changed || diagnostics_changed || assignments_changed {
+            self.tx.send_replace(Snapshot {
+                table: Some(table),
+                diagnostics: Arc::new(compiled.diagnostics),
+                assignments: Arc::new(compiled.assignments),
+            });
         }
-        Outcome { version, table_changed, new_diagnostics, diagnostics_changed }
+        Outcome { version, table_changed, new_diagnostics, diagnostics_changed, assignments_changed }
     }
 }
 
@@ -113,8 +121,9 @@ mod tests {
             })
             .collect();
         Compiled {
-            content: Content { http, default_backend: None },
+            content: Content { http, ..Content::default() },
             diagnostics: errors.iter().map(|e| Diagnostic::new(*e)).collect(),
+            assignments: Assignments::new(),
         }
     }
 

@@ -4,6 +4,8 @@ use std::fmt::Write;
 
 use berth_table::{Backend, PathMatch, Table};
 
+use crate::server::AddressView;
+
 /// `prefix /api`, `exact /x`, `segments /app`: how people are shown a path match.
 pub fn describe_path(path: &PathMatch) -> String {
     match path {
@@ -34,42 +36,63 @@ pub fn describe_backends(backends: &[Backend]) -> String {
     if parts.is_empty() { "(no backends)".to_string() } else { parts.join("; ") }
 }
 
-/// The whole report: a summary line, the routes as aligned columns, the default backend, then every error.
-/// `version` is left out for tables that were never published (`berth check`).
-pub fn render(table: &Table, version: Option<u64>, errors: &[String]) -> String {
+/// The whole report: a summary line, the http routes and the tcp routes as aligned columns, the default backend,
+/// the addresses handed out to tcp routes, then every error and warning. `version` is left out for tables that
+/// were never published (`berth check`).
+pub fn render(
+    table: &Table,
+    version: Option<u64>,
+    addresses: &[AddressView],
+    errors: &[String],
+    warnings: &[String],
+) -> String {
     let mut out = String::new();
-    let routes = plural(table.http.len(), "http route");
-    let error_count = plural(errors.len(), "error");
+    let mut summary = format!(
+        "{}, {}, {}",
+        plural(table.http.len(), "http route"),
+        plural(table.tcp.len(), "tcp route"),
+        plural(errors.len(), "error")
+    );
+    if !warnings.is_empty() {
+        _ = write!(summary, ", {}", plural(warnings.len(), "warning"));
+    }
     match version {
-        Some(version) => _ = writeln!(out, "table version {version}: {routes}, {error_count}"),
-        None => _ = writeln!(out, "{routes}, {error_count}"),
+        Some(version) => _ = writeln!(out, "table version {version}: {summary}"),
+        None => _ = writeln!(out, "{summary}"),
     }
     out.push('\n');
 
-    let mut rows = vec![["HOST".to_string(), "PATH".to_string(), "BACKENDS".to_string(), "SOURCE".to_string()]];
-    for route in &table.http {
-        rows.push([
-            route.host.clone(),
-            describe_path(&route.path),
-            describe_backends(&route.backends),
-            route.source.to_string(),
-        ]);
-    }
     if table.http.is_empty() {
         out.push_str("no http routes\n");
     } else {
-        let mut widths = [0; 4];
-        for row in &rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
-            }
+        let mut rows = vec![["HOST".to_string(), "PATH".to_string(), "BACKENDS".to_string(), "SOURCE".to_string()]];
+        for route in &table.http {
+            rows.push([
+                route.host.clone(),
+                describe_path(&route.path),
+                describe_backends(&route.backends),
+                route.source.to_string(),
+            ]);
         }
-        for row in &rows {
-            let line =
-                row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect::<Vec<_>>().join("  ");
-            out.push_str(line.trim_end());
-            out.push('\n');
+        columns(&mut out, &rows);
+    }
+
+    out.push('\n');
+    if table.tcp.is_empty() {
+        out.push_str("no tcp routes\n");
+    } else {
+        let mut rows = vec![["PORT".to_string(), "ADDRESS".to_string(), "BACKENDS".to_string(), "SOURCE".to_string()]];
+        for route in &table.tcp {
+            let source = route.source.to_string();
+            let address = addresses.iter().find(|a| a.port == route.port && a.object == source);
+            rows.push([
+                route.port.to_string(),
+                address.map_or_else(|| "-".to_string(), |a| a.address.clone()),
+                describe_backends(&route.backends),
+                source,
+            ]);
         }
+        columns(&mut out, &rows);
     }
 
     out.push('\n');
@@ -80,13 +103,36 @@ pub fn render(table: &Table, version: Option<u64>, errors: &[String]) -> String 
         None => out.push_str("default backend: none (unmatched requests get 404)\n"),
     }
 
-    if !errors.is_empty() {
-        out.push_str("\nerrors:\n");
-        for error in errors {
-            _ = writeln!(out, "  {error}");
+    if !addresses.is_empty() {
+        out.push_str("\naddresses:\n");
+        for a in addresses {
+            _ = writeln!(out, "  {} {} → {}", a.object, a.route, a.address);
+        }
+    }
+    for (title, list) in [("errors", errors), ("warnings", warnings)] {
+        if !list.is_empty() {
+            _ = writeln!(out, "\n{title}:");
+            for item in list {
+                _ = writeln!(out, "  {item}");
+            }
         }
     }
     out
+}
+
+/// Rows as left-aligned columns two spaces apart, the first row being the header.
+fn columns<const N: usize>(out: &mut String, rows: &[[String; N]]) {
+    let mut widths = [0; N];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let line = row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect::<Vec<_>>().join("  ");
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
 }
 
 fn plural(n: usize, what: &str) -> String {
@@ -96,7 +142,7 @@ fn plural(n: usize, what: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_table::{DefaultBackend, Endpoint, HttpRoute, Source};
+    use berth_table::{DefaultBackend, Endpoint, HttpRoute, Source, TcpRoute};
 
     fn backend(service: &str, weight: u32, ports: &[u16]) -> Backend {
         Backend {
@@ -129,28 +175,51 @@ mod tests {
             backends: vec![backend("default/default-http-backend:80", 100, &[30404])],
             source: source("Ingress", "websites"),
         });
-        let text = render(&table, Some(42), &["f.yaml: Ingress default/x: bad".to_string()]);
+        table.tcp.push(TcpRoute {
+            port: 31000,
+            backends: vec![backend("default/mysql:3306", 100, &[30306])],
+            source: source("VirtualService", "db"),
+        });
+        let addresses = [AddressView {
+            object: "VirtualService default/db".into(),
+            route: "tcp[0]".into(),
+            address: "tcp.example.com:31000".into(),
+            port: 31000,
+        }];
+        let errors = ["f.yaml: Ingress default/x: bad".to_string()];
+        let warnings = ["VirtualService default/db: spec.tcp[0]: keeps port".to_string()];
+        let text = render(&table, Some(42), &addresses, &errors, &warnings);
         let expected = "\
-table version 42: 2 http routes, 1 error
+table version 42: 2 http routes, 1 tcp route, 1 error, 1 warning
 
 HOST             PATH                  BACKENDS                                                                                    SOURCE
 website8080.com  segments /            default/service1:8080 → 127.0.0.1:30081                                                     Ingress default/websites
 website.com      prefix /eightyeighty  default/a:80 weight 90 → 127.0.0.1:1, 127.0.0.1:2; default/b:80 weight 10 → (no endpoints)  VirtualService default/website
 
+PORT   ADDRESS                BACKENDS                              SOURCE
+31000  tcp.example.com:31000  default/mysql:3306 → 127.0.0.1:30306  VirtualService default/db
+
 default backend: default/default-http-backend:80 → 127.0.0.1:30404 (Ingress default/websites)
+
+addresses:
+  VirtualService default/db tcp[0] → tcp.example.com:31000
 
 errors:
   f.yaml: Ingress default/x: bad
+
+warnings:
+  VirtualService default/db: spec.tcp[0]: keeps port
 ";
         assert_eq!(text, expected, "\n{text}");
     }
 
     #[test]
     fn renders_an_empty_table() {
-        let text = render(&Table::new(1), None, &[]);
+        let text = render(&Table::new(1), None, &[], &[], &[]);
         assert_eq!(
             text,
-            "0 http routes, 0 errors\n\nno http routes\n\ndefault backend: none (unmatched requests get 404)\n"
+            "0 http routes, 0 tcp routes, 0 errors\n\nno http routes\n\nno tcp routes\n\n\
+             default backend: none (unmatched requests get 404)\n"
         );
     }
 }

@@ -3,7 +3,9 @@
 //! - `GET /v1/table?version=N&wait=SECS`: the table now when its version is not `N` (or no version is given);
 //!   otherwise held up to `wait` seconds (at most 60) for a new one, then `304 Not Modified`. `If-None-Match:
 //!   "N"` stands for `version=N`. The `etag` is the quoted version.
-//! - `GET /v1/routes`: `{"table": .., "errors": [..]}` for people and `berth routes`.
+//! - `GET /v1/routes`: `{"table": .., "addresses": [..], "errors": [..], "warnings": [..]}` for people and
+//!   `berth routes`. `addresses` lists every port handed out to a tcp route, with the address clients use: in
+//!   directory mode this (with the state file and `berth routes`) is where addresses show, not the user's YAML.
 //! - `GET /healthz`: always `ok`. `GET /readyz`: `ok` once the first table is compiled, else 503.
 
 use std::time::Duration;
@@ -18,6 +20,7 @@ use berth_table::Table;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::compiler::Assignment;
 use crate::diagnostic::DiagnosticView;
 use crate::publish::Snapshot;
 
@@ -100,7 +103,35 @@ fn if_none_match(headers: &HeaderMap) -> Option<u64> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoutesView {
     pub table: Table,
+    /// Ports handed out to tcp routes, by claim (`VirtualService default/db tcp[0]`), including those of objects
+    /// not served at the moment (their errors say why). Ports without an address (no PortAllocation left) are not
+    /// listed.
+    #[serde(default)]
+    pub addresses: Vec<AddressView>,
     pub errors: Vec<DiagnosticView>,
+    #[serde(default)]
+    pub warnings: Vec<DiagnosticView>,
+}
+
+/// One tcp route's address: `{"object": "VirtualService default/db", "route": "tcp[0]", "address":
+/// "tcp.example.com:31000", "port": 31000}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressView {
+    pub object: String,
+    pub route: String,
+    pub address: String,
+    pub port: u16,
+}
+
+impl AddressView {
+    pub fn of(assignment: &Assignment) -> Option<AddressView> {
+        Some(AddressView {
+            object: assignment.object.clone(),
+            route: assignment.route.clone(),
+            address: assignment.address()?,
+            port: assignment.port,
+        })
+    }
 }
 
 async fn routes(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response {
@@ -110,7 +141,9 @@ async fn routes(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response 
     };
     let view = RoutesView {
         table: published.table.clone(),
-        errors: snapshot.diagnostics.iter().map(DiagnosticView::from).collect(),
+        addresses: snapshot.assignments.values().filter_map(AddressView::of).collect(),
+        errors: snapshot.diagnostics.iter().filter(|d| !d.is_warning()).map(DiagnosticView::from).collect(),
+        warnings: snapshot.diagnostics.iter().filter(|d| d.is_warning()).map(DiagnosticView::from).collect(),
     };
     let body = serde_json::to_vec_pretty(&view).unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -128,7 +161,7 @@ async fn ready(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response {
 mod tests {
     use super::*;
     use crate::Diagnostic;
-    use crate::compiler::{Compiled, Content};
+    use crate::compiler::{Assignments, Compiled, Content};
     use crate::publish::Publisher;
     use axum::http::Request;
     use berth_table::{HttpRoute, PathMatch, Source};
@@ -142,9 +175,19 @@ mod tests {
             backends: vec![],
             source: Source { kind: "Ingress".into(), namespace: "ns".into(), name: "x".into() },
         };
+        let assignment = Assignment {
+            object: "VirtualService default/db".into(),
+            route: "tcp[0]".into(),
+            port: 31000,
+            host: Some("tcp.example.com".into()),
+        };
         Compiled {
-            content: Content { http: vec![route], default_backend: None },
-            diagnostics: vec![Diagnostic::new("bad").object("Ingress ns/y")],
+            content: Content { http: vec![route], ..Content::default() },
+            diagnostics: vec![
+                Diagnostic::new("bad").object("Ingress ns/y"),
+                Diagnostic::new("outside").object("VirtualService default/db").warning(),
+            ],
+            assignments: Assignments::from([(assignment.key(), assignment)]),
         }
     }
 
@@ -248,11 +291,19 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         let view: RoutesView = serde_json::from_slice(&body).unwrap();
         assert_eq!(view.table.http[0].host, "a");
+        assert_eq!(view.errors.len(), 1);
         assert_eq!(view.errors[0].text, "Ingress ns/y: bad");
+        assert_eq!(view.warnings[0].text, "VirtualService default/db: outside");
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        for field in ["object", "file", "field", "message", "text"] {
+        for field in ["object", "file", "field", "message", "text", "severity"] {
             assert!(json["errors"][0].get(field).is_some(), "{field}");
         }
+        assert_eq!(json["warnings"][0]["severity"], "warning");
+        assert_eq!(
+            json["addresses"],
+            serde_json::json!([{"object": "VirtualService default/db", "route": "tcp[0]",
+                                "address": "tcp.example.com:31000", "port": 31000}])
+        );
     }
 
     #[test]

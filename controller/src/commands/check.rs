@@ -1,32 +1,43 @@
-//! `berth check PATH`: load and compile offline, print the routes and every problem. Exit 0 when there is no
-//! problem, 1 when there is any, 2 when PATH cannot be read.
+//! `berth check PATH`: load and compile offline, print the routes, the addresses and every problem. Exit 0 when
+//! there is no error (warnings allowed), 1 when there is any, 2 when PATH or the state file cannot be read.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::CheckArgs;
-use crate::compiler::{Compiled, Options, compile};
+use crate::compiler::{Compiled, HeldPorts, Options, compile};
 use crate::index::Index;
+use crate::server::AddressView;
 use crate::source::dir;
-use crate::{Result, report};
+use crate::{Result, report, state};
 
 pub fn check(args: CheckArgs) -> ExitCode {
-    let compiled = match compile_path(&args.path, &Options { backends: args.backends }) {
+    let held = match args.state.as_deref().map(state::load).transpose() {
+        Ok(held) => held.unwrap_or_default(),
+        Err(error) => {
+            eprintln!("berth check: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let compiled = match compile_path(&args.path, &Options { backends: args.backends }, &held) {
         Ok(compiled) => compiled,
         Err(error) => {
             eprintln!("berth check: {error}");
             return ExitCode::from(2);
         }
     };
-    let errors: Vec<String> = compiled.diagnostics.iter().map(ToString::to_string).collect();
-    print!("{}", report::render(&compiled.content.to_table(0), None, &errors));
+    let (warnings, errors): (Vec<_>, Vec<_>) = compiled.diagnostics.iter().partition(|d| d.is_warning());
+    let errors: Vec<String> = errors.into_iter().map(ToString::to_string).collect();
+    let warnings: Vec<String> = warnings.into_iter().map(ToString::to_string).collect();
+    let addresses: Vec<AddressView> = compiled.assignments.values().filter_map(AddressView::of).collect();
+    print!("{}", report::render(&compiled.content.to_table(0), None, &addresses, &errors, &warnings));
     if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-/// What `berth run --source dir:PATH` would serve first.
-pub fn compile_path(path: &Path, options: &Options) -> Result<Compiled> {
+/// What `berth run --source dir:PATH` would serve first, given the ports held before.
+pub fn compile_path(path: &Path, options: &Options, held: &HeldPorts) -> Result<Compiled> {
     let snapshot = dir::load(path)?;
     let mut index = Index::new();
     index.reset(&format!("dir:{}", path.display()), snapshot.objects, snapshot.diagnostics);
-    Ok(compile(&index, options))
+    Ok(compile(&index, options, held))
 }

@@ -10,7 +10,8 @@ pub fn routes(args: RoutesArgs) -> Result<()> {
     let url = format!("{}/v1/routes", controller_url(&args.controller));
     let view = fetch(&url)?;
     let errors: Vec<String> = view.errors.into_iter().map(|e| e.text).collect();
-    print!("{}", report::render(&view.table, Some(view.table.version), &errors));
+    let warnings: Vec<String> = view.warnings.into_iter().map(|e| e.text).collect();
+    print!("{}", report::render(&view.table, Some(view.table.version), &view.addresses, &errors, &warnings));
     Ok(())
 }
 

@@ -1,21 +1,40 @@
 //! `berth run`: the controller. The source feeds the index; every change recompiles and publishes; the server
-//! answers from the latest publication. One task owns the index and the publisher, so neither needs a lock.
+//! answers from the latest publication. One task owns the index, the ports handed out and the publisher, so none
+//! needs a lock.
+//!
+//! Ports handed out to tcp routes are written to the state file (`--state`) before the table that uses them is
+//! published; in directory mode that file, `berth routes` and `/v1/routes` are where addresses show, never the
+//! user's YAML. A failed write is logged and retried; the table is served anyway.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::cli::{RunArgs, Source};
-use crate::compiler::{Options, compile};
+use crate::compiler::{Assignments, HeldPorts, Options, compile, ports};
 use crate::index::Index;
 use crate::publish::Publisher;
 use crate::source::{Snapshot, dir};
-use crate::{Error, Result, server};
+use crate::{Error, Result, server, state};
+
+/// How often a failed write of the state file is tried again.
+const STATE_RETRY: Duration = Duration::from_secs(5);
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let Source::Dir(root) = &args.source;
+
+    // Before anything is served: a state file that cannot be read must not turn into every port handed out anew.
+    let held = match &args.state {
+        Some(path) => {
+            let held = state::load(path)?;
+            info!(state = %path.display(), ports = held.len(), "loaded the ports handed out before");
+            held
+        }
+        None => HeldPorts::new(),
+    };
 
     // A clear error for a wrong path before the watcher gives a vaguer one.
     std::fs::metadata(root).map_err(|error| Error::Read { path: root.clone(), error })?;
@@ -34,8 +53,16 @@ pub async fn run(args: RunArgs) -> Result<()> {
         publisher: Publisher::starting_now(),
         source: args.source.to_string(),
         options: Options { backends: args.backends },
+        assignments: ports::from_held(&held),
+        held,
+        state: args.state.clone(),
+        saved: None,
     };
     controller.update(first);
+    // At start a state file that cannot be written is fatal, like one that cannot be read.
+    if let (Some(path), None) = (&controller.state, &controller.saved) {
+        state::save(path, &controller.held)?;
+    }
 
     let listener = TcpListener::bind(args.listen).await.map_err(|error| Error::Bind { addr: args.listen, error })?;
     let app = server::router(controller.publisher.subscribe());
@@ -50,8 +77,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
 
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    let mut retry = tokio::time::interval(STATE_RETRY);
     let result = loop {
         tokio::select! {
+            _ = retry.tick() => controller.save_state(),
             () = &mut shutdown => break Ok(()),
             served = &mut server => break match served {
                 Ok(result) => result.map_err(Error::Serve),
@@ -74,25 +103,51 @@ pub async fn run(args: RunArgs) -> Result<()> {
     result
 }
 
-/// The index and the publisher, updated together.
+/// The index, the ports handed out and the publisher, updated together.
 struct Controller {
     index: Index,
     publisher: Publisher,
     source: String,
     options: Options,
+    /// The ports handed out by the last compilation (at start: those of the state file): the next one keeps them.
+    held: HeldPorts,
+    assignments: Assignments,
+    state: Option<PathBuf>,
+    /// What the state file holds, once written by this process; differs from `held` while a write is failing.
+    saved: Option<HeldPorts>,
 }
 
 impl Controller {
     fn update(&mut self, snapshot: Snapshot) {
         self.index.reset(&self.source, snapshot.objects, snapshot.diagnostics);
-        let compiled = compile(&self.index, &self.options);
-        let (routes, errors) = (compiled.content.http.len(), compiled.diagnostics.len());
+        let compiled = compile(&self.index, &self.options, &self.held);
+        for line in ports::describe_changes(&self.assignments, &compiled.assignments) {
+            info!("{line}");
+        }
+        self.held = ports::held_ports(&compiled.assignments);
+        self.assignments = compiled.assignments.clone();
+        self.save_state();
+
+        let (http, tcp) = (compiled.content.http.len(), compiled.content.tcp.len());
+        let errors = compiled.diagnostics.iter().filter(|d| !d.is_warning()).count();
         let outcome = self.publisher.publish(compiled);
         for diagnostic in &outcome.new_diagnostics {
             warn!("{diagnostic}");
         }
         if outcome.changed() {
-            info!("serving table version {}: {routes} http routes, {errors} errors", outcome.version);
+            info!("serving table version {}: {http} http routes, {tcp} tcp routes, {errors} errors", outcome.version);
+        }
+    }
+
+    /// Writes the ports handed out to the state file, when there is one and it does not hold them yet.
+    fn save_state(&mut self) {
+        let Some(path) = &self.state else { return };
+        if self.saved.as_ref() == Some(&self.held) {
+            return;
+        }
+        match state::save(path, &self.held) {
+            Ok(()) => self.saved = Some(self.held.clone()),
+            Err(e) => error!("{e}; trying again every {}s", STATE_RETRY.as_secs()),
         }
     }
 }

@@ -82,6 +82,8 @@ pub fn resolve(claimants: Vec<Claimant>) -> (Content, Vec<Diagnostic>) {
             taken.push(Claim::DefaultBackend);
             content.default_backend = Some(default);
         }
+        // Tcp routes cannot conflict: allocation gave each its own port.
+        content.tcp.extend(wants.tcp);
         for claim in taken {
             owners.insert(claim, key.clone());
         }

@@ -1,20 +1,23 @@
-//! The compiler: a pure function from the index to the table's content and the problems found on the way.
+//! The compiler: a pure function from the index (and the ports handed out before) to the table's content, the
+//! ports handed out now, and the problems found on the way.
 //!
-//! Every object is compiled on its own into routes or problems. An object with any problem contributes nothing
-//! (a half-applied object is harder to reason about than an absent one). Then objects claim their routes oldest
-//! first; see [`conflicts`].
+//! First the tcp routes of exposed VirtualServices get their ports; see [`ports`]. Then every object is compiled
+//! on its own into routes or problems. An object with any problem contributes nothing (a half-applied object is
+//! harder to reason about than an absent one). Then objects claim their routes oldest first; see [`conflicts`].
 
 mod backends;
 pub mod conflicts;
 mod ingress;
+pub mod ports;
 mod virtual_service;
 
 pub use backends::{BACKENDS_ANNOTATION, BackendMode, PortRef, Resolver, Unresolved};
 pub use ingress::{CONTROLLER, Classes};
+pub use ports::{Assignment, Assignments, HeldPorts};
 
 use std::path::PathBuf;
 
-use berth_table::{DefaultBackend, HttpRoute, Source, Table};
+use berth_table::{DefaultBackend, HttpRoute, Source, Table, TcpRoute};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::Diagnostic;
@@ -36,6 +39,8 @@ pub struct Content {
     /// Oldest object first; within an object, in the order it lists them.
     pub http: Vec<HttpRoute>,
     pub default_backend: Option<DefaultBackend>,
+    /// Oldest object first; within an object, in the order it lists them. Ports are distinct.
+    pub tcp: Vec<TcpRoute>,
 }
 
 impl Content {
@@ -43,6 +48,7 @@ impl Content {
         let mut table = Table::new(version);
         table.http = self.http.clone();
         table.default_backend = self.default_backend.clone();
+        table.tcp = self.tcp.clone();
         table
     }
 }
@@ -50,8 +56,13 @@ impl Content {
 #[derive(Debug, Clone, Default)]
 pub struct Compiled {
     pub content: Content,
-    /// Problems reading the sources, then problems compiling, oldest object first.
+    /// Problems reading the sources, then problems of PortAllocations and ports, then problems compiling, oldest
+    /// object first.
     pub diagnostics: Vec<Diagnostic>,
+    /// Every port handed out, also to objects not served at the moment (a port stays with its object while the
+    /// object asks for it). The run loop feeds [`ports::held_ports`] of this to the next compilation and writes it
+    /// back: to the state file in directory mode (never into the user's YAML), to the objects in Kubernetes mode.
+    pub assignments: Assignments,
 }
 
 /// One thing wrong with one object: the field (a path from the object's root) and what to do about it.
@@ -79,33 +90,63 @@ pub struct Wanted {
 pub struct Wants {
     pub http: Vec<Wanted>,
     pub default_backend: Option<(String, DefaultBackend)>,
+    /// Tcp routes, on the ports allocated to them.
+    pub tcp: Vec<TcpRoute>,
 }
 
-pub fn compile(index: &Index, options: &Options) -> Compiled {
+/// Compiles `index`; `held` is what the previous compilation handed out ([`ports::held_ports`] of its
+/// assignments, or what was written back before a restart).
+pub fn compile(index: &Index, options: &Options, held: &HeldPorts) -> Compiled {
     let resolver = Resolver::new(index, options.backends);
     let classes = Classes::from_index(index);
 
-    let mut objects: Vec<(&Entry, Result<Wants, Vec<Problem>>)> = Vec::new();
+    let mut entries: Vec<&Entry> = Vec::new();
     for entry in index.of_kind(Kind::Ingress) {
         if let Object::Ingress(ingress) = &entry.object
             && classes.serves(ingress)
         {
-            objects.push((entry, ingress::compile(ingress, &resolver)));
+            entries.push(entry);
         }
     }
     for entry in index.of_kind(Kind::VirtualService) {
         if let Object::VirtualService(vs) = &entry.object
             && annotation(&vs.metadata, EXPOSE_ANNOTATION) == Some("true")
         {
-            objects.push((entry, virtual_service::compile(vs, &resolver)));
+            entries.push(entry);
         }
     }
-    objects.sort_by_key(|(entry, _)| age(entry));
+    entries.sort_by_key(|entry| age(entry));
+
+    let requests: Vec<ports::Request> = entries
+        .iter()
+        .filter_map(|entry| match &entry.object {
+            Object::VirtualService(vs) if !vs.spec.tcp.is_empty() => {
+                Some(ports::Request { object: entry.object.key(), routes: vs.spec.tcp.len() })
+            }
+            _ => None,
+        })
+        .collect();
+    let mut allocated = ports::allocate(index, &requests, held);
 
     let mut diagnostics: Vec<Diagnostic> = index.source_diagnostics().cloned().collect();
+    diagnostics.append(&mut allocated.diagnostics);
     let mut claimants = Vec::new();
-    for (entry, result) in objects {
+    for entry in entries {
         let key = entry.object.key();
+        let compiled = match &entry.object {
+            Object::Ingress(ingress) => ingress::compile(ingress, &resolver),
+            Object::VirtualService(vs) => virtual_service::compile(vs, &resolver, &allocated),
+            _ => continue,
+        };
+        let result = match (compiled, allocated.problems.remove(&key)) {
+            (Ok(wants), None) => Ok(wants),
+            (Ok(_), Some(short)) => Err(short),
+            (Err(mut problems), Some(short)) => {
+                problems.extend(short);
+                Err(problems)
+            }
+            (Err(problems), None) => Err(problems),
+        };
         match result {
             Ok(wants) => claimants.push(conflicts::Claimant { key, file: entry.file.clone(), wants }),
             Err(problems) => {
@@ -115,7 +156,7 @@ pub fn compile(index: &Index, options: &Options) -> Compiled {
     }
     let (content, conflicts) = conflicts::resolve(claimants);
     diagnostics.extend(conflicts);
-    Compiled { content, diagnostics }
+    Compiled { content, diagnostics, assignments: allocated.assignments }
 }
 
 /// The order of objects: those with a `creationTimestamp` by it, then those without in the order they were first
@@ -126,7 +167,11 @@ fn age(entry: &Entry) -> (bool, Option<Time>, u64) {
 }
 
 pub(crate) fn to_diagnostic(object: &str, file: &Option<PathBuf>, problem: Problem) -> Diagnostic {
-    Diagnostic { object: Some(object.to_string()), file: file.clone(), field: problem.field, message: problem.message }
+    let diagnostic = Diagnostic::new(problem.message).object(object).file(file.clone());
+    match problem.field {
+        Some(field) => diagnostic.field(field),
+        None => diagnostic,
+    }
 }
 
 /// The table's record of which object a route came from.

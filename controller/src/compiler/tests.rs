@@ -150,7 +150,11 @@ fn with_default_backend(mut object: Object, service: &str, port: i32) -> Object 
 fn mk_vs(ns: &str, name: &str, hosts: &[&str], http: Vec<HttpRule>) -> Object {
     let vs = VirtualService {
         metadata: meta(Some(ns), name),
-        spec: crate::objects::VirtualServiceSpec { hosts: hosts.iter().map(ToString::to_string).collect(), http },
+        spec: crate::objects::VirtualServiceSpec {
+            hosts: hosts.iter().map(ToString::to_string).collect(),
+            http,
+            tcp: vec![],
+        },
     };
     annotated(Object::VirtualService(vs), EXPOSE_ANNOTATION, "true")
 }
@@ -205,7 +209,7 @@ fn index_of(objects: Vec<Object>) -> Index {
 }
 
 fn compile_all(objects: Vec<Object>) -> Compiled {
-    compile(&index_of(objects), &Options::default())
+    compile(&index_of(objects), &Options::default(), &HeldPorts::new())
 }
 
 /// `host path → backends` lines, for compact assertions.
@@ -252,7 +256,7 @@ fn plus(mut objects: Vec<Object>, more: impl IntoIterator<Item = Object>) -> Vec
 #[test]
 fn the_examples_compile_to_the_demo_routes() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let compiled = crate::commands::check::compile_path(&examples, &Options::default()).unwrap();
+    let compiled = crate::commands::check::compile_path(&examples, &Options::default(), &HeldPorts::new()).unwrap();
     assert_eq!(errors(&compiled), Vec::<String>::new());
     assert_eq!(
         routes(&compiled),
@@ -646,7 +650,7 @@ fn pod_cluster() -> Vec<Object> {
 fn pod_mode_uses_ready_endpoints_of_the_services_slices_on_the_named_port() {
     let expected =
         ["a.com segments / → shop/web:80@100=[127.0.1.1:8080,127.0.1.2:8080,127.0.1.4:8080] (Ingress shop/web)"];
-    let compiled = compile(&index_of(pod_cluster()), &Options { backends: BackendMode::Pods });
+    let compiled = compile(&index_of(pod_cluster()), &Options { backends: BackendMode::Pods }, &HeldPorts::new());
     assert_eq!(errors(&compiled), Vec::<String>::new());
     assert_eq!(routes(&compiled), expected);
 
@@ -792,6 +796,431 @@ fn compilation_is_deterministic_and_lists_objects_oldest_first() {
 fn diagnostics_from_reading_come_first() {
     let mut index = index_of(cluster());
     index.reset("test", vec![], vec![Diagnostic::new("document 1: invalid YAML")]);
-    let compiled = compile(&index, &Options::default());
+    let compiled = compile(&index, &Options::default(), &HeldPorts::new());
     assert_eq!(errors(&compiled), ["document 1: invalid YAML"]);
+}
+
+// ---- tcp exposure: ports ----
+
+fn mk_pa(name: &str, ranges: &[(i32, i32)], host: &str) -> Object {
+    Object::PortAllocation(crate::objects::PortAllocation {
+        metadata: meta(None, name),
+        spec: crate::objects::PortAllocationSpec {
+            ranges: ranges
+                .iter()
+                .map(|(start, end)| crate::objects::PortRangeSpec { start: *start, end: *end })
+                .collect(),
+            host: host.into(),
+        },
+    })
+}
+
+/// An exposed VirtualService with one tcp route per `(service, port)`.
+fn mk_tcp_vs(ns: &str, name: &str, routes: &[(&str, u32)]) -> Object {
+    let tcp = routes
+        .iter()
+        .map(|(service, port)| crate::objects::TcpRule {
+            matches: vec![],
+            route: vec![RouteDestination {
+                destination: Destination {
+                    host: service.to_string(),
+                    subset: None,
+                    port: Some(PortSelector { number: *port }),
+                },
+                weight: None,
+            }],
+        })
+        .collect();
+    let vs = VirtualService {
+        metadata: meta(Some(ns), name),
+        spec: crate::objects::VirtualServiceSpec { tcp, ..Default::default() },
+    };
+    annotated(Object::VirtualService(vs), EXPOSE_ANNOTATION, "true")
+}
+
+/// One ready node, a PortAllocation of 31000-31002 and a MySQL NodePort Service.
+fn tcp_cluster() -> Vec<Object> {
+    vec![
+        mk_ready_node("node", "127.0.0.1"),
+        mk_pa("tcp", &[(31000, 31002)], "tcp.example.com"),
+        mk_service("default", "mysql", &[("mysql", 3306, 30306)]),
+    ]
+}
+
+fn compile_held(objects: Vec<Object>, held: &HeldPorts) -> Compiled {
+    compile(&index_of(objects), &Options::default(), held)
+}
+
+/// `port → backends (source)` lines.
+fn tcp(compiled: &Compiled) -> Vec<String> {
+    compiled
+        .content
+        .tcp
+        .iter()
+        .map(|r| format!("{} → {} ({})", r.port, crate::report::describe_backends(&r.backends), r.source))
+        .collect()
+}
+
+/// `claim → address` lines (`port N` without a host).
+fn addresses(compiled: &Compiled) -> Vec<String> {
+    compiled
+        .assignments
+        .values()
+        .map(|a| format!("{} → {}", a.key(), a.address().unwrap_or_else(|| format!("port {}", a.port))))
+        .collect()
+}
+
+fn warnings(compiled: &Compiled) -> Vec<String> {
+    compiled.diagnostics.iter().filter(|d| d.is_warning()).map(ToString::to_string).collect()
+}
+
+fn errors_only(compiled: &Compiled) -> Vec<String> {
+    compiled.diagnostics.iter().filter(|d| !d.is_warning()).map(ToString::to_string).collect()
+}
+
+#[test]
+fn a_tcp_route_gets_the_first_port_and_an_address() {
+    let compiled = compile_all(plus(tcp_cluster(), [mk_tcp_vs("default", "db", &[("mysql", 3306)])]));
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    assert_eq!(tcp(&compiled), ["31000 → default/mysql:3306 → 127.0.0.1:30306 (VirtualService default/db)"]);
+    assert_eq!(addresses(&compiled), ["VirtualService default/db tcp[0] → tcp.example.com:31000"]);
+    assert_eq!(compiled.content.to_table(1).tcp, compiled.content.tcp, "the table carries the tcp routes");
+}
+
+#[test]
+fn ports_go_to_the_oldest_object_first() {
+    let young = created(mk_tcp_vs("default", "young", &[("mysql", 3306)]), "2024-02-01T00:00:00Z");
+    let old = created(mk_tcp_vs("default", "old", &[("mysql", 3306)]), "2024-01-01T00:00:00Z");
+    let compiled = compile_all(plus(tcp_cluster(), [young, old]));
+    assert_eq!(
+        addresses(&compiled),
+        [
+            "VirtualService default/old tcp[0] → tcp.example.com:31000",
+            "VirtualService default/young tcp[0] → tcp.example.com:31001"
+        ]
+    );
+    let sources: Vec<String> = compiled.content.tcp.iter().map(|r| r.source.name.clone()).collect();
+    assert_eq!(sources, ["old", "young"], "the table lists tcp routes oldest object first too");
+}
+
+#[test]
+fn held_ports_are_kept_across_recompiles_and_edits_that_leave_tcp_routes_alone() {
+    let db = created(mk_tcp_vs("default", "db", &[("mysql", 3306)]), "2024-02-01T00:00:00Z");
+    let first = compile_all(plus(tcp_cluster(), [db.clone()]));
+    let held = ports::held_ports(&first.assignments);
+    assert_eq!(held, HeldPorts::from([("VirtualService default/db tcp[0]".into(), 31000)]));
+
+    // An older object appears (as after a restart that reads it first); an unrelated edit to db.
+    let older = created(mk_tcp_vs("default", "older", &[("mysql", 3306)]), "2024-01-01T00:00:00Z");
+    let edited = annotated(db, "team", "storage");
+    let second = compile_held(plus(tcp_cluster(), [older, edited]), &held);
+    assert_eq!(
+        addresses(&second),
+        [
+            "VirtualService default/db tcp[0] → tcp.example.com:31000",
+            "VirtualService default/older tcp[0] → tcp.example.com:31001"
+        ]
+    );
+    let again = compile_held(plus(tcp_cluster(), []), &ports::held_ports(&second.assignments));
+    assert!(again.assignments.is_empty());
+}
+
+#[test]
+fn node_ports_of_services_are_never_handed_out() {
+    let mut objects = tcp_cluster();
+    objects.push(mk_service("other", "taken", &[("a", 80, 31000), ("b", 81, 31002)]));
+    objects.push(mk_tcp_vs("default", "db", &[("mysql", 3306)]));
+    objects.push(mk_tcp_vs("default", "db2", &[("mysql", 3306)]));
+    let compiled = compile_all(objects.clone());
+    assert_eq!(addresses(&compiled)[0], "VirtualService default/db tcp[0] → tcp.example.com:31001");
+    assert!(errors(&compiled)[0].contains("spec.tcp[0]: no free port"), "{:?}", errors(&compiled));
+    assert!(errors(&compiled)[0].contains("1 by tcp routes, 2 by NodePort Services"), "{:?}", errors(&compiled));
+
+    // A port held before that a Service now uses as its nodePort moves.
+    let held = HeldPorts::from([("VirtualService default/db tcp[0]".into(), 31000)]);
+    let compiled = compile_held(objects, &held);
+    assert_eq!(addresses(&compiled)[0], "VirtualService default/db tcp[0] → tcp.example.com:31001");
+}
+
+#[test]
+fn a_full_range_fails_only_the_newcomer_and_names_the_range() {
+    let objects = plus(
+        tcp_cluster(),
+        [
+            mk_tcp_vs("default", "a", &[("mysql", 3306)]),
+            mk_tcp_vs("default", "b", &[("mysql", 3306)]),
+            mk_tcp_vs("default", "c", &[("mysql", 3306)]),
+        ],
+    );
+    let before = compile_all(objects.clone());
+    assert_eq!(before.content.tcp.len(), 3);
+    let held = ports::held_ports(&before.assignments);
+
+    let mut objects = objects;
+    objects.insert(3, mk_tcp_vs("default", "late", &[("mysql", 3306)]));
+    objects.push(mk_ingress("default", "web", Some("berth"), &[("a.com", "/", "Prefix", "mysql", 3306)]));
+    objects.push(berth_class());
+    let after = compile_held(objects, &held);
+    assert_eq!(
+        errors(&after),
+        ["late.yaml: VirtualService default/late: spec.tcp[0]: no free port for this tcp route: every port of \
+          31000-31002 (PortAllocation tcp) is taken (3 by tcp routes); widen a range or add one in a PortAllocation, \
+          or remove berth.dev/expose from an object that no longer needs its port"]
+    );
+    assert_eq!(after.content.tcp, before.content.tcp, "nothing else changes");
+    assert_eq!(after.assignments, before.assignments);
+    assert_eq!(after.content.http.len(), 1, "other objects are served");
+}
+
+#[test]
+fn an_object_that_does_not_fit_whole_takes_nothing_and_younger_ones_may_fit() {
+    let mut objects = tcp_cluster();
+    objects[1] = mk_pa("tcp", &[(31000, 31001)], "tcp.example.com");
+    objects.push(mk_tcp_vs("default", "first", &[("mysql", 3306)]));
+    objects.push(mk_tcp_vs("default", "wide", &[("mysql", 3306), ("mysql", 3306)]));
+    objects.push(mk_tcp_vs("default", "small", &[("mysql", 3306)]));
+    let compiled = compile_all(objects.clone());
+    assert_eq!(
+        addresses(&compiled),
+        [
+            "VirtualService default/first tcp[0] → tcp.example.com:31000",
+            "VirtualService default/small tcp[0] → tcp.example.com:31001"
+        ]
+    );
+    let errors = errors(&compiled);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].starts_with("wide.yaml: VirtualService default/wide: spec.tcp[0]: no free port"), "{errors:?}");
+    assert!(errors[1].contains("spec.tcp[1]: no free port"), "{errors:?}");
+
+    // An object that held a port and now asks for one more than fits keeps the one it held, unserved.
+    let held = HeldPorts::from([("VirtualService default/wide tcp[0]".into(), 31001)]);
+    let compiled = compile_held(objects, &held);
+    assert_eq!(
+        addresses(&compiled),
+        [
+            "VirtualService default/first tcp[0] → tcp.example.com:31000",
+            "VirtualService default/wide tcp[0] → tcp.example.com:31001"
+        ]
+    );
+    assert!(compiled.content.tcp.iter().all(|r| r.source.name == "first"), "{:?}", tcp(&compiled));
+    assert_eq!(errors_only(&compiled).len(), 2, "wide's second route and small: {:?}", errors_only(&compiled));
+}
+
+#[test]
+fn shrinking_a_range_keeps_the_holders_and_warns() {
+    let db = mk_tcp_vs("default", "db", &[("mysql", 3306)]);
+    let held = HeldPorts::from([("VirtualService default/db tcp[0]".into(), 31002)]);
+    let mut objects = plus(tcp_cluster(), [db, mk_tcp_vs("default", "new", &[("mysql", 3306)])]);
+    objects[1] = mk_pa("tcp", &[(31000, 31000)], "tcp.example.com");
+    let compiled = compile_held(objects, &held);
+    assert_eq!(errors_only(&compiled), Vec::<String>::new());
+    assert_eq!(
+        warnings(&compiled),
+        ["db.yaml: VirtualService default/db: spec.tcp[0]: keeps tcp.example.com:31002 although no PortAllocation \
+          range includes port 31002 any more (31000 (PortAllocation tcp)); it goes on routing, and to move it into \
+          the ranges remove berth.dev/expose and add it back"]
+    );
+    assert_eq!(
+        tcp(&compiled),
+        [
+            "31002 → default/mysql:3306 → 127.0.0.1:30306 (VirtualService default/db)",
+            "31000 → default/mysql:3306 → 127.0.0.1:30306 (VirtualService default/new)"
+        ]
+    );
+}
+
+#[test]
+fn removing_the_annotation_or_the_object_frees_the_port() {
+    let db = mk_tcp_vs("default", "db", &[("mysql", 3306)]);
+    let first = compile_all(plus(tcp_cluster(), [db.clone()]));
+    let held = ports::held_ports(&first.assignments);
+
+    let unannotated = annotated(db, EXPOSE_ANNOTATION, "false");
+    let other = mk_tcp_vs("default", "other", &[("mysql", 3306)]);
+    let compiled = compile_held(plus(tcp_cluster(), [unannotated, other.clone()]), &held);
+    assert_eq!(addresses(&compiled), ["VirtualService default/other tcp[0] → tcp.example.com:31000"]);
+    assert_eq!(
+        ports::describe_changes(&first.assignments, &compiled.assignments),
+        [
+            "VirtualService default/other tcp[0] → tcp.example.com:31000",
+            "VirtualService default/db tcp[0] freed tcp.example.com:31000"
+        ]
+    );
+
+    let deleted = compile_held(plus(tcp_cluster(), [other]), &held);
+    assert_eq!(addresses(&deleted), ["VirtualService default/other tcp[0] → tcp.example.com:31000"]);
+}
+
+#[test]
+fn each_tcp_route_of_an_object_gets_its_own_port() {
+    let objects = plus(
+        tcp_cluster(),
+        [
+            mk_service("default", "redis", &[("redis", 6379, 30379)]),
+            mk_tcp_vs("default", "db", &[("mysql", 3306), ("redis", 6379)]),
+        ],
+    );
+    let compiled = compile_all(objects);
+    assert_eq!(
+        tcp(&compiled),
+        [
+            "31000 → default/mysql:3306 → 127.0.0.1:30306 (VirtualService default/db)",
+            "31001 → default/redis:6379 → 127.0.0.1:30379 (VirtualService default/db)"
+        ]
+    );
+    assert_eq!(
+        ports::address_annotation(compiled.assignments.values()),
+        "tcp[0]=tcp.example.com:31000, tcp[1]=tcp.example.com:31001"
+    );
+}
+
+#[test]
+fn allocation_is_deterministic() {
+    let objects: Vec<Object> =
+        plus(tcp_cluster(), (0..3).map(|i| mk_tcp_vs("default", &format!("db{i}"), &[("mysql", 3306)])));
+    let first = compile_all(objects.clone());
+    let second = compile_all(objects);
+    assert_eq!(first.content, second.content);
+    assert_eq!(first.assignments, second.assignments);
+    let ports: std::collections::BTreeSet<u16> = first.assignments.values().map(|a| a.port).collect();
+    assert_eq!(ports.len(), 3, "distinct");
+}
+
+#[test]
+fn without_a_port_allocation_tcp_routes_are_errors_and_held_ports_are_kept() {
+    let mut objects = plus(tcp_cluster(), [mk_tcp_vs("default", "db", &[("mysql", 3306)])]);
+    objects.remove(1);
+    let held = HeldPorts::from([("VirtualService default/db tcp[0]".into(), 31000)]);
+    let compiled = compile_held(objects, &held);
+    assert_eq!(
+        errors(&compiled),
+        ["db.yaml: VirtualService default/db: spec.tcp: tcp routes need a port, but there is no PortAllocation to \
+          take one from; ask an operator to create one (apiVersion berth.dev/v1alpha1, kind PortAllocation, with \
+          spec.ranges and spec.host)"]
+    );
+    assert!(compiled.content.tcp.is_empty());
+    assert_eq!(addresses(&compiled), ["VirtualService default/db tcp[0] → port 31000"], "kept for when one returns");
+}
+
+#[test]
+fn invalid_port_allocations_are_reported_and_contribute_nothing() {
+    let bad = mk_pa("bad", &[(31010, 31000), (0, 70000)], "tcp.example.com:99");
+    let empty = mk_pa("empty", &[], "");
+    let mut objects = tcp_cluster();
+    objects[1] = bad;
+    objects.extend([empty, mk_tcp_vs("default", "db", &[("mysql", 3306)])]);
+    let errors = errors(&compile_all(objects));
+    assert_eq!(
+        errors,
+        [
+            "bad.yaml: PortAllocation bad: spec.ranges[0]: start 31010 is greater than end 31000; swap them",
+            "bad.yaml: PortAllocation bad: spec.ranges[1].start: 0 is not a port (1 to 65535)",
+            "bad.yaml: PortAllocation bad: spec.ranges[1].end: 70000 is not a port (1 to 65535)",
+            "bad.yaml: PortAllocation bad: spec.host: \"tcp.example.com:99\" is not a host name or IP address; write \
+             the name alone, without scheme, port or path",
+            "empty.yaml: PortAllocation empty: spec.ranges: empty; list at least one range, e.g. {start: 31000, end: \
+             31010}",
+            "empty.yaml: PortAllocation empty: spec.host: empty; set the name clients reach the proxy by, e.g. \
+             tcp.example.com",
+            "db.yaml: VirtualService default/db: spec.tcp: tcp routes need a port, but there is no PortAllocation \
+             to take one from; ask an operator to create one (apiVersion berth.dev/v1alpha1, kind PortAllocation, \
+             with spec.ranges and spec.host)",
+        ]
+    );
+}
+
+#[test]
+fn several_port_allocations_give_each_port_its_own_host() {
+    let mut objects = tcp_cluster();
+    objects[1] = mk_pa("a", &[(31000, 31000)], "a.example.com");
+    objects.push(mk_pa("b", &[(32000, 32000)], "b.example.com"));
+    objects.push(mk_tcp_vs("default", "db", &[("mysql", 3306), ("mysql", 3306)]));
+    let compiled = compile_all(objects);
+    assert_eq!(
+        addresses(&compiled),
+        [
+            "VirtualService default/db tcp[0] → a.example.com:31000",
+            "VirtualService default/db tcp[1] → b.example.com:32000"
+        ]
+    );
+}
+
+#[test]
+fn a_broken_object_keeps_its_port_but_is_not_served() {
+    // The port is a reservation tied to the request: a Service briefly missing must not cost the address.
+    let db = mk_tcp_vs("default", "db", &[("gone", 3306)]);
+    let compiled = compile_all(plus(tcp_cluster(), [db]));
+    assert_eq!(
+        errors(&compiled),
+        ["db.yaml: VirtualService default/db: spec.tcp[0].route[0].destination.host: service \"gone\" not found in \
+          namespace default"]
+    );
+    assert!(compiled.content.tcp.is_empty());
+    assert_eq!(addresses(&compiled), ["VirtualService default/db tcp[0] → tcp.example.com:31000"]);
+}
+
+#[test]
+fn tcp_match_conditions_other_than_port_are_refused() {
+    let Object::VirtualService(mut vs) = mk_tcp_vs("default", "db", &[("mysql", 3306)]) else { unreachable!() };
+    let mut m = crate::objects::TcpMatch { port: Some(3306), ..Default::default() };
+    vs.spec.tcp[0].matches.push(m.clone());
+    let fine = compile_all(plus(tcp_cluster(), [Object::VirtualService(vs.clone())]));
+    assert_eq!(errors(&fine), Vec::<String>::new(), "match.port is informational");
+    m.other.insert("sourceLabels".into(), serde_yaml::Value::Null);
+    vs.spec.tcp[0].matches.push(m);
+    vs.spec.tcp[0].route.clear();
+    let refused = compile_all(plus(tcp_cluster(), [Object::VirtualService(vs)]));
+    assert_eq!(
+        errors(&refused),
+        [
+            "db.yaml: VirtualService default/db: spec.tcp[0].match[1].sourceLabels: berth tells tcp connections \
+             apart by the port it allocates only; remove this condition or serve this route another way",
+            "db.yaml: VirtualService default/db: spec.tcp[0].route: no destination; name the Service connections go to",
+        ]
+    );
+}
+
+#[test]
+fn an_object_with_http_and_tcp_routes_is_served_whole_or_not_at_all() {
+    let Object::VirtualService(mut vs) = mk_tcp_vs("default", "both", &[("mysql", 3306)]) else { unreachable!() };
+    vs.spec.hosts = vec!["both.com".into()];
+    vs.spec.http = vec![vs_rule(&[], &[("mysql", Some(3306), None)])];
+    let mut objects = plus(tcp_cluster(), [Object::VirtualService(vs)]);
+    let served = compile_all(objects.clone());
+    assert_eq!((served.content.http.len(), served.content.tcp.len()), (1, 1), "{:?}", errors(&served));
+
+    objects[1] = mk_pa("tcp", &[(31000, 31000)], "tcp.example.com");
+    objects.push(mk_service("default", "blocker", &[("x", 1, 31000)]));
+    let full = compile_all(objects);
+    assert_eq!((full.content.http.len(), full.content.tcp.len()), (0, 0));
+    assert_eq!(errors(&full).len(), 1);
+}
+
+#[test]
+fn a_tcp_only_virtual_service_needs_no_hosts_and_an_empty_one_is_an_error() {
+    let compiled = compile_all(plus(tcp_cluster(), [mk_tcp_vs("default", "db", &[("mysql", 3306)])]));
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    let empty = compile_all(plus(tcp_cluster(), [mk_tcp_vs("default", "none", &[])]));
+    assert_eq!(
+        errors(&empty),
+        [
+            "none.yaml: VirtualService default/none: spec.http: empty; berth exposes a VirtualService's http and tcp routes"
+        ]
+    );
+}
+
+#[test]
+fn tcp_virtual_services_and_port_allocations_read_from_yaml() {
+    let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: db\n  annotations:\n    \
+                berth.dev/expose: \"true\"\nspec:\n  hosts: [db.example.com]\n  tcp:\n  - match:\n    - port: 3306\n    \
+                route:\n    - destination:\n        host: mysql\n        port:\n          number: 3306\n---\n\
+                apiVersion: berth.dev/v1alpha1\nkind: PortAllocation\nmetadata:\n  name: tcp\nspec:\n  ranges:\n  - \
+                start: 31000\n    end: 31010\n  host: tcp.example.com\n";
+    let parsed = crate::objects::parse_yaml(std::path::Path::new("f.yaml"), text);
+    assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+    let mut objects = vec![mk_ready_node("n", "127.0.0.1"), mk_service("default", "mysql", &[("mysql", 3306, 30306)])];
+    objects.extend(parsed.objects);
+    let compiled = compile_all(objects);
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    assert_eq!(tcp(&compiled), ["31000 → default/mysql:3306 → 127.0.0.1:30306 (VirtualService default/db)"]);
 }

@@ -1,41 +1,57 @@
-//! VirtualService → routes: every host × every `http` entry × every `match`, to its weighted destinations.
+//! VirtualService → routes: every host × every `http` entry × every `match`, to its weighted destinations; and
+//! every `tcp` entry, on the port allocated to it (see [`super::ports`]), to its weighted destinations.
 //!
 //! Istio's meaning is kept where Berth can keep it: `uri.prefix` is a plain string prefix, a single destination
 //! gets all traffic, and with several an omitted weight is 0. Conditions other than `uri` are refused rather than
 //! ignored, since ignoring one would route requests the user meant to exclude. Precedence differs from Istio's
 //! first-match order: the table's matcher prefers exact paths, then longer prefixes.
 
-use berth_table::{Backend, HttpRoute, PathMatch};
+use berth_table::{Backend, HttpRoute, PathMatch, TcpRoute};
 
 use super::backends::{PortRef, Resolver, Unresolved};
+use super::ports::Allocated;
 use super::{Problem, Wanted, Wants, source_of};
-use crate::objects::{HttpRule, Kind, VirtualService};
+use crate::objects::{HttpRule, Kind, RouteDestination, TcpRule, VirtualService};
 
-pub fn compile(vs: &VirtualService, resolver: &Resolver<'_>) -> Result<Wants, Vec<Problem>> {
+/// `ports` holds the ports allocated to the object's tcp routes; a route without one is left out (allocation
+/// reports why).
+pub fn compile(vs: &VirtualService, resolver: &Resolver<'_>, ports: &Allocated) -> Result<Wants, Vec<Problem>> {
     let namespace = vs.metadata.namespace.as_deref().unwrap_or("default");
     let name = vs.metadata.name.as_deref().unwrap_or_default();
     let source = source_of(Kind::VirtualService, namespace, name);
     let mut problems = Vec::new();
 
     let hosts: Vec<String> = vs.spec.hosts.iter().map(|h| h.trim_end_matches('.').to_ascii_lowercase()).collect();
-    if hosts.is_empty() {
+    if hosts.is_empty() && !vs.spec.http.is_empty() {
         problems.push(Problem::new("spec.hosts", "empty; list the host names to route"));
     }
-    if vs.spec.http.is_empty() {
-        problems.push(Problem::new("spec.http", "empty; berth exposes a VirtualService's http routes"));
+    if vs.spec.http.is_empty() && vs.spec.tcp.is_empty() {
+        problems.push(Problem::new("spec.http", "empty; berth exposes a VirtualService's http and tcp routes"));
     }
 
     let mut rules = Vec::new();
     for (i, rule) in vs.spec.http.iter().enumerate() {
         let paths = paths(rule, i, &mut problems);
-        let backends = destinations(rule, i, namespace, resolver, &mut problems);
+        if rule.route.is_empty() {
+            let message = "no destination; berth needs a route (redirect and directResponse are not supported)";
+            problems.push(Problem::new(format!("spec.http[{i}].route"), message));
+        }
+        let backends = destinations(&rule.route, &format!("spec.http[{i}]"), namespace, resolver, &mut problems);
         rules.push((i, paths, backends));
+    }
+    let key = crate::objects::ObjectKey::new(Kind::VirtualService, namespace, name);
+    let mut tcp = Vec::new();
+    for (i, rule) in vs.spec.tcp.iter().enumerate() {
+        let backends = tcp_backends(rule, i, namespace, resolver, &mut problems);
+        if let Some(port) = ports.port(&key, i) {
+            tcp.push(TcpRoute { port, backends, source: source.clone() });
+        }
     }
     if !problems.is_empty() {
         return Err(problems);
     }
 
-    let mut wants = Wants::default();
+    let mut wants = Wants { tcp, ..Wants::default() };
     for host in &hosts {
         for (i, paths, backends) in &rules {
             for (j, path) in paths {
@@ -85,22 +101,41 @@ fn paths(rule: &HttpRule, i: usize, problems: &mut Vec<Problem>) -> Vec<(Option<
     paths
 }
 
-/// The weighted backends of `http[i]`.
-fn destinations(
-    rule: &HttpRule,
+/// The weighted backends of `tcp[i]`. Match conditions are refused: Berth tells connections apart by the port
+/// they arrive on only, and ignoring a condition would let through connections the user meant to exclude.
+fn tcp_backends(
+    rule: &TcpRule,
     i: usize,
     namespace: &str,
     resolver: &Resolver<'_>,
     problems: &mut Vec<Problem>,
 ) -> Vec<Backend> {
-    if rule.route.is_empty() {
-        let message = "no destination; berth needs a route (redirect and directResponse are not supported)";
-        problems.push(Problem::new(format!("spec.http[{i}].route"), message));
+    for (j, m) in rule.matches.iter().enumerate() {
+        for condition in m.other.keys() {
+            let message = "berth tells tcp connections apart by the port it allocates only; remove this condition \
+                           or serve this route another way";
+            problems.push(Problem::new(format!("spec.tcp[{i}].match[{j}].{condition}"), message));
+        }
     }
-    let single = rule.route.len() == 1;
+    if rule.route.is_empty() {
+        let message = "no destination; name the Service connections go to";
+        problems.push(Problem::new(format!("spec.tcp[{i}].route"), message));
+    }
+    destinations(&rule.route, &format!("spec.tcp[{i}]"), namespace, resolver, problems)
+}
+
+/// The weighted backends of one route list; `at` is the rule's field path, e.g. `spec.http[0]`.
+fn destinations(
+    route: &[RouteDestination],
+    at: &str,
+    namespace: &str,
+    resolver: &Resolver<'_>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Backend> {
+    let single = route.len() == 1;
     let mut backends = Vec::new();
-    for (k, destination) in rule.route.iter().enumerate() {
-        let field = format!("spec.http[{i}].route[{k}]");
+    for (k, destination) in route.iter().enumerate() {
+        let field = format!("{at}.route[{k}]");
         let weight = match destination.weight {
             None if single => 100,
             None => 0,

@@ -1,11 +1,15 @@
-//! The Kubernetes objects Berth reads, as typed values: k8s-openapi types plus our own VirtualService.
+//! The Kubernetes objects Berth reads, as typed values: k8s-openapi types, Istio's VirtualService as Berth reads
+//! it, and Berth's own PortAllocation.
 
 mod parse;
+pub mod port_allocation;
 mod virtual_service;
 
 pub use parse::{Parsed, parse_yaml};
+pub use port_allocation::{PortAllocation, PortAllocationSpec, PortRangeSpec};
 pub use virtual_service::{
-    Destination, HttpMatch, HttpRule, PortSelector, RouteDestination, StringMatch, VirtualService, VirtualServiceSpec,
+    Destination, HttpMatch, HttpRule, PortSelector, RouteDestination, StringMatch, TcpMatch, TcpRule, VirtualService,
+    VirtualServiceSpec,
 };
 
 use std::fmt;
@@ -24,6 +28,7 @@ pub enum Kind {
     Service,
     Node,
     EndpointSlice,
+    PortAllocation,
 }
 
 impl Kind {
@@ -35,12 +40,13 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Node => "Node",
             Kind::EndpointSlice => "EndpointSlice",
+            Kind::PortAllocation => "PortAllocation",
         }
     }
 
     /// Cluster-scoped kinds have no namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::IngressClass | Kind::Node)
+        !matches!(self, Kind::IngressClass | Kind::Node | Kind::PortAllocation)
     }
 }
 
@@ -84,6 +90,7 @@ pub enum Object {
     Service(Service),
     Node(Node),
     EndpointSlice(EndpointSlice),
+    PortAllocation(PortAllocation),
 }
 
 impl Object {
@@ -95,6 +102,7 @@ impl Object {
             Object::Service(_) => Kind::Service,
             Object::Node(_) => Kind::Node,
             Object::EndpointSlice(_) => Kind::EndpointSlice,
+            Object::PortAllocation(_) => Kind::PortAllocation,
         }
     }
 
@@ -106,6 +114,7 @@ impl Object {
             Object::Service(o) => &o.metadata,
             Object::Node(o) => &o.metadata,
             Object::EndpointSlice(o) => &o.metadata,
+            Object::PortAllocation(o) => &o.metadata,
         }
     }
 
@@ -117,6 +126,7 @@ impl Object {
             Object::Service(o) => &mut o.metadata,
             Object::Node(o) => &mut o.metadata,
             Object::EndpointSlice(o) => &mut o.metadata,
+            Object::PortAllocation(o) => &mut o.metadata,
         }
     }
 

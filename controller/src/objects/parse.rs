@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
+use super::port_allocation::API_VERSION as PORT_ALLOCATION_API_VERSION;
 use super::virtual_service::API_VERSIONS as VS_API_VERSIONS;
 use super::{Kind, Object};
 use crate::Diagnostic;
@@ -18,7 +19,8 @@ pub struct Parsed {
 }
 
 const SUPPORTED: &str = "VirtualService (networking.istio.io/v1, v1beta1, v1alpha3), Ingress and IngressClass \
-                         (networking.k8s.io/v1), Service and Node (v1), EndpointSlice (discovery.k8s.io/v1), List (v1)";
+                         (networking.k8s.io/v1), Service and Node (v1), EndpointSlice (discovery.k8s.io/v1), PortAllocation \
+                         (berth.dev/v1alpha1), List (v1)";
 
 /// Parses every document of a multi-document YAML file. `file` only labels diagnostics.
 pub fn parse_yaml(file: &Path, text: &str) -> Parsed {
@@ -47,7 +49,7 @@ impl Context<'_> {
             Some(item) => format!("document {}, items[{item}]", self.document),
             None => format!("document {}", self.document),
         };
-        Diagnostic { object, file: Some(self.file.to_path_buf()), field: None, message: format!("{place}: {message}") }
+        Diagnostic::new(format!("{place}: {message}")).file(Some(self.file.to_path_buf())).with_object(object)
     }
 }
 
@@ -120,6 +122,7 @@ fn parse_document(at: &Context<'_>, input: Input<'_>, parsed: &mut Parsed) {
         Kind::Service => input.decode().map(Object::Service),
         Kind::Node => input.decode().map(Object::Node),
         Kind::EndpointSlice => input.decode().map(Object::EndpointSlice),
+        Kind::PortAllocation => input.decode().map(Object::PortAllocation),
     };
     let mut object = match decoded {
         Ok(object) => object,
@@ -146,6 +149,7 @@ fn known_kind(api_version: &str, kind: &str) -> Option<Kind> {
         ("v1", "Service") => Kind::Service,
         ("v1", "Node") => Kind::Node,
         ("discovery.k8s.io/v1", "EndpointSlice") => Kind::EndpointSlice,
+        (PORT_ALLOCATION_API_VERSION, "PortAllocation") => Kind::PortAllocation,
         _ => return None,
     })
 }

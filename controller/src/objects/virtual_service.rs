@@ -24,6 +24,9 @@ pub struct VirtualServiceSpec {
     pub hosts: Vec<String>,
     #[serde(default)]
     pub http: Vec<HttpRule>,
+    /// Raw TCP routes: each gets a port of its own from a PortAllocation (Berth routes by that port alone).
+    #[serde(default)]
+    pub tcp: Vec<TcpRule>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -41,6 +44,27 @@ pub struct HttpMatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<StringMatch>,
     /// Every other condition (headers, method, ...): Berth cannot honour them, so their presence is an error.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// One `spec.tcp[]` entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TcpRule {
+    #[serde(default, rename = "match")]
+    pub matches: Vec<TcpMatch>,
+    #[serde(default)]
+    pub route: Vec<RouteDestination>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TcpMatch {
+    /// The port Istio's gateway would listen on. Berth listens on the port it allocates instead, so this is only
+    /// informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+    /// Every other condition (sourceLabels, destinationSubnets, ...): Berth cannot honour them, so their presence
+    /// is an error.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_yaml::Value>,
 }
