@@ -31,15 +31,15 @@ pub enum Error {
     SourceArg { value: String, reason: String },
 
     #[error(
-        "cannot read the state file {path}: {error}; berth will not start without the ports it handed out before: \
+        "cannot read the state file {path}: {error}; berth stops rather than hand out every port anew: \
          fix the file's permissions, or move it away to start with no allocations (every tcp route then gets a new \
          port)"
     )]
     StateRead { path: PathBuf, error: std::io::Error },
 
     #[error(
-        "the state file {path} is not valid: {reason}; berth will not start without the ports it handed out \
-         before: repair it (JSON like {{\"ports\": {{\"VirtualService default/db tcp[0]\": 31000}}}}), or move it \
+        "the state file {path} is not valid: {reason}; berth stops rather than hand out every port \
+         anew: repair it (JSON like {{\"ports\": {{\"VirtualService default/db tcp[0]\": 31000}}}}), or move it \
          away to start with no allocations (every tcp route then gets a new port)"
     )]
     StateCorrupt { path: PathBuf, reason: String },

@@ -89,7 +89,12 @@ pub fn held_ports(assignments: &Assignments) -> HeldPorts {
 /// tcp.example.com:31000` for a port handed out (or whose address changed), `... freed tcp.example.com:31000` for
 /// one given back. `before` may come from [`HeldPorts`] alone (hosts unknown): then only ports are compared.
 pub fn describe_changes(before: &Assignments, after: &Assignments) -> Vec<String> {
-    let mut lines = Vec::new();
+    // Freed first: a port freed and handed out again in one step reads in the order it happened.
+    let mut lines: Vec<String> = before
+        .iter()
+        .filter(|(key, _)| !after.contains_key(*key))
+        .map(|(key, was)| format!("{key} freed {}", was.describe()))
+        .collect();
     for (key, now) in after {
         let changed = match before.get(key) {
             None => true,
@@ -97,11 +102,6 @@ pub fn describe_changes(before: &Assignments, after: &Assignments) -> Vec<String
         };
         if changed {
             lines.push(format!("{key} → {}", now.describe()));
-        }
-    }
-    for (key, was) in before {
-        if !after.contains_key(key) {
-            lines.push(format!("{key} freed {}", was.describe()));
         }
     }
     lines
@@ -455,7 +455,7 @@ mod tests {
             ("a tcp[0]".into(), assignment("a", "tcp[0]", 1, Some("h"))),
             ("c tcp[0]".into(), assignment("c", "tcp[0]", 2, Some("h"))),
         ]);
-        assert_eq!(describe_changes(&before, &after), ["c tcp[0] → h:2", "b tcp[0] freed h:2"]);
+        assert_eq!(describe_changes(&before, &after), ["b tcp[0] freed h:2", "c tcp[0] → h:2"]);
         assert!(describe_changes(&after, &after).is_empty());
         let loaded = from_held(&held_ports(&after));
         assert_eq!(loaded["a tcp[0]"].object, "a");

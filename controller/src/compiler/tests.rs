@@ -1042,8 +1042,8 @@ fn removing_the_annotation_or_the_object_frees_the_port() {
     assert_eq!(
         ports::describe_changes(&first.assignments, &compiled.assignments),
         [
-            "VirtualService default/other tcp[0] → tcp.example.com:31000",
-            "VirtualService default/db tcp[0] freed tcp.example.com:31000"
+            "VirtualService default/db tcp[0] freed tcp.example.com:31000",
+            "VirtualService default/other tcp[0] → tcp.example.com:31000"
         ]
     );
 
@@ -1223,4 +1223,19 @@ fn tcp_virtual_services_and_port_allocations_read_from_yaml() {
     let compiled = compile_all(objects);
     assert_eq!(errors(&compiled), Vec::<String>::new());
     assert_eq!(tcp(&compiled), ["31000 → default/mysql:3306 → 127.0.0.1:30306 (VirtualService default/db)"]);
+}
+
+#[test]
+fn many_claims_on_a_full_range_are_settled_quickly_and_distinctly() {
+    let mut objects = tcp_cluster();
+    objects[1] = mk_pa("tcp", &[(31000, 31999)], "tcp.example.com");
+    objects.extend((0..1500).map(|i| mk_tcp_vs("default", &format!("db{i:04}"), &[("mysql", 3306)])));
+    let started = std::time::Instant::now();
+    let compiled = compile_all(objects);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    let ports: std::collections::BTreeSet<u16> = compiled.assignments.values().map(|a| a.port).collect();
+    assert_eq!((compiled.assignments.len(), ports.len()), (1000, 1000));
+    assert_eq!(compiled.content.tcp.len(), 1000);
+    assert_eq!(errors(&compiled).len(), 500);
+    assert!(compiled.assignments.contains_key("VirtualService default/db0999 tcp[0]"), "the oldest get the ports");
 }
