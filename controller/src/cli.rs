@@ -90,6 +90,10 @@ pub struct EnvoyConfigArgs {
     /// Address of Envoy's admin interface.
     #[arg(long, env = "BERTH_ADMIN", default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
+    /// Ports to listen on for TCP routes, at the HTTP listener's IP: ranges like `31000-31010` or single ports,
+    /// comma-separated or repeated. None (the default): no TCP listener.
+    #[arg(long, env = "BERTH_TCP_PORTS", value_delimiter = ',', value_name = "RANGES")]
+    pub tcp_ports: Vec<berth_table::PortRange>,
 }
 
 /// Where a controller reads objects from.
@@ -179,5 +183,20 @@ mod tests {
         assert_eq!(parse_controller_addr("127.0.0.1:9000"), Ok("127.0.0.1:9000".parse().unwrap()));
         assert_eq!(controller_url("127.0.0.1:9000"), "http://127.0.0.1:9000");
         assert_eq!(controller_url("http://localhost:9000/"), "http://localhost:9000");
+    }
+
+    #[test]
+    fn envoy_config_tcp_ports_are_comma_separated_or_repeated_and_default_to_none() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["berth", "envoy-config"].iter().chain(args)).map_err(|e| e.to_string())?;
+            let Command::EnvoyConfig(args) = cli.command else { panic!("not envoy-config") };
+            Ok::<_, String>(args.tcp_ports.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(parse(&[]), Ok(vec![]));
+        assert_eq!(parse(&["--tcp-ports", "31000-31010,32000"]), Ok(vec!["31000-31010".into(), "32000".into()]));
+        assert_eq!(parse(&["--tcp-ports", "31000", "--tcp-ports", "31005-31006"]).unwrap().len(), 2);
+        let err = parse(&["--tcp-ports", "31010-31000"]).unwrap_err();
+        assert!(err.contains("ends before it starts"), "{err}");
+        assert!(parse(&["--tcp-ports", "db"]).is_err());
     }
 }

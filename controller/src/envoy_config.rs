@@ -1,9 +1,12 @@
 //! Renders the Envoy bootstrap that runs Berth's filter in stock Envoy: the singleton fetcher service, the
-//! controller and `ORIGINAL_DST` clusters, and the HTTP listener with the filter in front of the router.
+//! controller and `ORIGINAL_DST` clusters, the HTTP listener with the filter in front of the router, and the TCP
+//! listener (every allocatable port) with the filter in front of `tcp_proxy`.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use berth_table::PortRange;
 use serde_json::{Value, json};
 
 /// What `berth envoy-config` needs to know.
@@ -17,14 +20,44 @@ pub struct EnvoyConfig {
     pub http_listen: SocketAddr,
     /// Envoy's admin interface.
     pub admin: SocketAddr,
+    /// The ports TCP routes may be allocated on, listened on at the HTTP listener's IP. Empty: no TCP listener.
+    pub tcp_ports: Vec<PortRange>,
+}
+
+impl EnvoyConfig {
+    /// The distinct TCP ports, ascending.
+    pub fn tcp_port_set(&self) -> BTreeSet<u16> {
+        self.tcp_ports.iter().flat_map(PortRange::ports).collect()
+    }
+
+    /// Refuses a TCP port that another listener of the bootstrap already binds: Envoy would fail at startup only.
+    pub fn check(&self) -> Result<(), String> {
+        let ports = self.tcp_port_set();
+        let ip = self.http_listen.ip();
+        let mut taken = vec![("HTTP listener", self.http_listen)];
+        if self.admin.ip() == ip || self.admin.ip().is_unspecified() || ip.is_unspecified() {
+            taken.push(("admin interface", self.admin));
+        }
+        for (what, address) in taken {
+            if ports.contains(&address.port()) {
+                return Err(format!(
+                    "TCP port {} is also the {what}'s ({address}); take it out of --tcp-ports or move the {what}",
+                    address.port()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The wasm VM id shared by the fetcher and every filter: shared data (the table) is scoped by it.
 pub const VM_ID: &str = "berth";
 /// The cluster the fetcher polls.
 pub const CONTROLLER_CLUSTER: &str = "berth_controller";
-/// The cluster every routed request goes to; the filter names the endpoint through filter state.
+/// The cluster every routed request and connection goes to; the filter names the endpoint through filter state.
 pub const ORIGINAL_DST_CLUSTER: &str = "berth_original_dst";
+/// The TCP listener's name and `tcp_proxy` stat prefix.
+pub const TCP_LISTENER: &str = "berth_tcp";
 
 /// The bootstrap as YAML, ready for `envoy -c`.
 pub fn render(config: &EnvoyConfig) -> String {
@@ -54,7 +87,7 @@ fn bootstrap(config: &EnvoyConfig) -> Value {
             },
         }],
         "static_resources": {
-            "listeners": [http_listener(config)],
+            "listeners": std::iter::once(http_listener(config)).chain(tcp_listener(config)).collect::<Vec<_>>(),
             "clusters": [
                 {
                     "name": CONTROLLER_CLUSTER,
@@ -134,6 +167,53 @@ fn http_listener(config: &EnvoyConfig) -> Value {
     })
 }
 
+/// One listener for every TCP port: the first port is its address, the others `additional_addresses`. All ports
+/// share one filter chain (the filter reads the local port of each connection), so Envoy builds the chain once
+/// however many ports there are; a listener per port would repeat it per port.
+fn tcp_listener(config: &EnvoyConfig) -> Option<Value> {
+    let ip = config.http_listen.ip();
+    let mut ports = config.tcp_port_set().into_iter();
+    let first = ports.next()?;
+    let additional: Vec<Value> =
+        ports.map(|port| json!({ "address": socket_address(SocketAddr::new(ip, port)) })).collect();
+    let mut listener = json!({
+        "name": TCP_LISTENER,
+        "address": socket_address(SocketAddr::new(ip, first)),
+        "filter_chains": [{
+            "filters": [
+                {
+                    // Sets the connection's destination in `on_new_connection`, or closes it before `tcp_proxy`
+                    // sees it.
+                    "name": "envoy.filters.network.wasm",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
+                        "config": tcp_plugin(config),
+                    },
+                },
+                {
+                    "name": "envoy.filters.network.tcp_proxy",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                        "stat_prefix": TCP_LISTENER,
+                        "cluster": ORIGINAL_DST_CLUSTER,
+                    },
+                },
+            ],
+        }],
+    });
+    if !additional.is_empty() {
+        listener["additional_addresses"] = Value::Array(additional);
+    }
+    Some(listener)
+}
+
+/// The TCP filter's plugin: same VM as the others, and the same failure policy as the HTTP filter's.
+fn tcp_plugin(config: &EnvoyConfig) -> Value {
+    let mut plugin = plugin(config, "berth_tcp", &json!({ "role": "tcp" }));
+    plugin["failure_policy"] = json!("FAIL_RELOAD");
+    plugin
+}
+
 /// The HTTP filter's plugin. A panic kills a worker's VM; the default policy (fail closed) then answers 503 on that
 /// worker until Envoy restarts, while `FAIL_RELOAD` starts a fresh VM after a backoff (1 s), which picks the table
 /// up from shared data. Verified on Envoy 1.40 with a module that panics on request.
@@ -175,7 +255,23 @@ mod tests {
             wasm: "/opt/berth/berth_filter.wasm".into(),
             http_listen: "0.0.0.0:8080".parse().unwrap(),
             admin: "127.0.0.1:9901".parse().unwrap(),
+            tcp_ports: Vec::new(),
         }
+    }
+
+    fn with_tcp(ranges: &str) -> EnvoyConfig {
+        EnvoyConfig { tcp_ports: berth_table::parse_ranges(ranges).unwrap(), ..sample() }
+    }
+
+    fn tcp_listener_of(config: &EnvoyConfig) -> serde_yaml::Value {
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&render(config)).unwrap();
+        let listeners = yaml["static_resources"]["listeners"].as_sequence().unwrap();
+        assert_eq!(listeners.len(), 2);
+        listeners[1].clone()
+    }
+
+    fn port_of(address: &serde_yaml::Value) -> u64 {
+        address["socket_address"]["port_value"].as_u64().unwrap()
     }
 
     fn parsed() -> serde_yaml::Value {
@@ -234,6 +330,66 @@ mod tests {
     }
 
     #[test]
+    fn no_tcp_ports_no_tcp_listener() {
+        let listeners = &parsed()["static_resources"]["listeners"];
+        assert_eq!(listeners.as_sequence().unwrap().len(), 1);
+        assert_eq!(listeners[0]["name"], "berth_http");
+    }
+
+    #[test]
+    fn tcp_listener_binds_every_port_of_every_range_once_on_the_http_ip() {
+        let mut config = with_tcp("31005-31010,31000,31008-31012");
+        config.http_listen = "10.1.2.3:8080".parse().unwrap();
+        let listener = tcp_listener_of(&config);
+        assert_eq!(listener["name"], TCP_LISTENER);
+        assert_eq!(listener["address"]["socket_address"]["address"], "10.1.2.3");
+        assert_eq!(port_of(&listener["address"]), 31000);
+        let additional = listener["additional_addresses"].as_sequence().unwrap();
+        let ports: Vec<u64> = additional.iter().map(|a| port_of(&a["address"])).collect();
+        assert_eq!(ports, (31005..=31012).collect::<Vec<u64>>());
+        assert!(additional.iter().all(|a| a["address"]["socket_address"]["address"] == "10.1.2.3"));
+    }
+
+    #[test]
+    fn a_single_tcp_port_has_no_additional_addresses() {
+        let listener = tcp_listener_of(&with_tcp("31000"));
+        assert_eq!(port_of(&listener["address"]), 31000);
+        assert!(listener.get("additional_addresses").is_none());
+    }
+
+    #[test]
+    fn tcp_chain_is_the_filter_in_the_shared_vm_then_tcp_proxy_to_original_dst() {
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&render(&with_tcp("31000-31010"))).unwrap();
+        let listener = &yaml["static_resources"]["listeners"][1];
+        let filters = listener["filter_chains"][0]["filters"].as_sequence().unwrap();
+        assert_eq!(filters.len(), 2);
+        assert_eq!(filters[0]["name"], "envoy.filters.network.wasm");
+        let tcp = &filters[0]["typed_config"]["config"];
+        assert_eq!(plugin_configuration(tcp), json!({ "role": "tcp" }));
+        assert_eq!(tcp["failure_policy"], "FAIL_RELOAD");
+        let fetcher = &yaml["bootstrap_extensions"][0]["typed_config"]["config"];
+        assert_eq!(tcp["vm_config"], fetcher["vm_config"], "same VM as the fetcher, so it sees the shared table");
+        assert_eq!(filters[1]["name"], "envoy.filters.network.tcp_proxy");
+        assert_eq!(filters[1]["typed_config"]["stat_prefix"], "berth_tcp");
+        assert_eq!(filters[1]["typed_config"]["cluster"], ORIGINAL_DST_CLUSTER);
+    }
+
+    #[test]
+    fn tcp_ports_may_not_take_the_http_or_admin_port() {
+        assert_eq!(with_tcp("31000-31010").check(), Ok(()));
+        let err = with_tcp("8000-8090").check().unwrap_err();
+        assert!(err.contains("8080") && err.contains("HTTP listener"), "{err}");
+        let err = with_tcp("9901").check().unwrap_err();
+        assert!(err.contains("admin"), "{err}");
+        let mut config = with_tcp("9901");
+        config.http_listen = "127.0.0.1:8080".parse().unwrap();
+        config.admin = "127.0.0.2:9901".parse().unwrap();
+        assert_eq!(config.check(), Ok(()), "the admin interface on another IP does not collide");
+        config.http_listen = "0.0.0.0:8080".parse().unwrap();
+        assert!(config.check().is_err(), "but it does with a TCP listener on every IP");
+    }
+
+    #[test]
     fn ipv6_addresses_render_without_brackets() {
         let mut config = sample();
         config.http_listen = "[::]:8080".parse().unwrap();
@@ -253,21 +409,23 @@ mod tests {
             eprintln!("skipped: {envoy:?} or {wasm:?} does not exist");
             return;
         }
-        let mut config = sample();
-        config.wasm = wasm.into();
-        let file = std::env::temp_dir().join(format!("berth-envoy-config-{}.yaml", std::process::id()));
-        std::fs::write(&file, render(&config)).unwrap();
-        let output = std::process::Command::new(&envoy)
-            .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        std::fs::remove_file(&file).ok();
-        assert!(
-            output.status.success(),
-            "{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        for (name, ranges) in [("http", ""), ("tcp11", "31000-31010"), ("tcp1000", "30000-30499,31000-31499")] {
+            let mut config = with_tcp(ranges);
+            config.wasm = wasm.clone().into();
+            let file = std::env::temp_dir().join(format!("berth-envoy-config-{}-{name}.yaml", std::process::id()));
+            std::fs::write(&file, render(&config)).unwrap();
+            let output = std::process::Command::new(&envoy)
+                .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
+                .arg(&file)
+                .output()
+                .unwrap();
+            std::fs::remove_file(&file).ok();
+            assert!(
+                output.status.success(),
+                "{name}: {}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! `get_shared_data` copies the whole value into the VM, so a request reads the small `berth.version` key and
 //! compares it with the version this cache last loaded; only a difference costs a copy and a parse of
-//! `berth.table`. What a context builds from the table (the HTTP router now, a port map for TCP later) is a
+//! `berth.table`. What a context builds from the table (the HTTP router, the TCP port map) is a
 //! [`View`], rebuilt with the table.
 
 use berth_table::Table;
@@ -49,7 +49,12 @@ impl<V: View> TableCache<V> {
         let shown = String::from_utf8_lossy(&version).into_owned();
         match host.shared_data(TABLE_KEY).as_deref().map(berth_table::decode) {
             Some(Ok(table)) => {
-                info!("routing table version {} loaded ({} http routes)", table.version, table.http.len());
+                info!(
+                    "routing table version {} loaded ({} http routes, {} tcp routes)",
+                    table.version,
+                    table.http.len(),
+                    table.tcp.len()
+                );
                 self.view = Some(V::build(table));
             }
             Some(Err(error)) => {

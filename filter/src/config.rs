@@ -2,7 +2,7 @@
 //!
 //! Fetcher: `{"role":"fetcher","cluster":"berth_controller","authority":"berth-controller","path":"/v1/table",
 //! "wait_seconds":30,"retry_ms":500}` (everything but `role` optional, with those defaults).
-//! HTTP filter: `{"role":"http"}`. Unknown roles, unknown keys and out-of-range values are errors, so a typo fails
+//! HTTP filter: `{"role":"http"}`. TCP (network) filter: `{"role":"tcp"}`. Unknown roles, unknown keys and out-of-range values are errors, so a typo fails
 //! `on_configure` loudly instead of running with a default nobody asked for.
 
 use std::time::Duration;
@@ -16,6 +16,8 @@ pub enum Role {
     Fetcher(FetcherConfig),
     /// The HTTP filter: routes each request by Host and path.
     Http,
+    /// The network filter: routes each connection by the local port it arrived on.
+    Tcp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -84,18 +86,23 @@ impl FetcherConfig {
 enum Raw {
     Fetcher(FetcherConfig),
     Http(HttpConfig),
+    Tcp(TcpConfig),
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HttpConfig {}
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TcpConfig {}
+
 /// Parses a plugin configuration; the error says what is wrong and what is expected.
 pub fn parse(bytes: &[u8]) -> Result<Role, String> {
     let raw: Raw = serde_json::from_slice(bytes).map_err(|e| {
         format!(
-            "plugin configuration {:?} is not valid: {e}; expected JSON like {{\"role\":\"http\"}} or \
-             {{\"role\":\"fetcher\",\"cluster\":\"berth_controller\"}}",
+            "plugin configuration {:?} is not valid: {e}; expected JSON like {{\"role\":\"http\"}}, \
+             {{\"role\":\"tcp\"}} or {{\"role\":\"fetcher\",\"cluster\":\"berth_controller\"}}",
             String::from_utf8_lossy(bytes)
         )
     })?;
@@ -105,6 +112,7 @@ pub fn parse(bytes: &[u8]) -> Result<Role, String> {
             Ok(Role::Fetcher(config))
         }
         Raw::Http(HttpConfig {}) => Ok(Role::Http),
+        Raw::Tcp(TcpConfig {}) => Ok(Role::Tcp),
     }
 }
 
@@ -115,6 +123,11 @@ mod tests {
     #[test]
     fn http_role() {
         assert_eq!(parse(br#"{"role":"http"}"#).unwrap(), Role::Http);
+    }
+
+    #[test]
+    fn tcp_role() {
+        assert_eq!(parse(br#"{"role":"tcp"}"#).unwrap(), Role::Tcp);
     }
 
     #[test]
@@ -148,6 +161,7 @@ mod tests {
             br#"{}"#,
             br#"{"role":"tcp-someday"}"#,
             br#"{"role":"http","cluster":"x"}"#,
+            br#"{"role":"tcp","port":31000}"#,
             br#"{"role":"fetcher","clustr":"x"}"#,
             br#"{"role":"fetcher","retry_ms":0}"#,
             br#"{"role":"fetcher","wait_seconds":-1}"#,

@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
+use proxy_wasm::types::{BufferType, MapType, MetricType};
 
 /// The Envoy calls Berth's logic makes. Methods that only make sense in one kind of context (an HTTP call
 /// response, a request) act on whatever context Envoy is currently calling into.
@@ -30,6 +30,13 @@ pub trait Host {
     fn set_filter_state(&self, encoded_arguments: &[u8]) -> Result<(), String>;
     /// Answers the current request locally.
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &str) -> Result<(), String>;
+    /// A property of the current stream or connection (`destination.port`), in Envoy's serialization.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// Closes the current downstream connection (a network filter's).
+    fn close_downstream(&self) -> Result<(), String>;
+    /// Defines (or finds) a counter of this VM; the id is valid for every context of the VM.
+    fn define_counter(&self, name: &str) -> Result<u32, String>;
+    fn increment_counter(&self, id: u32) -> Result<(), String>;
 }
 
 /// The real host: Envoy, through the proxy-wasm ABI.
@@ -80,6 +87,22 @@ impl Host for Envoy {
         hostcalls::send_http_response(status, headers.to_vec(), Some(body.as_bytes()))
             .map_err(|status| format!("{status:?}"))
     }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn close_downstream(&self) -> Result<(), String> {
+        hostcalls::close_downstream().map_err(|status| format!("{status:?}"))
+    }
+
+    fn define_counter(&self, name: &str) -> Result<u32, String> {
+        hostcalls::define_metric(MetricType::Counter, name).map_err(|status| format!("{status:?}"))
+    }
+
+    fn increment_counter(&self, id: u32) -> Result<(), String> {
+        hostcalls::increment_metric(id, 1).map_err(|status| format!("{status:?}"))
+    }
 }
 
 #[cfg(test)]
@@ -124,6 +147,13 @@ pub mod fake {
         pub filter_state: RefCell<Vec<Vec<u8>>>,
         pub filter_state_fails: Cell<bool>,
         pub replies: RefCell<Vec<Reply>>,
+        /// Properties by dotted path (`destination.port`).
+        pub properties: RefCell<HashMap<String, Vec<u8>>>,
+        /// Every `property` read, dotted, in order.
+        pub property_reads: RefCell<Vec<String>>,
+        pub closed: Cell<u32>,
+        /// Counters by id (their index here), with their names.
+        pub counters: RefCell<Vec<(String, u64)>>,
     }
 
     impl FakeHost {
@@ -147,6 +177,17 @@ pub mod fake {
 
         pub fn put_shared(&self, key: &str, value: &[u8]) {
             self.shared.borrow_mut().insert(key.into(), value.to_vec());
+        }
+
+        /// A new connection's context: Envoy serializes `destination.port` as an 8-byte little-endian integer.
+        pub fn connect_to(&self, port: u16) {
+            let mut properties = self.properties.borrow_mut();
+            properties.clear();
+            properties.insert("destination.port".into(), i64::from(port).to_le_bytes().to_vec());
+        }
+
+        pub fn counter(&self, name: &str) -> u64 {
+            self.counters.borrow().iter().find(|(n, _)| n == name).map_or(0, |(_, value)| *value)
         }
     }
 
@@ -207,6 +248,36 @@ pub mod fake {
                 headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 body: body.into(),
             });
+            Ok(())
+        }
+
+        fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+            let dotted = path.join(".");
+            self.property_reads.borrow_mut().push(dotted.clone());
+            self.properties.borrow().get(&dotted).cloned()
+        }
+
+        fn close_downstream(&self) -> Result<(), String> {
+            self.closed.set(self.closed.get() + 1);
+            Ok(())
+        }
+
+        fn define_counter(&self, name: &str) -> Result<u32, String> {
+            let mut counters = self.counters.borrow_mut();
+            let id = match counters.iter().position(|(n, _)| n == name) {
+                Some(id) => id,
+                None => {
+                    counters.push((name.into(), 0));
+                    counters.len() - 1
+                }
+            };
+            u32::try_from(id).map_err(|e| e.to_string())
+        }
+
+        fn increment_counter(&self, id: u32) -> Result<(), String> {
+            let mut counters = self.counters.borrow_mut();
+            let counter = counters.get_mut(id as usize).ok_or("NotFound")?;
+            counter.1 += 1;
             Ok(())
         }
     }

@@ -1,7 +1,8 @@
 //! Berth's proxy-wasm filter for stock Envoy: a singleton fetcher publishes the controller's routing table in
-//! shared data, and the HTTP filter routes each request by it through an `ORIGINAL_DST` cluster.
+//! shared data; the HTTP filter routes each request by it, and the TCP (network) filter each connection, through an
+//! `ORIGINAL_DST` cluster.
 //!
-//! The proxy-wasm trait impls (`root`, `http::HttpFilter`) are thin; the logic sits in plain code over the
+//! The proxy-wasm trait impls (`root`, `http::HttpFilter`, `tcp::TcpFilter`) are thin; the logic sits in plain code over the
 //! [`host::Host`] trait and is unit-tested natively with a fake host.
 
 pub mod cache;
@@ -11,6 +12,7 @@ pub mod filter_state;
 pub mod host;
 pub mod http;
 pub mod root;
+pub mod tcp;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);

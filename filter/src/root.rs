@@ -1,9 +1,8 @@
-//! The root context: reads the plugin configuration, becomes the fetcher or the HTTP filter's root, and tells the
-//! SDK which kind of per-stream context to create.
+//! The root context: reads the plugin configuration, becomes the fetcher, the HTTP filter's root or the TCP
+//! filter's root, and tells the SDK which kind of per-stream context to create.
 //!
 //! One module serves every role, and the SDK is given only `set_root_context`: a global `set_http_context` would
-//! make it build HTTP contexts for network filters too. `get_type` answers from the configured role, so a future
-//! `tcp` role adds a stream context here without touching the HTTP path.
+//! make it build HTTP contexts for network filters too. `get_type` answers from the configured role.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -11,7 +10,7 @@ use std::time::Duration;
 
 use log::{error, info};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
 use crate::cache::TableCache;
@@ -19,6 +18,7 @@ use crate::config::{self, Role};
 use crate::fetcher::Fetcher;
 use crate::host::Envoy;
 use crate::http::{HttpFilter, HttpView};
+use crate::tcp::{TcpFilter, TcpRouting};
 
 /// The fetcher's first tick, which sends its first poll.
 const FIRST_TICK: Duration = Duration::from_millis(10);
@@ -34,6 +34,8 @@ pub enum Root {
         polling: bool,
     },
     Http(Rc<RefCell<TableCache<HttpView>>>),
+    /// The table cache of its connections, with the VM's unrouted counter.
+    Tcp(Rc<RefCell<TcpRouting>>),
 }
 
 impl Context for Root {
@@ -77,6 +79,7 @@ impl RootContext for Root {
                 Root::Fetcher { fetcher: Fetcher::new(config, &Envoy), polling: false }
             }
             Role::Http => Root::Http(Rc::default()),
+            Role::Tcp => Root::Tcp(Rc::new(RefCell::new(TcpRouting::new(&Envoy)))),
         };
         true
     }
@@ -94,16 +97,28 @@ impl RootContext for Root {
     }
 
     fn get_type(&self) -> Option<ContextType> {
-        // Never `None`: the SDK panics when it has to create a context and gets no type. A root that is not an
-        // HTTP root still gets HTTP contexts, which answer 503 rather than route.
-        Some(ContextType::HttpContext)
+        // Never `None`: the SDK panics when it has to create a context and gets no type. A root that is neither
+        // still gets HTTP contexts, which answer 503 rather than route. (Envoy creates no filter for a plugin whose
+        // `on_configure` failed, so an unconfigured root never meets a connection.)
+        match self {
+            Root::Tcp(_) => Some(ContextType::StreamContext),
+            Root::Unconfigured | Root::Fetcher { .. } | Root::Http(_) => Some(ContextType::HttpContext),
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let cache = match self {
             Root::Http(cache) => Some(Rc::clone(cache)),
-            Root::Unconfigured | Root::Fetcher { .. } => None,
+            Root::Unconfigured | Root::Fetcher { .. } | Root::Tcp(_) => None,
         };
         Some(Box::new(HttpFilter::new(cache)))
+    }
+
+    fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
+        let routing = match self {
+            Root::Tcp(routing) => Some(Rc::clone(routing)),
+            Root::Unconfigured | Root::Fetcher { .. } | Root::Http(_) => None,
+        };
+        Some(Box::new(TcpFilter::new(routing)))
     }
 }

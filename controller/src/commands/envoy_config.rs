@@ -1,10 +1,20 @@
-//! `berth envoy-config`: prints the Envoy bootstrap for the given addresses.
+//! `berth envoy-config`: prints the Envoy bootstrap for the given addresses and TCP ports.
 
 use crate::cli::EnvoyConfigArgs;
 use crate::envoy_config::{EnvoyConfig, render};
 
 pub fn envoy_config(args: EnvoyConfigArgs) {
-    let config =
-        EnvoyConfig { controller: args.controller, wasm: args.wasm, http_listen: args.http_listen, admin: args.admin };
+    let config = EnvoyConfig {
+        controller: args.controller,
+        wasm: args.wasm,
+        http_listen: args.http_listen,
+        admin: args.admin,
+        tcp_ports: args.tcp_ports,
+    };
+    // Envoy itself would accept the bootstrap and fail only when binding; say so before anything is printed.
+    if let Err(problem) = config.check() {
+        eprintln!("berth: {problem}");
+        std::process::exit(2);
+    }
     print!("{}", render(&config));
 }

@@ -1,0 +1,404 @@
+//! The TCP filter: on each new connection, pick the destination by the local port it arrived on and hand it to the
+//! `ORIGINAL_DST` cluster through connection filter state, or close the connection.
+//!
+//! Everything happens in `on_new_connection`: `tcp_proxy`, the next filter, picks its upstream as soon as it sees
+//! the connection, so a later callback would be too late. Hot path: one `get_shared_data` of the version key, one
+//! `destination.port` property read, one foreign call with the chosen endpoint's pre-encoded argument. A connection
+//! never continues without its destination: the `ORIGINAL_DST` cluster would otherwise connect to the connection's
+//! own destination, which is Envoy's listener. A refused connection is closed before `tcp_proxy` sees it (so no
+//! upstream connection is attempted), counted in [`UNROUTED_COUNTER`], and logged once per port per table version.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use berth_table::{Backend, Table, TcpRoute, TcpRouter, choose_endpoint};
+use log::warn;
+use proxy_wasm::traits::{Context, StreamContext};
+use proxy_wasm::types::Action;
+
+use crate::cache::{TableCache, View};
+use crate::filter_state::{self, LifeSpan, ORIGINAL_DST_ADDRESS};
+use crate::host::{Envoy, Host};
+
+/// The counter of connections closed unrouted (no table yet, no route for the port, no endpoint, or the
+/// destination could not be set). Envoy shows it in `/stats` as `wasmcustom.berth_tcp_unrouted`.
+pub const UNROUTED_COUNTER: &str = "berth_tcp_unrouted";
+
+/// One table's TCP routes, arranged for routing.
+pub struct TcpView {
+    version: u64,
+    routes: Vec<TcpRoute>,
+    router: TcpRouter,
+    /// Connections seen per route (indexed like `routes`), the input of [`choose_endpoint`].
+    counters: Vec<u64>,
+    /// `set_envoy_filter_state` arguments per endpoint (span: the downstream connection), encoded once per table.
+    destinations: HashMap<SocketAddr, Box<[u8]>>,
+    /// Ports whose refusal was already logged for this table version.
+    logged: HashSet<u16>,
+}
+
+impl View for TcpView {
+    fn build(table: Table) -> Self {
+        let router = TcpRouter::new(&table);
+        // Only the TCP routes are kept: the HTTP filter's root holds its own view of the rest.
+        let Table { version, tcp: routes, .. } = table;
+        let destinations = routes
+            .iter()
+            .flat_map(|route| &route.backends)
+            .flat_map(|backend| &backend.endpoints)
+            .map(|endpoint| {
+                let value = endpoint.address.to_string();
+                let encoded = filter_state::encode(ORIGINAL_DST_ADDRESS, &value, LifeSpan::DownstreamConnection);
+                (endpoint.address, encoded.into_boxed_slice())
+            })
+            .collect();
+        TcpView { version, counters: vec![0; routes.len()], router, routes, destinations, logged: HashSet::new() }
+    }
+}
+
+impl TcpView {
+    /// The encoded destination for a connection to `port`, or `None` (logged once per port) to close it.
+    pub fn decide(&mut self, port: u16) -> Option<&[u8]> {
+        let TcpView { version, routes, router, counters, destinations, logged } = self;
+        let Some(id) = router.match_port(port) else {
+            if logged.insert(port) {
+                warn!("no tcp route for port {port} in table version {version}; closing its connections");
+            }
+            return None;
+        };
+        let (route, counter) = (routes.get(id.0)?, counters.get_mut(id.0)?);
+        let n = *counter;
+        *counter = n.wrapping_add(1);
+        let encoded = choose_endpoint(&route.backends, n).and_then(|endpoint| destinations.get(&endpoint.address));
+        if encoded.is_none() && logged.insert(port) {
+            warn!(
+                "tcp route for port {port} (from {}) in table version {version} has no endpoint ({}); closing its \
+                 connections",
+                route.source,
+                describe_backends(&route.backends)
+            );
+        }
+        encoded.map(|encoded| &**encoded)
+    }
+
+    fn log_once(&mut self, port: u16, problem: &str) {
+        if self.logged.insert(port) {
+            warn!("{problem} (port {port}, table version {})", self.version);
+        }
+    }
+}
+
+fn describe_backends(backends: &[Backend]) -> String {
+    if backends.is_empty() {
+        return "no backends".into();
+    }
+    let names: Vec<&str> = backends.iter().map(|b| b.service.as_str()).collect();
+    format!("backends {}", names.join(", "))
+}
+
+/// What every connection of one TCP root context shares (one VM thread).
+#[derive(Default)]
+pub struct TcpRouting {
+    cache: TableCache<TcpView>,
+    /// The id of [`UNROUTED_COUNTER`], if Envoy defined it.
+    unrouted: Option<u32>,
+    /// Ports whose connections were refused (and logged) before any table had loaded.
+    logged_without_table: HashSet<u16>,
+}
+
+impl TcpRouting {
+    /// Defines the VM's unrouted counter; a failure only costs the count, which is logged.
+    pub fn new(host: &impl Host) -> Self {
+        let unrouted = match host.define_counter(UNROUTED_COUNTER) {
+            Ok(id) => Some(id),
+            Err(status) => {
+                warn!("cannot define the counter {UNROUTED_COUNTER}: {status}; unrouted connections go uncounted");
+                None
+            }
+        };
+        TcpRouting { unrouted, ..TcpRouting::default() }
+    }
+}
+
+/// How a connection ended in the filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The destination is set: continue to `tcp_proxy`.
+    Forwarded,
+    /// The connection was closed: stop.
+    Closed,
+}
+
+/// Handles a new connection: the whole per-connection logic, over any [`Host`].
+pub fn on_new_connection(host: &impl Host, routing: &mut TcpRouting) -> Verdict {
+    let TcpRouting { cache, unrouted, logged_without_table } = routing;
+    let Some(view) = cache.current(host) else {
+        let port = destination_port(host).unwrap_or(0);
+        if logged_without_table.insert(port) {
+            warn!("no routing table yet; closing connections to port {port} until one loads");
+        }
+        return close(host, *unrouted);
+    };
+    let Some(port) = destination_port(host) else {
+        view.log_once(0, "cannot read the connection's destination port; closing");
+        return close(host, *unrouted);
+    };
+    let failure = match view.decide(port) {
+        Some(encoded) => match host.set_filter_state(encoded) {
+            Ok(()) => return Verdict::Forwarded,
+            Err(status) => status,
+        },
+        None => return close(host, *unrouted),
+    };
+    view.log_once(port, &format!("cannot set filter state {ORIGINAL_DST_ADDRESS} ({failure}); closing"));
+    close(host, *unrouted)
+}
+
+/// The local port the connection arrived on: `destination.port` (a little-endian 64-bit integer), else the port of
+/// `destination.address` (`IP:PORT`). `None` when neither reads as a port.
+fn destination_port(host: &impl Host) -> Option<u16> {
+    let from_port = host
+        .property(&["destination", "port"])
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+        .and_then(|bytes| u16::try_from(i64::from_le_bytes(bytes)).ok())
+        .filter(|port| *port != 0);
+    from_port.or_else(|| {
+        let address = host.property(&["destination", "address"])?;
+        let address: SocketAddr = std::str::from_utf8(&address).ok()?.parse().ok()?;
+        Some(address.port()).filter(|port| *port != 0)
+    })
+}
+
+fn close(host: &impl Host, unrouted: Option<u32>) -> Verdict {
+    if let Err(status) = host.close_downstream() {
+        warn!("cannot close an unrouted connection: {status}");
+    }
+    if let Some(id) = unrouted
+        && let Err(status) = host.increment_counter(id)
+    {
+        warn!("cannot count an unrouted connection in {UNROUTED_COUNTER}: {status}");
+    }
+    Verdict::Closed
+}
+
+/// The per-connection context Envoy creates; `routing` is shared by every connection of its root context.
+pub struct TcpFilter {
+    routing: Option<Rc<RefCell<TcpRouting>>>,
+}
+
+impl TcpFilter {
+    /// A filter routing by the root's state; `None` for a root whose role is not TCP, which closes every connection.
+    pub fn new(routing: Option<Rc<RefCell<TcpRouting>>>) -> Self {
+        TcpFilter { routing }
+    }
+}
+
+impl Context for TcpFilter {}
+
+impl StreamContext for TcpFilter {
+    fn on_new_connection(&mut self) -> Action {
+        let host = Envoy;
+        // The borrow cannot be taken twice (one thread, no re-entry); if it ever were, close instead of panicking.
+        let verdict = match self.routing.as_ref().map(|routing| routing.try_borrow_mut()) {
+            Some(Ok(mut routing)) => on_new_connection(&host, &mut routing),
+            Some(Err(_)) => close(&host, None),
+            None => {
+                warn!("a network filter whose plugin is not configured with role tcp closes its connection");
+                close(&host, None)
+            }
+        };
+        match verdict {
+            Verdict::Forwarded => Action::Continue,
+            Verdict::Closed => Action::Pause,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{TABLE_KEY, VERSION_KEY};
+    use crate::host::fake::FakeHost;
+    use berth_table::{Endpoint, HttpRoute, PathMatch, Source};
+
+    fn backend(ports: &[u16]) -> Backend {
+        Backend {
+            service: "ns/db:3306".into(),
+            weight: 1,
+            endpoints: ports.iter().map(|p| Endpoint { address: ([127, 0, 0, 1], *p).into() }).collect(),
+        }
+    }
+
+    fn route(port: u16, endpoints: &[u16]) -> TcpRoute {
+        let source = Source { kind: "VirtualService".into(), namespace: "ns".into(), name: format!("p{port}") };
+        TcpRoute { port, backends: vec![backend(endpoints)], source }
+    }
+
+    fn sample(version: u64) -> Table {
+        let mut table = Table::new(version);
+        table.tcp.push(route(31000, &[7001]));
+        table.tcp.push(route(31001, &[7002, 7003]));
+        table.tcp.push(route(31002, &[]));
+        table.http.push(HttpRoute {
+            host: "web.com".into(),
+            path: PathMatch::Prefix("/".into()),
+            backends: vec![backend(&[8000])],
+            source: Source { kind: "Ingress".into(), namespace: "ns".into(), name: "web".into() },
+        });
+        table
+    }
+
+    fn publish(host: &FakeHost, table: &Table) {
+        host.put_shared(TABLE_KEY, &berth_table::encode(table));
+        host.put_shared(VERSION_KEY, table.version.to_string().as_bytes());
+    }
+
+    fn setup(table: Option<&Table>) -> (FakeHost, TcpRouting) {
+        let host = FakeHost::default();
+        if let Some(table) = table {
+            publish(&host, table);
+        }
+        let routing = TcpRouting::new(&host);
+        (host, routing)
+    }
+
+    /// Connects to `port`: the destination set, or `None` when the connection was closed.
+    fn connect(host: &FakeHost, routing: &mut TcpRouting, port: u16) -> Option<String> {
+        host.connect_to(port);
+        host.filter_state.borrow_mut().clear();
+        let closed = host.closed.get();
+        match on_new_connection(host, routing) {
+            Verdict::Forwarded => {
+                assert_eq!(host.closed.get(), closed);
+                let state = host.filter_state.borrow();
+                assert_eq!(state.len(), 1);
+                Some(destination(&state[0]))
+            }
+            Verdict::Closed => {
+                assert_eq!(host.closed.get(), closed + 1, "closed exactly once");
+                assert!(host.filter_state.borrow().is_empty(), "no destination on a closed connection");
+                None
+            }
+        }
+    }
+
+    fn destination(encoded: &[u8]) -> String {
+        let start = 2 + ORIGINAL_DST_ADDRESS.len();
+        assert_eq!(encoded[start], 0x12);
+        let len = encoded[start + 1] as usize;
+        String::from_utf8(encoded[start + 2..start + 2 + len].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn routes_by_local_port_round_robin() {
+        let (host, mut routing) = setup(Some(&sample(1)));
+        assert_eq!(connect(&host, &mut routing, 31000).as_deref(), Some("127.0.0.1:7001"));
+        assert_eq!(connect(&host, &mut routing, 31001).as_deref(), Some("127.0.0.1:7002"));
+        assert_eq!(connect(&host, &mut routing, 31001).as_deref(), Some("127.0.0.1:7003"));
+        assert_eq!(connect(&host, &mut routing, 31001).as_deref(), Some("127.0.0.1:7002"));
+        assert_eq!(connect(&host, &mut routing, 31000).as_deref(), Some("127.0.0.1:7001"));
+        assert_eq!(host.counter(UNROUTED_COUNTER), 0);
+    }
+
+    #[test]
+    fn filter_state_argument_is_the_connection_span_original_dst_key() {
+        let (host, mut routing) = setup(Some(&sample(1)));
+        connect(&host, &mut routing, 31000).unwrap();
+        let expected = filter_state::encode(ORIGINAL_DST_ADDRESS, "127.0.0.1:7001", LifeSpan::DownstreamConnection);
+        assert_eq!(host.filter_state.borrow()[0], expected);
+    }
+
+    #[test]
+    fn unrouted_ports_close_and_count() {
+        let (host, mut routing) = setup(Some(&sample(1)));
+        assert_eq!(connect(&host, &mut routing, 31005), None, "no route");
+        assert_eq!(connect(&host, &mut routing, 31005), None);
+        assert_eq!(connect(&host, &mut routing, 31002), None, "a route without endpoints");
+        assert_eq!(host.counter(UNROUTED_COUNTER), 3);
+        let view = routing.cache.current(&host).unwrap();
+        assert_eq!(view.logged, HashSet::from([31005, 31002]), "logged once per port");
+    }
+
+    #[test]
+    fn no_table_yet_closes_and_counts() {
+        let (host, mut routing) = setup(None);
+        assert_eq!(connect(&host, &mut routing, 31000), None);
+        assert_eq!(connect(&host, &mut routing, 31000), None);
+        assert_eq!(host.counter(UNROUTED_COUNTER), 2);
+        assert_eq!(routing.logged_without_table, HashSet::from([31000]));
+        publish(&host, &sample(1));
+        assert_eq!(connect(&host, &mut routing, 31000).as_deref(), Some("127.0.0.1:7001"));
+    }
+
+    #[test]
+    fn a_table_change_moves_a_port_and_logs_anew() {
+        let (host, mut routing) = setup(Some(&sample(1)));
+        assert_eq!(connect(&host, &mut routing, 31005), None);
+        let mut table = sample(2);
+        table.tcp[0] = route(31000, &[9001]);
+        table.tcp.push(route(31005, &[9005]));
+        table.tcp.remove(1);
+        publish(&host, &table);
+        assert_eq!(connect(&host, &mut routing, 31000).as_deref(), Some("127.0.0.1:9001"));
+        assert_eq!(connect(&host, &mut routing, 31005).as_deref(), Some("127.0.0.1:9005"));
+        assert_eq!(connect(&host, &mut routing, 31001), None);
+        assert_eq!(routing.cache.current(&host).unwrap().logged, HashSet::from([31001]));
+    }
+
+    #[test]
+    fn hot_path_is_one_shared_read_one_property_read_one_foreign_call() {
+        let (host, mut routing) = setup(Some(&sample(1)));
+        connect(&host, &mut routing, 31000).unwrap();
+        host.reads.borrow_mut().clear();
+        host.property_reads.borrow_mut().clear();
+        for _ in 0..10 {
+            connect(&host, &mut routing, 31001).unwrap();
+        }
+        assert_eq!(*host.reads.borrow(), vec![VERSION_KEY.to_string(); 10]);
+        assert_eq!(*host.property_reads.borrow(), vec!["destination.port".to_string(); 10]);
+    }
+
+    #[test]
+    fn falls_back_to_the_destination_address() {
+        let (host, mut routing) = setup(Some(&sample(1)));
+        for (port, address) in [(b"short".to_vec(), "127.0.0.1:31000"), (vec![0; 8], "[::1]:31000")] {
+            host.properties.borrow_mut().insert("destination.port".into(), port);
+            host.properties.borrow_mut().insert("destination.address".into(), address.as_bytes().to_vec());
+            assert_eq!(on_new_connection(&host, &mut routing), Verdict::Forwarded, "{address}");
+        }
+        host.properties.borrow_mut().clear();
+        assert_eq!(on_new_connection(&host, &mut routing), Verdict::Closed, "nothing to read: close");
+        host.properties.borrow_mut().insert("destination.port".into(), (-5i64).to_le_bytes().to_vec());
+        host.properties.borrow_mut().insert("destination.address".into(), b"garbage".to_vec());
+        assert_eq!(on_new_connection(&host, &mut routing), Verdict::Closed);
+    }
+
+    #[test]
+    fn failing_to_set_the_destination_closes() {
+        let (host, mut routing) = setup(Some(&sample(1)));
+        host.filter_state_fails.set(true);
+        host.connect_to(31000);
+        assert_eq!(on_new_connection(&host, &mut routing), Verdict::Closed);
+        assert_eq!(host.closed.get(), 1);
+        assert_eq!(host.counter(UNROUTED_COUNTER), 1);
+    }
+
+    #[test]
+    fn a_bad_shared_table_keeps_routing_by_the_last_good_one() {
+        let (host, mut routing) = setup(Some(&sample(1)));
+        connect(&host, &mut routing, 31000).unwrap();
+        host.put_shared(TABLE_KEY, b"garbage");
+        host.put_shared(VERSION_KEY, b"2");
+        assert_eq!(connect(&host, &mut routing, 31000).as_deref(), Some("127.0.0.1:7001"));
+    }
+
+    #[test]
+    fn the_view_keeps_only_tcp_destinations() {
+        let view = TcpView::build(sample(1));
+        let mut ports: Vec<u16> = view.destinations.keys().map(SocketAddr::port).collect();
+        ports.sort_unstable();
+        assert_eq!(ports, [7001, 7002, 7003]);
+    }
+}
