@@ -1,31 +1,44 @@
 //! The shipped examples, end to end: the nginx-ingress walkthrough's three hosts, from an Ingress and a
 //! VirtualService, through stock Envoy running the built filter.
 
-use berth_tests::manifests::ManifestDir;
-use berth_tests::{Backend, Controller, Envoy, paths};
+use std::time::Duration;
 
-/// Copies examples/ with its NodePorts moved to free ports, so tests can run side by side.
-fn examples_on(dir: &ManifestDir, backends: &[(&str, &Backend)]) {
+use berth_tests::manifests::ManifestDir;
+use berth_tests::{Backend, Controller, Envoy, TcpBackend, paths, tcp_client, wait};
+
+/// Copies examples/ with its NodePorts and TCP port range moved to free ports, so tests can run side by side.
+fn examples_on(dir: &ManifestDir, node_ports: &[(&str, u16)], tcp_range: (u16, u16)) {
     for entry in std::fs::read_dir(paths::examples()).unwrap() {
         let path = entry.unwrap().path();
         let mut yaml = std::fs::read_to_string(&path).unwrap();
-        for (node_port, backend) in backends {
-            yaml = yaml.replace(&format!("nodePort: {node_port}"), &format!("nodePort: {}", backend.addr.port()));
+        for (node_port, port) in node_ports {
+            yaml = yaml.replace(&format!("nodePort: {node_port}"), &format!("nodePort: {port}"));
         }
+        yaml = yaml.replace("start: 31000", &format!("start: {}", tcp_range.0));
+        yaml = yaml.replace("end: 31010", &format!("end: {}", tcp_range.1));
         dir.write(path.file_name().unwrap().to_str().unwrap(), &yaml);
     }
 }
 
 #[test]
-fn examples_route_by_host_and_path_with_a_default_backend() {
+fn examples_route_by_host_and_path_with_a_default_backend_and_expose_tcp() {
     let service1 = Backend::start("service 1");
     let service2 = Backend::start("service 2");
     let default = Backend::start_on("127.0.0.1:0".parse().unwrap(), "default backend - 404", 404);
+    let echo = TcpBackend::greeting("hello\n");
+    let tcp_range = wait::free_port_range(11);
     let work = tempfile::tempdir().unwrap();
     let manifests = ManifestDir::new(&work.path().join("examples"));
-    examples_on(&manifests, &[("30081", &service1), ("30082", &service2), ("30404", &default)]);
+    let node_ports = [
+        ("30081", service1.addr.port()),
+        ("30082", service2.addr.port()),
+        ("30404", default.addr.port()),
+        ("30007", echo.addr.port()),
+    ];
+    examples_on(&manifests, &node_ports, tcp_range);
     let controller = Controller::start(&manifests.path, work.path());
-    let envoy = Envoy::start(controller.addr, work.path());
+    let tcp_ports = format!("--tcp-ports={}-{}", tcp_range.0, tcp_range.1);
+    let envoy = Envoy::start_with(controller.addr, work.path(), &[tcp_ports]);
     envoy.wait_for_backend("website8080.com", "/", "service 1");
 
     let cases = [
@@ -52,6 +65,14 @@ fn examples_route_by_host_and_path_with_a_default_backend() {
         );
     }
     assert!(service1.hits() >= 3 && service2.hits() >= 3 && default.hits() >= 2);
+
+    // The echo workload got the first port of the range, and answers there.
+    assert_eq!(controller.port_of("VirtualService default/echo"), Some(tcp_range.0));
+    let mut stream = wait::until("the echo workload's port", Duration::from_secs(10), || {
+        let mut stream = tcp_client::connect(tcp_range.0);
+        tcp_client::read_exact(&mut stream, 6).ok().filter(|greeting| greeting == "hello\n").map(|_| stream)
+    });
+    assert_eq!(tcp_client::echo(&mut stream, "ping").unwrap(), "ping");
 }
 
 #[test]

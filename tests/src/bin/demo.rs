@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use berth_tests::{Backend, Controller, Envoy, paths};
+use berth_tests::{Backend, Controller, Envoy, TcpBackend, paths};
 
 const CONTROLLER: &str = "127.0.0.1:8081";
 const LISTENER: &str = "127.0.0.1:8080";
@@ -15,6 +15,10 @@ const BACKENDS: [(&str, &str, u16); 3] = [
     ("127.0.0.1:30082", "service 2", 200),
     ("127.0.0.1:30404", "default backend - 404", 404),
 ];
+/// The NodePort of the TCP example's Service, where a greeting echo server listens.
+const TCP_BACKEND: &str = "127.0.0.1:30007";
+/// The ports of examples/tcp.yaml's PortAllocation, where Envoy listens for TCP.
+const TCP_PORTS: &str = "31000-31010";
 
 fn main() -> anyhow::Result<()> {
     let examples = std::env::args().skip_while(|a| a != "--examples").nth(1).map(PathBuf::from);
@@ -24,8 +28,12 @@ fn main() -> anyhow::Result<()> {
 
     let _backends: Vec<Backend> =
         BACKENDS.iter().map(|(addr, name, status)| Backend::start_on(parse(addr), name, *status)).collect();
-    let controller = Controller::start_on(parse(CONTROLLER), &examples, &logs);
-    let envoy = Envoy::start_on(controller.addr, parse(LISTENER), parse(ADMIN), &logs, &[]);
+    let _echo = TcpBackend::start_on(parse(TCP_BACKEND), Some("hello from the echo service\n".to_string()));
+    // Assigned ports persist here, so a restarted demo gives every workload the port it had.
+    let state = format!("--state={}", logs.join("state.json").display());
+    let controller = Controller::start_with(parse(CONTROLLER), &examples, &logs, &[state]);
+    let tcp_ports = format!("--tcp-ports={TCP_PORTS}");
+    let envoy = Envoy::start_on(controller.addr, parse(LISTENER), parse(ADMIN), &logs, &[tcp_ports]);
     envoy.wait_for_backend("website8080.com", "/", "service 1");
 
     println!(
@@ -36,6 +44,7 @@ fn main() -> anyhow::Result<()> {
          curl -i -H 'Host: website.com' http://{LISTENER}/eightyeighty\n  \
          curl -i -H 'Host: website.com' http://{LISTENER}/ninetyninety\n  \
          curl -i -H 'Host: nothing-here.com' http://{LISTENER}/\n  \
+         nc localhost 31000      # TCP: the echo workload on the port Berth assigned it\n  \
          target/release/berth routes --controller http://{CONTROLLER}\n\n\
          Edit the YAML in {dir} and routing follows within a second. Logs: {logs}/*.log. Ctrl-C stops everything.",
         dir = examples.display(),
