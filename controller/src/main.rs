@@ -33,7 +33,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => return Ok(commands::check::check(args)),
         Command::Routes(args) => commands::routes::routes(args)?,
-        Command::EnvoyConfig(args) => commands::envoy_config::envoy_config(args),
+        Command::EnvoyConfig(args) => return Ok(commands::envoy_config::envoy_config(args)),
         Command::Crdgen => commands::crdgen::crdgen(),
     }
     Ok(ExitCode::SUCCESS)

@@ -1,9 +1,12 @@
 //! `berth envoy-config`: prints the Envoy bootstrap for the given addresses and TCP ports.
 
+use std::process::ExitCode;
+
 use crate::cli::EnvoyConfigArgs;
 use crate::envoy_config::{EnvoyConfig, render};
 
-pub fn envoy_config(args: EnvoyConfigArgs) {
+/// Exit 2 for a configuration Envoy would accept and then fail to bind.
+pub fn envoy_config(args: EnvoyConfigArgs) -> ExitCode {
     let config = EnvoyConfig {
         controller: args.controller,
         wasm: args.wasm,
@@ -14,7 +17,8 @@ pub fn envoy_config(args: EnvoyConfigArgs) {
     // Envoy itself would accept the bootstrap and fail only when binding; say so before anything is printed.
     if let Err(problem) = config.check() {
         eprintln!("berth: {problem}");
-        std::process::exit(2);
+        return ExitCode::from(2);
     }
     print!("{}", render(&config));
+    ExitCode::SUCCESS
 }
