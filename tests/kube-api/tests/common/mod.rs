@@ -1,5 +1,6 @@
 //! Shared by the test files: a server with a kube client from its generated kubeconfig, raw requests, fixtures.
-#![allow(dead_code)]
+// Test helpers fail the test on any error, like the tests themselves (clippy allows that only inside #[test]).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use axum::http::Request;
 use berth_kube_api::{KubeApi, Options};
@@ -38,6 +39,15 @@ pub async fn start_with(opts: Options) -> Fixture {
 pub async fn client_for(kubeconfig: &Path) -> kube::Client {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// A client that does not retry 503s (kube-rs does by default, for minutes).
+pub async fn client_without_retries(kubeconfig: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.unwrap();
+    config.default_retry = false;
     kube::Client::try_from(config).unwrap()
 }
 
