@@ -1,6 +1,9 @@
 //! Fault injection and restarts: pause/resume, request counts (through the handle and `/_test`), and a server
 //! restarted on the same port — in-process and as the binary with `--state` — keeping objects and versions.
 
+// Helpers below fail the test on any error, as the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use berth_kube_api::{KubeApi, Options};

@@ -1,6 +1,9 @@
 //! Object semantics through a real `kube::Client`: CRUD with the real server's errors, paging, patch kinds, the
 //! status subresource, namespaces, CRDs and discovery.
 
+// Helpers below fail the test on any error, as the tests do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::*;
