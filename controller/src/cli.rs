@@ -33,6 +33,8 @@ pub enum Command {
     EnvoyConfig(EnvoyConfigArgs),
     /// Print the CustomResourceDefinition of PortAllocation (berth.dev/v1alpha1) as YAML, for `kubectl apply -f -`.
     Crdgen,
+    /// Print an Istio EnvoyFilter that runs Berth's filter in an ingress gateway, loading it from the controller.
+    IstioConfig(IstioConfigArgs),
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +56,11 @@ pub struct RunArgs {
     /// here, with `berth routes`, or at /v1/routes.
     #[arg(long, env = "BERTH_STATE", value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// The filter module to serve at /v1/filter.wasm, for an Envoy that loads it remotely (the Istio gateway; see
+    /// `berth istio-config`). Read once at start. Default: /usr/share/berth/berth_filter.wasm when that file
+    /// exists (the image ships it), otherwise none.
+    #[arg(long, env = "BERTH_FILTER_WASM", value_name = "PATH")]
+    pub filter_wasm: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +101,34 @@ pub struct EnvoyConfigArgs {
     /// comma-separated or repeated. None (the default): no TCP listener.
     #[arg(long, env = "BERTH_TCP_PORTS", value_delimiter = ',', value_name = "RANGES")]
     pub tcp_ports: Vec<berth_table::PortRange>,
+}
+
+#[derive(Debug, Args)]
+pub struct IstioConfigArgs {
+    /// The controller's Service as the gateway resolves it (`HOST:PORT`): Envoy fetches the module and the table
+    /// there.
+    #[arg(
+        long,
+        env = "BERTH_CONTROLLER_SERVICE",
+        default_value = "berth-controller.berth-system.svc.cluster.local:8081"
+    )]
+    pub controller_service: crate::istio_config::ServiceAddr,
+    /// The module the controller serves (`berth run --filter-wasm`): only read for its sha256, which Envoy checks.
+    #[arg(long, env = "BERTH_WASM", default_value = "target/berth_filter.wasm")]
+    pub wasm: PathBuf,
+    /// The gateway pod's port for Berth's HTTP listener: a port no Istio Gateway uses on the same gateway pods.
+    #[arg(long, env = "BERTH_HTTP_PORT", default_value_t = 8080)]
+    pub http_port: u16,
+    /// Ports for TCP routes, as for `berth envoy-config` (the PortAllocation ranges). None (the default): no TCP
+    /// listener.
+    #[arg(long, env = "BERTH_TCP_PORTS", value_delimiter = ',', value_name = "RANGES")]
+    pub tcp_ports: Vec<berth_table::PortRange>,
+    /// The gateway pods' labels (`KEY=VALUE`, comma-separated or repeated) the EnvoyFilter applies to.
+    #[arg(long, env = "BERTH_GATEWAY_SELECTOR", value_delimiter = ',', default_value = "istio=ingressgateway")]
+    pub gateway_selector: Vec<crate::istio_config::Label>,
+    /// The gateway's namespace, where the EnvoyFilter goes.
+    #[arg(long, env = "BERTH_GATEWAY_NAMESPACE", default_value = "istio-system")]
+    pub namespace: String,
 }
 
 /// Where a controller reads objects from.

@@ -7,6 +7,7 @@ pub mod diagnostic;
 pub mod envoy_config;
 pub mod error;
 pub mod index;
+pub mod istio_config;
 pub mod objects;
 pub mod publish;
 pub mod report;

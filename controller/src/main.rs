@@ -35,6 +35,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Routes(args) => commands::routes::routes(args)?,
         Command::EnvoyConfig(args) => return Ok(commands::envoy_config::envoy_config(args)),
         Command::Crdgen => commands::crdgen::crdgen(),
+        Command::IstioConfig(args) => return Ok(commands::istio_config::istio_config(args)),
     }
     Ok(ExitCode::SUCCESS)
 }

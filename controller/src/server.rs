@@ -7,7 +7,11 @@
 //!   `berth routes`. `addresses` lists every port handed out to a tcp route, with the address clients use: in
 //!   directory mode this (with the state file and `berth routes`) is where addresses show, not the user's YAML.
 //! - `GET /healthz`: always `ok`. `GET /readyz`: `ok` once the first table is compiled, else 503.
+//! - `GET /v1/filter.wasm`: the filter module given to `berth run --filter-wasm` (`application/wasm`, `etag` the
+//!   quoted sha256 in hex), for an Envoy that loads it through `vm_config.code.remote` (the Istio gateway); 404
+//!   when the controller serves none.
 
+use std::path::Path;
 use std::time::Duration;
 
 use axum::Router;
@@ -23,6 +27,7 @@ use tokio::sync::watch;
 use crate::compiler::Assignment;
 use crate::diagnostic::DiagnosticView;
 use crate::publish::Snapshot;
+use crate::{Error, Result};
 
 /// The longest a client may ask to wait for a new table.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -34,6 +39,54 @@ pub fn router(snapshots: watch::Receiver<Snapshot>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(snapshots)
+}
+
+/// The filter module the controller serves, read once at start: Envoy checks the bytes against the sha256 rendered
+/// into its configuration, so they must not change under a running controller.
+#[derive(Debug, Clone)]
+pub struct FilterModule {
+    pub bytes: axum::body::Bytes,
+    /// Lowercase hex, as Envoy's `RemoteDataSource.sha256` wants it.
+    pub sha256: String,
+}
+
+impl FilterModule {
+    pub fn load(path: &Path) -> Result<FilterModule> {
+        let bytes = std::fs::read(path).map_err(|error| Error::Read { path: path.to_path_buf(), error })?;
+        Ok(FilterModule::new(bytes))
+    }
+
+    pub fn new(bytes: Vec<u8>) -> FilterModule {
+        FilterModule { sha256: sha256_hex(&bytes), bytes: bytes.into() }
+    }
+}
+
+/// The SHA-256 of `bytes` in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `GET /v1/filter.wasm`, served alongside [`router`]'s routes.
+pub fn filter_router(module: Option<FilterModule>) -> Router {
+    Router::new().route("/v1/filter.wasm", get(filter_wasm)).with_state(module)
+}
+
+async fn filter_wasm(State(module): State<Option<FilterModule>>, headers: HeaderMap) -> Response {
+    let Some(module) = module else {
+        return (StatusCode::NOT_FOUND, "this controller serves no filter module; start it with --filter-wasm PATH\n")
+            .into_response();
+    };
+    let tag = HeaderValue::from_str(&format!("\"{}\"", module.sha256)).unwrap_or(HeaderValue::from_static("\"\""));
+    let cached = headers.get(header::IF_NONE_MATCH).is_some_and(|known| known == tag);
+    let mut response =
+        if cached { StatusCode::NOT_MODIFIED.into_response() } else { Response::new(Body::from(module.bytes.clone())) };
+    let headers = response.headers_mut();
+    if !cached {
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/wasm"));
+    }
+    headers.insert(header::ETAG, tag);
+    response
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -304,6 +357,22 @@ mod tests {
             serde_json::json!([{"object": "VirtualService default/db", "route": "tcp[0]",
                                 "address": "tcp.example.com:31000", "port": 31000}])
         );
+    }
+
+    #[tokio::test]
+    async fn serves_the_filter_module_with_its_sha256() {
+        let app = filter_router(Some(FilterModule::new(b"abc".to_vec())));
+        let (status, headers, body) = get(&app, "/v1/filter.wasm", &[]).await;
+        assert_eq!((status, body.as_slice()), (StatusCode::OK, b"abc".as_slice()));
+        assert_eq!(headers[header::CONTENT_TYPE], "application/wasm");
+        // The published test vector for "abc".
+        let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(headers[header::ETAG], format!("\"{sha}\""));
+        let (status, _, body) = get(&app, "/v1/filter.wasm", &[("if-none-match", &format!("\"{sha}\""))]).await;
+        assert_eq!((status, body.len()), (StatusCode::NOT_MODIFIED, 0));
+        let (status, _, body) = get(&filter_router(None), "/v1/filter.wasm", &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(String::from_utf8_lossy(&body).contains("--filter-wasm"));
     }
 
     #[test]

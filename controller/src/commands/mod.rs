@@ -3,5 +3,6 @@
 pub mod check;
 pub mod crdgen;
 pub mod envoy_config;
+pub mod istio_config;
 pub mod routes;
 pub mod run;

@@ -65,7 +65,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
 
     let listener = TcpListener::bind(args.listen).await.map_err(|error| Error::Bind { addr: args.listen, error })?;
-    let app = server::router(controller.publisher.subscribe());
+    let app = server::router(controller.publisher.subscribe()).merge(server::filter_router(filter_module(&args)?));
     info!(listen = %args.listen, source = %args.source, "berth controller started");
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
@@ -101,6 +101,21 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     watcher.abort();
     result
+}
+
+/// Where the image puts the filter module: served by default when present.
+const SHIPPED_FILTER: &str = "/usr/share/berth/berth_filter.wasm";
+
+/// The module `--filter-wasm` names (unreadable: fatal), else the shipped one if present, else none.
+fn filter_module(args: &RunArgs) -> Result<Option<server::FilterModule>> {
+    let path = match &args.filter_wasm {
+        Some(path) => path.clone(),
+        None if std::path::Path::new(SHIPPED_FILTER).is_file() => PathBuf::from(SHIPPED_FILTER),
+        None => return Ok(None),
+    };
+    let module = server::FilterModule::load(&path)?;
+    info!(path = %path.display(), sha256 = %module.sha256, "serving the filter module at /v1/filter.wasm");
+    Ok(Some(module))
 }
 
 /// The index, the ports handed out and the publisher, updated together.
