@@ -39,9 +39,26 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Where objects come from: `dir:PATH` (YAML files under PATH, reloaded on change).
+    /// Where objects come from: `dir:PATH` (YAML files under PATH, reloaded on change) or `kube` (a cluster's
+    /// API server, watched; see --kubeconfig, --context, --namespace).
     #[arg(long, env = "BERTH_SOURCE")]
     pub source: Source,
+    /// With `--source kube`: the kubeconfig file to use. None (the default): the in-cluster configuration, else
+    /// `$KUBECONFIG` or `~/.kube/config`.
+    #[arg(long, env = "BERTH_KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With `--source kube`: the kubeconfig context to use. None (the default): its current context.
+    #[arg(long, env = "BERTH_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
+    /// With `--source kube`: read namespaced objects of this namespace only. None (the default): every namespace
+    /// except kube-system. Nodes, IngressClasses and PortAllocations are cluster-wide either way.
+    #[arg(long, env = "BERTH_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// With `--source kube`: the address clients reach Berth's proxy at (an IP or a host name), written to the
+    /// `status.loadBalancer.ingress` of every Ingress Berth serves. None (the default): Ingress status is left
+    /// alone.
+    #[arg(long, env = "BERTH_INGRESS_ADDRESS", value_name = "HOST_OR_IP")]
+    pub ingress_address: Option<String>,
     /// Address of the HTTP API Envoy fetches the table from.
     #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
@@ -136,16 +153,21 @@ pub struct IstioConfigArgs {
 pub enum Source {
     /// `dir:PATH`
     Dir(PathBuf),
+    /// `kube`: the cluster of the kubeconfig (or the one berth runs in).
+    Kube,
 }
 
 impl FromStr for Source {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "kube" {
+            return Ok(Source::Kube);
+        }
         match s.split_once(':') {
             Some(("dir", path)) if !path.is_empty() => Ok(Source::Dir(PathBuf::from(path))),
             Some(("dir", _)) => Err("dir: needs a path, e.g. dir:examples".to_string()),
-            _ => Err(format!("{s:?} is not a source; use dir:PATH, e.g. dir:examples")),
+            _ => Err(format!("{s:?} is not a source; use dir:PATH (e.g. dir:examples) or kube")),
         }
     }
 }
@@ -155,6 +177,7 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Source::Dir(path) => write!(f, "dir:{}", path.display()),
+            Source::Kube => f.write_str("kube"),
         }
     }
 }
@@ -185,7 +208,9 @@ mod tests {
         assert_eq!("dir:examples".parse(), Ok(Source::Dir("examples".into())));
         assert_eq!("dir:/a:b".parse(), Ok(Source::Dir("/a:b".into())));
         assert!("dir:".parse::<Source>().is_err());
-        assert!("kube".parse::<Source>().unwrap_err().contains("dir:PATH"));
+        assert!("kub".parse::<Source>().unwrap_err().contains("dir:PATH"));
+        assert_eq!("kube".parse(), Ok(Source::Kube));
+        assert_eq!(Source::Kube.to_string(), "kube");
         assert_eq!(Source::Dir("examples".into()).to_string(), "dir:examples");
     }
 

@@ -44,6 +44,9 @@ pub enum Error {
     )]
     StateCorrupt { path: PathBuf, reason: String },
 
+    #[error("Kubernetes: {reason}")]
+    Kube { reason: String },
+
     #[error("cannot write the state file {path}: {error}; check that its directory exists and is writable")]
     StateWrite { path: PathBuf, error: std::io::Error },
 }

@@ -27,6 +27,9 @@ pub struct Index {
     objects: BTreeMap<ObjectKey, Entry>,
     /// Problems found while reading each source, reported with the compiler's.
     diagnostics: BTreeMap<SourceId, Vec<Diagnostic>>,
+    /// Objects a watching source could not read, by source and key: each is absent from `objects` until a good
+    /// version arrives or it is deleted.
+    rejected: BTreeMap<SourceId, BTreeMap<ObjectKey, Diagnostic>>,
     next_seen: u64,
 }
 
@@ -47,8 +50,10 @@ impl Index {
             }
             entry.object = object;
             entry.file = file;
+            self.clear_rejected(source, &key);
             return Ok(());
         }
+        self.clear_rejected(source, &key);
         let seen = self.next_seen;
         self.next_seen += 1;
         self.objects.insert(key, Entry { object, source: source.to_string(), file, seen });
@@ -58,6 +63,20 @@ impl Index {
     pub fn delete(&mut self, source: &str, key: &ObjectKey) {
         if self.objects.get(key).is_some_and(|entry| entry.source == source) {
             self.objects.remove(key);
+        }
+        self.clear_rejected(source, key);
+    }
+
+    /// Records that `source` holds an object it cannot read: any earlier version it held is gone (as a broken
+    /// document in a file is), and `diagnostic` says why until the object is fixed or deleted.
+    pub fn reject(&mut self, source: &str, key: ObjectKey, diagnostic: Diagnostic) {
+        self.delete(source, &key);
+        self.rejected.entry(source.to_string()).or_default().insert(key, diagnostic);
+    }
+
+    fn clear_rejected(&mut self, source: &str, key: &ObjectKey) {
+        if let Some(rejected) = self.rejected.get_mut(source) {
+            rejected.remove(key);
         }
     }
 
@@ -98,6 +117,7 @@ impl Index {
             }
         }
         self.diagnostics.insert(source.to_string(), diagnostics);
+        self.rejected.remove(source);
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<&Entry> {
@@ -112,7 +132,7 @@ impl Index {
 
     /// Problems found while reading the sources.
     pub fn source_diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics.values().flatten()
+        self.diagnostics.values().flatten().chain(self.rejected.values().flat_map(BTreeMap::values))
     }
 
     pub fn len(&self) -> usize {
@@ -202,5 +222,23 @@ mod tests {
         assert!(index.is_empty());
         index.apply("one", mk_service("ns", "a"), None).unwrap();
         assert_eq!(index.get(&key).unwrap().seen, 1, "a re-created object is a new object");
+    }
+
+    #[test]
+    fn a_rejected_object_is_absent_and_reported_until_fixed_or_deleted() {
+        let mut index = Index::new();
+        let key = ObjectKey::new(Kind::Service, "ns", "a");
+        index.apply("kube:Service", mk_service("ns", "a"), None).unwrap();
+        index.reject("kube:Service", key.clone(), Diagnostic::new("bad"));
+        assert!(index.get(&key).is_none());
+        assert_eq!(index.source_diagnostics().count(), 1);
+        index.apply("kube:Service", mk_service("ns", "a"), None).unwrap();
+        assert_eq!(index.source_diagnostics().count(), 0);
+        index.reject("kube:Service", key.clone(), Diagnostic::new("bad"));
+        index.delete("kube:Service", &key);
+        assert_eq!(index.source_diagnostics().count(), 0);
+        index.reject("kube:Service", key, Diagnostic::new("bad"));
+        index.reset("kube:Service", vec![], vec![]);
+        assert_eq!(index.source_diagnostics().count(), 0, "a relist replaces every rejection");
     }
 }

@@ -14,6 +14,7 @@ pub mod report;
 pub mod server;
 pub mod source;
 pub mod state;
+pub mod status_writer;
 
 pub use diagnostic::Diagnostic;
 pub use error::{Error, Result};

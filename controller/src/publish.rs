@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::Diagnostic;
 use crate::compiler::{Assignments, Compiled, Content};
+use crate::server::SourceView;
 
 /// What readers see: the current table (none until the first compilation), the current diagnostics, and the
 /// ports handed out to tcp routes.
@@ -22,6 +23,8 @@ pub struct Snapshot {
     pub table: Option<Arc<Published>>,
     pub diagnostics: Arc<Vec<Diagnostic>>,
     pub assignments: Arc<Assignments>,
+    /// How each source is doing: a stale source's objects are the last it delivered.
+    pub sources: Arc<Vec<SourceView>>,
 }
 
 impl Snapshot {
@@ -99,9 +102,19 @@ impl Publisher {
                 table: Some(table),
                 diagnostics: Arc::new(compiled.diagnostics),
                 assignments: Arc::new(compiled.assignments),
+                sources: previous.sources.clone(),
             });
         }
         Outcome { version, table_changed, new_diagnostics, diagnostics_changed, assignments_changed }
+    }
+
+    /// Replaces the sources' status; readers are woken only when it changed.
+    pub fn set_sources(&mut self, sources: Vec<SourceView>) {
+        self.tx.send_if_modified(|snapshot| {
+            let changed = *snapshot.sources != sources;
+            snapshot.sources = Arc::new(sources);
+            changed
+        });
     }
 }
 

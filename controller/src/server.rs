@@ -6,6 +6,8 @@
 //! - `GET /v1/routes`: `{"table": .., "addresses": [..], "errors": [..], "warnings": [..]}` for people and
 //!   `berth routes`. `addresses` lists every port handed out to a tcp route, with the address clients use: in
 //!   directory mode this (with the state file and `berth routes`) is where addresses show, not the user's YAML.
+//!   `stale` is true when a source cannot reach its objects (the table then holds the last ones it delivered);
+//!   `sources` says which, since when and why.
 //! - `GET /healthz`: always `ok`. `GET /readyz`: `ok` once the first table is compiled, else 503.
 //! - `GET /v1/filter.wasm`: the filter module given to `berth run --filter-wasm` (`application/wasm`, `etag` the
 //!   quoted sha256 in hex), for an Envoy that loads it through `vm_config.code.remote` (the Istio gateway); 404
@@ -164,6 +166,24 @@ pub struct RoutesView {
     pub errors: Vec<DiagnosticView>,
     #[serde(default)]
     pub warnings: Vec<DiagnosticView>,
+    /// Whether any source is stale.
+    #[serde(default)]
+    pub stale: bool,
+    #[serde(default)]
+    pub sources: Vec<SourceView>,
+}
+
+/// One source's status: `{"name": "kube", "stale": true, "since": "2025-..Z", "error": ".."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceView {
+    pub name: String,
+    pub stale: bool,
+    /// When it became stale (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Why it is stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One tcp route's address: `{"object": "VirtualService default/db", "route": "tcp[0]", "address":
@@ -197,6 +217,8 @@ async fn routes(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response 
         addresses: snapshot.assignments.values().filter_map(AddressView::of).collect(),
         errors: snapshot.diagnostics.iter().filter(|d| !d.is_warning()).map(DiagnosticView::from).collect(),
         warnings: snapshot.diagnostics.iter().filter(|d| d.is_warning()).map(DiagnosticView::from).collect(),
+        stale: snapshot.sources.iter().any(|s| s.stale),
+        sources: snapshot.sources.to_vec(),
     };
     let body = serde_json::to_vec_pretty(&view).unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()

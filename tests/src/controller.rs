@@ -40,6 +40,21 @@ impl Controller {
         Controller { addr, source: source.to_path_buf(), process }
     }
 
+    /// Starts `berth run --source kube --kubeconfig <kubeconfig>` (plus `args`) on a free port and waits until it
+    /// is ready: every watched kind listed once.
+    pub fn start_kube(kubeconfig: &Path, log_dir: &Path, args: &[String]) -> Controller {
+        let addr = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
+        let mut command = Command::new(paths::berth());
+        command.arg("run").arg("--source=kube").arg(format!("--kubeconfig={}", kubeconfig.display()));
+        command.arg(format!("--listen={addr}")).args(args).env("RUST_LOG", "info");
+        let mut process = Process::spawn("controller", &mut command, log_dir);
+        wait::until("the controller's /readyz", Duration::from_secs(20), || {
+            assert!(process.is_running(), "the controller exited:\n{}", process.log());
+            client::get(addr, "controller", "/readyz").ok().filter(|r| r.status == 200)
+        });
+        Controller { addr, source: kubeconfig.to_path_buf(), process }
+    }
+
     /// `GET /v1/routes`: the live table and the errors.
     pub fn routes(&self) -> serde_json::Value {
         let response = client::get(self.addr, "controller", "/v1/routes").expect("GET /v1/routes");

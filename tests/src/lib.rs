@@ -7,6 +7,7 @@ pub mod backend;
 pub mod client;
 pub mod controller;
 pub mod envoy;
+pub mod kube;
 pub mod manifests;
 pub mod paths;
 pub mod process;

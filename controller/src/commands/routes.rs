@@ -11,6 +11,11 @@ pub fn routes(args: RoutesArgs) -> Result<()> {
     let view = fetch(&url)?;
     let errors: Vec<String> = view.errors.into_iter().map(|e| e.text).collect();
     let warnings: Vec<String> = view.warnings.into_iter().map(|e| e.text).collect();
+    for source in view.sources.iter().filter(|s| s.stale) {
+        let since = source.since.as_deref().unwrap_or("a while");
+        let error = source.error.as_deref().unwrap_or("unknown error");
+        println!("source {}: stale since {since}: {error}; serving the last objects it delivered", source.name);
+    }
     print!("{}", report::render(&view.table, Some(view.table.version), &view.addresses, &errors, &warnings));
     Ok(())
 }

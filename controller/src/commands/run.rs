@@ -2,67 +2,117 @@
 //! answers from the latest publication. One task owns the index, the ports handed out and the publisher, so none
 //! needs a lock.
 //!
-//! Ports handed out to tcp routes are written to the state file (`--state`) before the table that uses them is
-//! published; in directory mode that file, `berth routes` and `/v1/routes` are where addresses show, never the
+//! Directory mode: ports handed out to tcp routes are written to the state file (`--state`) before the table
+//! that uses them is published; that file, `berth routes` and `/v1/routes` are where addresses show, never the
 //! user's YAML. A failed write is logged and retried; the table is served anyway.
+//!
+//! Kubernetes mode: the ports held are those recorded in each VirtualService's `berth.dev/address` (and, within
+//! this process, those handed out by the last compilation). A tcp route is put in the table only once the
+//! object's `berth.dev/address` records its port, as seen through the watch: a port clients were given is then
+//! on record, so a restarted (or newly elected) controller keeps it rather than hand it to someone else. Until
+//! the write lands (normally one round trip) only that route waits; everything else is published at once, and
+//! the write-back ([`crate::status_writer`]) never holds up a publication.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::cli::{RunArgs, Source};
-use crate::compiler::{Assignments, HeldPorts, Options, compile, ports};
+use crate::compiler::{Assignments, Compiled, HeldPorts, Options, compile, ports};
 use crate::index::Index;
+use crate::objects::{Kind, Object, annotation};
 use crate::publish::Publisher;
-use crate::source::{Snapshot, dir};
+use crate::server::SourceView;
+use crate::source::{Update, dir, kube};
+use crate::status_writer::{self, Writer};
 use crate::{Error, Result, server, state};
 
 /// How often a failed write of the state file is tried again.
 const STATE_RETRY: Duration = Duration::from_secs(5);
 
 pub async fn run(args: RunArgs) -> Result<()> {
-    let Source::Dir(root) = &args.source;
-
-    // Before anything is served: a state file that cannot be read must not turn into every port handed out anew.
-    let held = match &args.state {
-        Some(path) => {
-            let held = state::load(path)?;
-            info!(state = %path.display(), ports = held.len(), "loaded the ports handed out before");
-            held
-        }
-        None => HeldPorts::new(),
-    };
-
-    // A clear error for a wrong path before the watcher gives a vaguer one.
-    std::fs::metadata(root).map_err(|error| Error::Read { path: root.clone(), error })?;
-    // Watch before the first read, so a change made in between is not missed.
-    let (updates_tx, mut updates) = mpsc::channel(4);
-    let watcher = dir::watch(root.clone(), updates_tx)?;
-    let first = {
-        let root = root.clone();
-        tokio::task::spawn_blocking(move || dir::load(&root))
-            .await
-            .map_err(|e| Error::Serve(std::io::Error::other(e)))??
-    };
-
+    let (updates_tx, mut updates) = mpsc::channel(256);
+    let mut tasks = Vec::new();
     let mut controller = Controller {
         index: Index::new(),
         publisher: Publisher::starting_now(),
-        source: args.source.to_string(),
         options: Options { backends: args.backends },
-        assignments: ports::from_held(&held),
-        held,
-        state: args.state.clone(),
+        assignments: Assignments::new(),
+        held: HeldPorts::new(),
+        state: None,
         saved: None,
+        kube: None,
     };
-    controller.update(first);
-    // At start a state file that cannot be written is fatal, like one that cannot be read.
-    if let (Some(path), None) = (&controller.state, &controller.saved) {
-        state::save(path, &controller.held)?;
+    match &args.source {
+        Source::Dir(root) => {
+            // Before anything is served: a state file that cannot be read must not turn into every port handed
+            // out anew.
+            if let Some(path) = &args.state {
+                let held = state::load(path)?;
+                info!(state = %path.display(), ports = held.len(), "loaded the ports handed out before");
+                controller.assignments = ports::from_held(&held);
+                controller.held = held;
+                controller.state = Some(path.clone());
+            }
+            // A clear error for a wrong path before the watcher gives a vaguer one.
+            std::fs::metadata(root).map_err(|error| Error::Read { path: root.clone(), error })?;
+            // Watch before the first read, so a change made in between is not missed.
+            let (snapshots_tx, mut snapshots) = mpsc::channel(4);
+            tasks.push(dir::watch(root.clone(), snapshots_tx)?);
+            let first = {
+                let root = root.clone();
+                tokio::task::spawn_blocking(move || dir::load(&root))
+                    .await
+                    .map_err(|e| Error::Serve(std::io::Error::other(e)))??
+            };
+            let source = args.source.to_string();
+            controller.handle(Update::Reset { source: source.clone(), snapshot: first });
+            controller.update();
+            // At start a state file that cannot be written is fatal, like one that cannot be read.
+            if let (Some(path), None) = (&controller.state, &controller.saved) {
+                state::save(path, &controller.held)?;
+            }
+            let updates_tx = updates_tx.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(snapshot) = snapshots.recv().await {
+                    if updates_tx.send(Update::Reset { source: source.clone(), snapshot }).await.is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        Source::Kube => {
+            let options = kube::Options {
+                kubeconfig: args.kubeconfig.clone(),
+                context: args.context.clone(),
+                namespace: args.namespace.clone(),
+            };
+            let client = kube::client(&options).await?;
+            let virtual_service = kube::virtual_service_resource(&client).await?;
+            match &virtual_service {
+                Some(resource) => info!(api_version = %resource.api_version, "watching VirtualServices"),
+                None => warn!(
+                    "the API server serves no VirtualService (networking.istio.io v1 or v1beta1): install Istio's \
+                     CRDs and restart berth to serve VirtualServices; Ingresses are served meanwhile"
+                ),
+            }
+            let resources = kube::resources(virtual_service.clone());
+            tasks.extend(kube::spawn(&client, &options, &resources, &updates_tx));
+            let (writer, task) = Writer::spawn(client, virtual_service);
+            tasks.push(task);
+            controller.kube = Some(KubeMode {
+                writer,
+                ingress_address: args.ingress_address.clone(),
+                unlisted: resources.iter().map(|(kind, _)| *kind).collect(),
+                stale: None,
+            });
+            controller.publish_sources();
+        }
     }
+    drop(updates_tx);
 
     let listener = TcpListener::bind(args.listen).await.map_err(|error| Error::Bind { addr: args.listen, error })?;
     let app = server::router(controller.publisher.subscribe()).merge(server::filter_router(filter_module(&args)?));
@@ -86,8 +136,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 Ok(result) => result.map_err(Error::Serve),
                 Err(panicked) => Err(Error::Serve(std::io::Error::other(panicked))),
             },
-            snapshot = updates.recv() => match snapshot {
-                Some(snapshot) => controller.update(snapshot),
+            update = updates.recv() => match update {
+                Some(update) => {
+                    let mut changed = controller.handle(update);
+                    // Take every change already waiting before compiling: a relist arrives as many at once.
+                    while let Ok(update) = updates.try_recv() {
+                        changed |= controller.handle(update);
+                    }
+                    if changed {
+                        controller.update();
+                    }
+                }
                 None => break Ok(()),
             },
         }
@@ -99,7 +158,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if !server.is_finished() {
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     }
-    watcher.abort();
+    for task in tasks {
+        task.abort();
+    }
     result
 }
 
@@ -122,7 +183,6 @@ fn filter_module(args: &RunArgs) -> Result<Option<server::FilterModule>> {
 struct Controller {
     index: Index,
     publisher: Publisher,
-    source: String,
     options: Options,
     /// The ports handed out by the last compilation (at start: those of the state file): the next one keeps them.
     held: HeldPorts,
@@ -130,24 +190,108 @@ struct Controller {
     state: Option<PathBuf>,
     /// What the state file holds, once written by this process; differs from `held` while a write is failing.
     saved: Option<HeldPorts>,
+    kube: Option<KubeMode>,
+}
+
+/// What only Kubernetes mode has.
+struct KubeMode {
+    writer: Writer,
+    ingress_address: Option<String>,
+    /// Kinds whose first list has not arrived: nothing is compiled (and `/readyz` fails) until none is left.
+    unlisted: Vec<Kind>,
+    /// Since when (RFC 3339) and why the cluster cannot be reached.
+    stale: Option<(String, String)>,
 }
 
 impl Controller {
-    fn update(&mut self, snapshot: Snapshot) {
-        self.index.reset(&self.source, snapshot.objects, snapshot.diagnostics);
-        let compiled = compile(&self.index, &self.options, &self.held);
+    /// Takes one update into the index; whether anything that needs a compilation changed.
+    fn handle(&mut self, update: Update) -> bool {
+        match update {
+            Update::Reset { source, snapshot } => self.index.reset(&source, snapshot.objects, snapshot.diagnostics),
+            Update::Apply { source, object } => {
+                let key = object.key();
+                if let Err(diagnostic) = self.index.apply(&source, object, None) {
+                    self.index.reject(&source, key, diagnostic);
+                }
+            }
+            Update::Reject { source, key, diagnostic } => self.index.reject(&source, key, diagnostic),
+            Update::Delete { source, key } => self.index.delete(&source, &key),
+            Update::Listed(kind) => {
+                if let Some(kube) = &mut self.kube {
+                    kube.unlisted.retain(|k| *k != kind);
+                }
+            }
+            Update::Failing { error } => {
+                if let Some(kube) = &mut self.kube {
+                    if kube.stale.is_none() {
+                        warn!(%error, "the cluster cannot be reached; serving the last objects seen");
+                    }
+                    let since = kube.stale.take().map(|(since, _)| since);
+                    let since = since.unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().to_string());
+                    kube.stale = Some((since, error));
+                }
+                self.publish_sources();
+                return false;
+            }
+            Update::Healthy => {
+                if let Some(kube) = &mut self.kube
+                    && kube.stale.take().is_some()
+                {
+                    info!("the cluster is reachable again");
+                    self.publish_sources();
+                }
+                return false;
+            }
+        }
+        true
+    }
+
+    fn publish_sources(&mut self) {
+        let Some(kube) = &self.kube else { return };
+        let view = SourceView {
+            name: "kube".to_string(),
+            stale: kube.stale.is_some(),
+            since: kube.stale.as_ref().map(|(since, _)| since.clone()),
+            error: kube.stale.as_ref().map(|(_, error)| error.clone()),
+        };
+        self.publisher.set_sources(vec![view]);
+    }
+
+    fn update(&mut self) {
+        if self.kube.as_ref().is_some_and(|k| !k.unlisted.is_empty()) {
+            return;
+        }
+        let held = match &self.kube {
+            // What is on record wins over what this process remembers.
+            Some(_) => {
+                let mut held = self.held.clone();
+                held.extend(recorded_ports(&self.index));
+                held
+            }
+            None => self.held.clone(),
+        };
+        let mut compiled = compile(&self.index, &self.options, &held);
         for line in ports::describe_changes(&self.assignments, &compiled.assignments) {
             info!("{line}");
         }
         self.held = ports::held_ports(&compiled.assignments);
         self.assignments = compiled.assignments.clone();
         self.save_state();
+        if let Some(kube) = &self.kube {
+            kube.writer.plan(status_writer::plan(&self.index, &compiled, kube.ingress_address.as_deref()));
+            withhold_unrecorded(&mut compiled, &self.index);
+        }
 
         let (http, tcp) = (compiled.content.http.len(), compiled.content.tcp.len());
         let errors = compiled.diagnostics.iter().filter(|d| !d.is_warning()).count();
         let outcome = self.publisher.publish(compiled);
         for diagnostic in &outcome.new_diagnostics {
             warn!("{diagnostic}");
+        }
+        if let Some(kube) = &self.kube {
+            for note in status_writer::notes(&self.index, &outcome.new_diagnostics) {
+                kube.writer.note(note);
+            }
         }
         if outcome.changed() {
             info!("serving table version {}: {http} http routes, {tcp} tcp routes, {errors} errors", outcome.version);
@@ -165,6 +309,35 @@ impl Controller {
             Err(e) => error!("{e}; trying again every {}s", STATE_RETRY.as_secs()),
         }
     }
+}
+
+/// The ports VirtualServices' `berth.dev/address` annotations record, by claim.
+fn recorded_ports(index: &Index) -> HeldPorts {
+    let mut held = HeldPorts::new();
+    for entry in index.of_kind(Kind::VirtualService) {
+        let Some(value) = annotation(entry.object.metadata(), ports::ADDRESS_ANNOTATION) else { continue };
+        let key = entry.object.key();
+        for (route, port) in ports::parse_address_annotation(value) {
+            held.insert(format!("{key} {route}"), port);
+        }
+    }
+    held
+}
+
+/// Leaves out of the table every tcp route whose port its object's `berth.dev/address` does not record yet.
+fn withhold_unrecorded(compiled: &mut Compiled, index: &Index) {
+    compiled.content.tcp.retain(|route| {
+        let key = crate::objects::ObjectKey::new(Kind::VirtualService, &route.source.namespace, &route.source.name);
+        let recorded = index.get(&key).is_some_and(|entry| match &entry.object {
+            Object::VirtualService(vs) => annotation(&vs.metadata, ports::ADDRESS_ANNOTATION)
+                .is_some_and(|value| ports::parse_address_annotation(value).values().any(|p| *p == route.port)),
+            _ => false,
+        });
+        if !recorded {
+            debug!(port = route.port, object = %key, "tcp route waits until berth.dev/address records its port");
+        }
+        recorded
+    });
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -5,7 +5,7 @@ mod parse;
 pub mod port_allocation;
 mod virtual_service;
 
-pub use parse::{Parsed, parse_yaml};
+pub use parse::{Parsed, parse_value, parse_yaml};
 pub use port_allocation::{PortAllocation, PortAllocationSpec, PortRangeSpec};
 pub use virtual_service::{
     Destination, HttpMatch, HttpRule, PortSelector, RouteDestination, StringMatch, TcpMatch, TcpRule, VirtualService,

@@ -34,6 +34,53 @@ pub fn parse_yaml(file: &Path, text: &str) -> Parsed {
     parsed
 }
 
+/// One object as an API server returns it (a watch event's object, `apiVersion` and `kind` set). The same checks
+/// as for files; a problem is a diagnostic naming the object and, where the decoder says, the field.
+pub fn parse_value(value: &serde_json::Value) -> Result<Object, Diagnostic> {
+    let text = |key: &str| value.get(key).and_then(serde_json::Value::as_str).unwrap_or_default().to_string();
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
+    let meta = value.get("metadata");
+    let field = |key: &str| meta.and_then(|m| m.get(key)).and_then(serde_json::Value::as_str).filter(|v| !v.is_empty());
+    let label = match (field("namespace"), field("name")) {
+        (Some(ns), Some(name)) => format!("{kind} {ns}/{name}"),
+        (None, Some(name)) => format!("{kind} {name}"),
+        _ => kind.clone(),
+    };
+    let problem = |message: String| Diagnostic::new(message).object(label.clone());
+    let Some(kind_of) = known_kind(&api_version, &kind) else {
+        return Err(problem(format!("berth does not read {kind} of apiVersion {api_version}; it reads {SUPPORTED}")));
+    };
+    // Through YAML text, so that a type error names the field's path (`spec.ports[0].port: invalid type ..`).
+    let yaml = serde_yaml::to_string(value).map_err(|e| problem(format!("cannot read: {e}")))?;
+    let input = Input::Text(&yaml);
+    let decoded = decode(kind_of, &input).map_err(|error| {
+        let message = error.to_string();
+        // Lines of text made up here mean nothing to the object's author.
+        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        problem(message)
+    })?;
+    let mut object = decoded;
+    if field("name").is_none() {
+        return Err(problem(format!("{kind}: metadata.name is missing; give it a name")));
+    }
+    if kind_of.namespaced() && object.metadata().namespace.as_deref().is_none_or(str::is_empty) {
+        object.metadata_mut().namespace = Some("default".to_string());
+    }
+    Ok(object)
+}
+
+fn decode(kind: Kind, input: &Input<'_>) -> Result<Object, serde_yaml::Error> {
+    match kind {
+        Kind::VirtualService => input.decode().map(Object::VirtualService),
+        Kind::Ingress => input.decode().map(Object::Ingress),
+        Kind::IngressClass => input.decode().map(Object::IngressClass),
+        Kind::Service => input.decode().map(Object::Service),
+        Kind::Node => input.decode().map(Object::Node),
+        Kind::EndpointSlice => input.decode().map(Object::EndpointSlice),
+        Kind::PortAllocation => input.decode().map(Object::PortAllocation),
+    }
+}
+
 /// Where a document sits, for messages.
 struct Context<'a> {
     file: &'a Path,
@@ -115,15 +162,7 @@ fn parse_document(at: &Context<'_>, input: Input<'_>, parsed: &mut Parsed) {
         parsed.diagnostics.push(at.diagnostic(label, message));
         return;
     };
-    let decoded = match kind_of {
-        Kind::VirtualService => input.decode().map(Object::VirtualService),
-        Kind::Ingress => input.decode().map(Object::Ingress),
-        Kind::IngressClass => input.decode().map(Object::IngressClass),
-        Kind::Service => input.decode().map(Object::Service),
-        Kind::Node => input.decode().map(Object::Node),
-        Kind::EndpointSlice => input.decode().map(Object::EndpointSlice),
-        Kind::PortAllocation => input.decode().map(Object::PortAllocation),
-    };
+    let decoded = decode(kind_of, &input);
     let mut object = match decoded {
         Ok(object) => object,
         Err(error) => {
@@ -290,6 +329,18 @@ mod tests {
             assert_eq!(vs.spec.http[0].matches[0].uri.as_ref().unwrap().prefix.as_deref(), Some("/x"));
             assert_eq!(vs.metadata.namespace.as_deref(), Some("default"));
         }
+    }
+
+    #[test]
+    fn api_objects_parse_like_files_and_a_bad_one_is_a_diagnostic_naming_the_field() {
+        let good = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "s", "namespace": "shop"}, "spec": {"ports": [{"port": 80}]}});
+        assert_eq!(parse_value(&good).unwrap().key().to_string(), "Service shop/s");
+        let bad = serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "s", "namespace": "shop"}, "spec": {"ports": [{"port": "eighty"}]}});
+        let error = parse_value(&bad).unwrap_err().to_string();
+        assert!(error.starts_with("Service shop/s: spec.ports[0].port: invalid type"), "{error}");
+        assert!(!error.contains("line"), "{error}");
     }
 
     #[test]

@@ -1,0 +1,398 @@
+//! Write-back in Kubernetes mode: what Berth decided, written onto the objects users edit.
+//!
+//! - Every VirtualService: `berth.dev/address` (the address(es) of its tcp routes, as [`ports::address_annotation`]
+//!   writes them) and `berth.dev/error` (its errors, one per line: the field and what to do), each removed when it
+//!   no longer applies (fixed, not exposed any more, no tcp route).
+//! - Every Ingress Berth serves, with `--ingress-address`: `status.loadBalancer.ingress` (through `/status`).
+//! - A core/v1 Event (type Warning, reason `BerthError`) for every error that appears on a VirtualService or an
+//!   Ingress; not again while the error stays (it is new only once per process: a restart reports it again).
+//!
+//! Writes are JSON merge patches under the field manager `berth`. A merge patch, not server-side apply: removing
+//! an annotation must work whoever last set it (a user's `kubectl apply` of an exported manifest takes over the
+//! field, and apply would then never remove it), and a merge patch cannot re-create an object deleted meanwhile.
+//!
+//! The run loop plans ([`plan`]) by comparing what it wants with what the watched object already holds, so a
+//! steady state writes nothing; the writer also skips a write it already made against the same resourceVersion
+//! (the watch has not brought the result back yet). Failed writes are retried with backoff; the table is published
+//! without waiting for any of this, except that a tcp route is served only once its port is recorded on the
+//! object (see [`crate::commands::run`]).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::Diagnostic;
+use crate::compiler::ports::{ADDRESS_ANNOTATION, address_annotation};
+use crate::compiler::{Classes, Compiled, EXPOSE_ANNOTATION};
+use crate::index::Index;
+use crate::objects::{Kind, Object, ObjectKey, annotation};
+
+/// The annotation that says why an exposed VirtualService is not (fully) served.
+pub const ERROR_ANNOTATION: &str = "berth.dev/error";
+/// Berth's field manager for every write.
+pub const FIELD_MANAGER: &str = "berth";
+/// The reason of Berth's Events.
+pub const EVENT_REASON: &str = "BerthError";
+
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// One patch to make.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    /// The object: a VirtualService (annotations) or an Ingress (its status).
+    pub key: ObjectKey,
+    /// The resourceVersion the patch was planned against.
+    pub resource_version: Option<String>,
+    /// The JSON merge patch.
+    pub patch: Value,
+}
+
+/// An Event to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub key: ObjectKey,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub message: String,
+}
+
+/// The writes that make the objects in `index` say what `compiled` decided; none when they already do.
+pub fn plan(index: &Index, compiled: &Compiled, ingress_address: Option<&str>) -> Vec<Write> {
+    let mut writes = Vec::new();
+    for entry in index.of_kind(Kind::VirtualService) {
+        let Object::VirtualService(vs) = &entry.object else { continue };
+        let key = entry.object.key();
+        let object = key.to_string();
+        let exposed = annotation(&vs.metadata, EXPOSE_ANNOTATION) == Some("true");
+        let (address, error) = if exposed {
+            let mine: Vec<_> = compiled.assignments.values().filter(|a| a.object == object).collect();
+            let address = (!mine.is_empty()).then(|| address_annotation(mine));
+            (address, error_text(&compiled.diagnostics, &object))
+        } else {
+            (None, None)
+        };
+        let has = |name: &str| annotation(&vs.metadata, name).map(str::to_string);
+        if has(ADDRESS_ANNOTATION) != address || has(ERROR_ANNOTATION) != error {
+            writes.push(Write {
+                key,
+                resource_version: vs.metadata.resource_version.clone(),
+                patch: json!({"metadata": {"annotations": {ADDRESS_ANNOTATION: address, ERROR_ANNOTATION: error}}}),
+            });
+        }
+    }
+    if let Some(address) = ingress_address {
+        let wanted = if address.parse::<std::net::IpAddr>().is_ok() {
+            json!([{"ip": address}])
+        } else {
+            json!([{"hostname": address}])
+        };
+        let classes = Classes::from_index(index);
+        for entry in index.of_kind(Kind::Ingress) {
+            let Object::Ingress(ingress) = &entry.object else { continue };
+            if !classes.serves(ingress) {
+                continue;
+            }
+            let current = ingress
+                .status
+                .as_ref()
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .map(|list| serde_json::to_value(list).unwrap_or_default())
+                .unwrap_or_else(|| json!([]));
+            if current != wanted {
+                writes.push(Write {
+                    key: entry.object.key(),
+                    resource_version: ingress.metadata.resource_version.clone(),
+                    patch: json!({"status": {"loadBalancer": {"ingress": wanted}}}),
+                });
+            }
+        }
+    }
+    writes
+}
+
+/// `berth.dev/error`'s text for `object`: each error's field and message, one per line; none without errors.
+fn error_text(diagnostics: &[Diagnostic], object: &str) -> Option<String> {
+    let lines: Vec<String> = diagnostics
+        .iter()
+        .filter(|d| !d.is_warning() && d.object.as_deref() == Some(object))
+        .map(|d| Diagnostic { object: None, file: None, ..d.clone() }.to_string())
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// The Events for errors that just appeared on VirtualServices and Ingresses in `index`.
+pub fn notes(index: &Index, new_diagnostics: &[Diagnostic]) -> Vec<Note> {
+    let mut notes = Vec::new();
+    for diagnostic in new_diagnostics.iter().filter(|d| !d.is_warning()) {
+        let Some(object) = &diagnostic.object else { continue };
+        let Some(entry) = [Kind::VirtualService, Kind::Ingress]
+            .into_iter()
+            .flat_map(|kind| index.of_kind(kind))
+            .find(|entry| entry.object.key().to_string() == *object)
+        else {
+            continue;
+        };
+        let meta = entry.object.metadata();
+        notes.push(Note {
+            key: entry.object.key(),
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
+            message: Diagnostic { object: None, file: None, ..diagnostic.clone() }.to_string(),
+        });
+    }
+    notes
+}
+
+/// The handle the run loop gives plans and notes to; the writing happens in its own task.
+pub struct Writer {
+    plans: watch::Sender<Vec<Write>>,
+    notes: mpsc::UnboundedSender<Note>,
+}
+
+impl Writer {
+    /// Starts the writing task. `virtual_service` is the resource VirtualServices are watched through.
+    pub fn spawn(client: Client, virtual_service: Option<ApiResource>) -> (Writer, tokio::task::JoinHandle<()>) {
+        let (plans, plans_rx) = watch::channel(Vec::new());
+        let (notes, notes_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(write_loop(client, virtual_service, plans_rx, notes_rx));
+        (Writer { plans, notes }, task)
+    }
+
+    /// Replaces the writes still to make: the latest plan is the whole truth.
+    pub fn plan(&self, writes: Vec<Write>) {
+        self.plans.send_if_modified(|current| {
+            let changed = *current != writes;
+            *current = writes;
+            changed
+        });
+    }
+
+    pub fn note(&self, note: Note) {
+        let _ = self.notes.send(note);
+    }
+}
+
+/// The outcome of one write.
+enum Outcome {
+    Done,
+    /// The object is gone: nothing to write any more.
+    Gone,
+    Failed(kube::Error),
+}
+
+async fn write_loop(
+    client: Client,
+    virtual_service: Option<ApiResource>,
+    mut plans: watch::Receiver<Vec<Write>>,
+    mut notes: mpsc::UnboundedReceiver<Note>,
+) {
+    // The writes made, by object: skipped when planned again against the same resourceVersion.
+    let mut done: HashMap<ObjectKey, (Option<String>, Value)> = HashMap::new();
+    let mut unsent: Vec<Note> = Vec::new();
+    let mut delay = RETRY_FIRST;
+    loop {
+        let writes = plans.borrow_and_update().clone();
+        let mut failed = false;
+        for write in writes {
+            let made = (write.resource_version.clone(), write.patch.clone());
+            if done.get(&write.key) == Some(&made) {
+                continue;
+            }
+            match patch(&client, virtual_service.as_ref(), &write).await {
+                Outcome::Done => {
+                    info!(object = %write.key, patch = %write.patch, "wrote back");
+                    done.insert(write.key, made);
+                }
+                Outcome::Gone => {
+                    debug!(object = %write.key, "gone before it could be written to");
+                    done.insert(write.key, made);
+                }
+                Outcome::Failed(error) => {
+                    warn!(object = %write.key, %error, "cannot write back; trying again in {delay:?}");
+                    failed = true;
+                }
+            }
+        }
+        for note in std::mem::take(&mut unsent) {
+            if let Err(error) = event(&client, virtual_service.as_ref(), &note).await {
+                warn!(object = %note.key, %error, "cannot record an Event; trying again in {delay:?}");
+                failed = true;
+                unsent.push(note);
+            }
+        }
+        if failed {
+            // Unbounded growth while the API server is away would only repeat old news.
+            unsent.truncate(1000);
+        } else {
+            delay = RETRY_FIRST;
+        }
+        tokio::select! {
+            changed = plans.changed() => if changed.is_err() { return },
+            note = notes.recv() => match note {
+                Some(note) => unsent.push(note),
+                None => return,
+            },
+            () = tokio::time::sleep(delay), if failed => delay = (delay * 2).min(RETRY_MAX),
+        }
+    }
+}
+
+fn params() -> PatchParams {
+    PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PatchParams::default() }
+}
+
+async fn patch(client: &Client, virtual_service: Option<&ApiResource>, write: &Write) -> Outcome {
+    let (namespace, name) = (&write.key.namespace, &write.key.name);
+    let result = match write.key.kind {
+        Kind::VirtualService => {
+            let Some(resource) = virtual_service else { return Outcome::Gone };
+            let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, resource);
+            api.patch(name, &params(), &Patch::Merge(&write.patch)).await.map(drop)
+        }
+        Kind::Ingress => {
+            let api = Api::<Ingress>::namespaced(client.clone(), namespace);
+            api.patch_status(name, &params(), &Patch::Merge(&write.patch)).await.map(drop)
+        }
+        _ => return Outcome::Gone,
+    };
+    match result {
+        Ok(()) => Outcome::Done,
+        Err(kube::Error::Api(status)) if status.code == 404 => Outcome::Gone,
+        Err(error) => Outcome::Failed(error),
+    }
+}
+
+async fn event(client: &Client, virtual_service: Option<&ApiResource>, note: &Note) -> Result<(), kube::Error> {
+    let api_version = match note.key.kind {
+        Kind::VirtualService => virtual_service.map_or("networking.istio.io/v1", |r| r.api_version.as_str()),
+        _ => "networking.k8s.io/v1",
+    };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let event = Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}.", note.key.name)),
+            namespace: Some(note.key.namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some(api_version.to_string()),
+            kind: Some(note.key.kind.to_string()),
+            namespace: Some(note.key.namespace.clone()),
+            name: Some(note.key.name.clone()),
+            uid: note.uid.clone(),
+            resource_version: note.resource_version.clone(),
+            ..ObjectReference::default()
+        },
+        type_: Some("Warning".to_string()),
+        reason: Some(EVENT_REASON.to_string()),
+        message: Some(note.message.clone()),
+        source: Some(EventSource { component: Some(FIELD_MANAGER.to_string()), host: None }),
+        reporting_component: Some(FIELD_MANAGER.to_string()),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now),
+        count: Some(1),
+        ..Event::default()
+    };
+    let api = Api::<Event>::namespaced(client.clone(), &note.key.namespace);
+    let params = PostParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PostParams::default() };
+    match api.create(&params, &event).await {
+        Ok(_) => Ok(()),
+        // The namespace is gone with the object.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compiler::{Assignment, Assignments};
+    use crate::objects::VirtualService;
+    use std::collections::BTreeMap;
+
+    fn vs(name: &str, annotations: &[(&str, &str)]) -> Object {
+        let annotations: BTreeMap<String, String> =
+            annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Object::VirtualService(VirtualService {
+            metadata: ObjectMeta {
+                namespace: Some("shop".into()),
+                name: Some(name.into()),
+                resource_version: Some("7".into()),
+                annotations: Some(annotations),
+                ..ObjectMeta::default()
+            },
+            ..VirtualService::default()
+        })
+    }
+
+    fn compiled(assigned: &[(&str, u16)], errors: &[(&str, &str)]) -> Compiled {
+        let assignments: Assignments = assigned
+            .iter()
+            .map(|(object, port)| {
+                let a = Assignment {
+                    object: object.to_string(),
+                    route: "tcp[0]".into(),
+                    port: *port,
+                    host: Some("tcp.example.com".into()),
+                };
+                (a.key(), a)
+            })
+            .collect();
+        let diagnostics =
+            errors.iter().map(|(object, message)| Diagnostic::new(*message).object(*object).field("spec")).collect();
+        Compiled { assignments, diagnostics, ..Compiled::default() }
+    }
+
+    #[test]
+    fn writes_the_address_and_the_error_only_where_they_differ() {
+        let mut index = Index::new();
+        index.apply("kube:VirtualService", vs("db", &[(EXPOSE_ANNOTATION, "true")]), None).unwrap();
+        let done = vs("ok", &[(EXPOSE_ANNOTATION, "true"), (ADDRESS_ANNOTATION, "tcp.example.com:31001")]);
+        index.apply("kube:VirtualService", done, None).unwrap();
+        let hidden = vs("hidden", &[(ERROR_ANNOTATION, "old")]);
+        index.apply("kube:VirtualService", hidden, None).unwrap();
+        let compiled = compiled(
+            &[("VirtualService shop/db", 31000), ("VirtualService shop/ok", 31001)],
+            &[("VirtualService shop/db", "service \"x\" does not exist; create it")],
+        );
+        let writes = plan(&index, &compiled, None);
+        let by_name: BTreeMap<&str, &Value> = writes.iter().map(|w| (w.key.name.as_str(), &w.patch)).collect();
+        assert_eq!(by_name.len(), 2, "{writes:?}");
+        assert_eq!(
+            *by_name["db"],
+            json!({"metadata": {"annotations": {ADDRESS_ANNOTATION: "tcp.example.com:31000",
+                ERROR_ANNOTATION: "spec: service \"x\" does not exist; create it"}}})
+        );
+        assert_eq!(
+            *by_name["hidden"],
+            json!({"metadata": {"annotations": {ADDRESS_ANNOTATION: null, ERROR_ANNOTATION: null}}}),
+            "a VirtualService no longer exposed loses Berth's annotations"
+        );
+        assert_eq!(writes[0].resource_version.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn notes_name_the_object_and_skip_warnings_and_unknown_objects() {
+        let mut index = Index::new();
+        index.apply("kube:VirtualService", vs("db", &[]), None).unwrap();
+        let new = [
+            Diagnostic::new("bad").object("VirtualService shop/db").field("spec.tcp[0]"),
+            Diagnostic::new("meh").object("VirtualService shop/db").warning(),
+            Diagnostic::new("bad").object("VirtualService shop/gone"),
+        ];
+        let notes = notes(&index, &new);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].message, "spec.tcp[0]: bad");
+        assert_eq!(notes[0].key.to_string(), "VirtualService shop/db");
+    }
+}
