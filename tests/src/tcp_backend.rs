@@ -33,8 +33,7 @@ impl TcpBackend {
 
     /// A backend on `addr` (port 0 picks one), greeting first when `greeting` is given, then echoing.
     pub fn start_on(addr: SocketAddr, greeting: Option<String>) -> TcpBackend {
-        let listener =
-            std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind tcp backend {addr}: {e}"));
+        let listener = std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind tcp backend {addr}: {e}"));
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(AtomicU64::new(0));
