@@ -25,8 +25,8 @@ pub fn free_port_range(count: u16) -> (u16, u16) {
     for _ in 0..200 {
         let first = free_port();
         let Some(last) = first.checked_add(count - 1) else { continue };
-        let held: Result<Vec<_>, _> = (first..=last).map(|p| std::net::TcpListener::bind(("127.0.0.1", p))).collect();
-        if held.is_ok() {
+        // One port at a time: holding a thousand sockets at once can exceed the open-files limit.
+        if (first..=last).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return (first, last);
         }
     }
