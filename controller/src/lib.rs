@@ -8,6 +8,7 @@ pub mod envoy_config;
 pub mod error;
 pub mod index;
 pub mod istio_config;
+pub mod leader;
 pub mod objects;
 pub mod publish;
 pub mod report;
