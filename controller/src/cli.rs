@@ -78,6 +78,44 @@ pub struct RunArgs {
     /// exists (the image ships it), otherwise none.
     #[arg(long, env = "BERTH_FILTER_WASM", value_name = "PATH")]
     pub filter_wasm: Option<PathBuf>,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+}
+
+/// Leader election among replicas of `berth run --source kube`.
+#[derive(Debug, Args)]
+pub struct LeaderArgs {
+    /// Campaign for a Lease and, unless leading, only watch and serve the table: the leader alone hands out ports
+    /// and writes annotations, status and Events. Run two or more replicas with it for high availability.
+    #[arg(long, env = "BERTH_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// The namespace of the Lease: the controller's own.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "berth-system", value_name = "NS")]
+    pub leader_elect_namespace: String,
+    /// The name of the Lease.
+    #[arg(long, env = "BERTH_LEADER_ELECT_LEASE", default_value = "berth", value_name = "NAME")]
+    pub leader_elect_lease: String,
+    /// How long a leader that stopped renewing keeps the Lease before another replica takes over.
+    #[arg(long, env = "BERTH_LEADER_ELECT_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub leader_elect_duration: std::time::Duration,
+    /// This replica's name in the Lease. Default: the pod name, else the host name and process id.
+    #[arg(long, env = "POD_NAME", value_name = "NAME")]
+    pub leader_elect_identity: Option<String>,
+}
+
+/// `15s`, `500ms`, `2m`, or a bare number of seconds.
+fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => value.split_at(at),
+        None => (value, "s"),
+    };
+    let number: u64 = number.parse().map_err(|_| format!("{value:?} is not a duration like 15s, 500ms or 2m"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(number)),
+        "s" => Ok(std::time::Duration::from_secs(number)),
+        "m" => Ok(std::time::Duration::from_secs(number * 60)),
+        _ => Err(format!("{value:?}: unknown unit {unit:?}; use ms, s or m")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +273,19 @@ mod tests {
         let Command::Run(args) = cli.command else { panic!("not run") };
         assert_eq!(args.state, Some("/var/lib/berth.json".into()));
         assert!(matches!(Cli::try_parse_from(["berth", "crdgen"]).unwrap().command, Command::Crdgen));
+    }
+
+    #[test]
+    fn leader_election_is_off_unless_asked_and_durations_read_like_kubectls() {
+        let cli = Cli::try_parse_from(["berth", "run", "--source", "kube"]).unwrap();
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        assert!(!args.leader.leader_elect);
+        assert_eq!(args.leader.leader_elect_duration, std::time::Duration::from_secs(15));
+        assert_eq!(parse_duration("500ms"), Ok(std::time::Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(std::time::Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(std::time::Duration::from_secs(3)));
+        assert!(parse_duration("3h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("soon").unwrap_err().contains("like 15s"));
     }
 
     #[test]

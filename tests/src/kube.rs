@@ -126,3 +126,20 @@ impl Kubectl {
         self.ok(&all)
     }
 }
+
+impl Kubectl {
+    /// `kubectl apply`s the CRDs a cluster running Berth has: Berth's PortAllocation and Istio's VirtualService.
+    pub fn install_crds(&self) {
+        let crd = |path: &str| std::fs::read_to_string(paths::workspace().join(path)).expect("read CRD");
+        self.apply(&crd("controller/deploy/crds/portallocation.yaml"));
+        self.apply(&crd("tests/fixtures/virtualservice-crd.yaml"));
+    }
+
+    /// The port in a VirtualService's `berth.dev/address: HOST:PORT`, once the controller has written it.
+    pub fn wait_address(&self, vs: &str) -> u16 {
+        wait::until(&format!("berth.dev/address on {vs}"), Duration::from_secs(20), || {
+            let address = self.jsonpath(&["virtualservice", vs], "{.metadata.annotations['berth\\.dev/address']}");
+            address.rsplit_once(':')?.1.trim().parse().ok()
+        })
+    }
+}

@@ -12,12 +12,16 @@
 //! on record, so a restarted (or newly elected) controller keeps it rather than hand it to someone else. Until
 //! the write lands (normally one round trip) only that route waits; everything else is published at once, and
 //! the write-back ([`crate::status_writer`]) never holds up a publication.
+//!
+//! With `--leader-elect`, replicas campaign for a Lease ([`crate::leader`]). Every replica watches, compiles and
+//! serves; only the leader writes back. A follower holds exactly the ports on record and hands out none, so its
+//! table never names a port the leader did not record; when it becomes leader it picks up from there.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::cli::{RunArgs, Source};
@@ -28,7 +32,7 @@ use crate::publish::Publisher;
 use crate::server::SourceView;
 use crate::source::{Update, dir, kube};
 use crate::status_writer::{self, Writer};
-use crate::{Error, Result, server, state};
+use crate::{Error, Result, leader, server, state};
 
 /// How often a failed write of the state file is tried again.
 const STATE_RETRY: Duration = Duration::from_secs(5);
@@ -101,9 +105,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
             }
             let resources = kube::resources(virtual_service.clone());
             tasks.extend(kube::spawn(&client, &options, &resources, &updates_tx));
+            let leads = args.leader.leader_elect.then(|| leader::spawn(client.clone(), lease_config(&args)));
             let (writer, task) = Writer::spawn(client, virtual_service);
             tasks.push(task);
             controller.kube = Some(KubeMode {
+                leads,
                 writer,
                 ingress_address: args.ingress_address.clone(),
                 unlisted: resources.iter().map(|(kind, _)| *kind).collect(),
@@ -128,9 +134,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let mut retry = tokio::time::interval(STATE_RETRY);
+    let mut leadership = controller.kube.as_ref().and_then(|k| k.leads.clone());
     let result = loop {
         tokio::select! {
             _ = retry.tick() => controller.save_state(),
+            () = leadership_change(&mut leadership) => controller.update(),
             () = &mut shutdown => break Ok(()),
             served = &mut server => break match served {
                 Ok(result) => result.map_err(Error::Serve),
@@ -195,6 +203,8 @@ struct Controller {
 
 /// What only Kubernetes mode has.
 struct KubeMode {
+    /// Whether this replica leads, with `--leader-elect`; without it, it always does.
+    leads: Option<watch::Receiver<bool>>,
     writer: Writer,
     ingress_address: Option<String>,
     /// Kinds whose first list has not arrived: nothing is compiled (and `/readyz` fails) until none is left.
@@ -261,7 +271,10 @@ impl Controller {
         if self.kube.as_ref().is_some_and(|k| !k.unlisted.is_empty()) {
             return;
         }
+        let leading = self.kube.as_ref().is_none_or(KubeMode::leads);
         let held = match &self.kube {
+            // A follower holds what is on record and nothing else: ports it handed out itself would be guesses.
+            Some(_) if !leading => recorded_ports(&self.index),
             // What is on record wins over what this process remembers.
             Some(_) => {
                 let mut held = self.held.clone();
@@ -278,7 +291,9 @@ impl Controller {
         self.assignments = compiled.assignments.clone();
         self.save_state();
         if let Some(kube) = &self.kube {
-            kube.writer.plan(status_writer::plan(&self.index, &compiled, kube.ingress_address.as_deref()));
+            if leading {
+                kube.writer.plan(status_writer::plan(&self.index, &compiled, kube.ingress_address.as_deref()));
+            }
             withhold_unrecorded(&mut compiled, &self.index);
         }
 
@@ -288,7 +303,7 @@ impl Controller {
         for diagnostic in &outcome.new_diagnostics {
             warn!("{diagnostic}");
         }
-        if let Some(kube) = &self.kube {
+        if let Some(kube) = self.kube.as_ref().filter(|_| leading) {
             for note in status_writer::notes(&self.index, &outcome.new_diagnostics) {
                 kube.writer.note(note);
             }
@@ -308,6 +323,38 @@ impl Controller {
             Ok(()) => self.saved = Some(self.held.clone()),
             Err(e) => error!("{e}; trying again every {}s", STATE_RETRY.as_secs()),
         }
+    }
+}
+
+impl KubeMode {
+    fn leads(&self) -> bool {
+        self.leads.as_ref().is_none_or(|leads| *leads.borrow())
+    }
+}
+
+/// The Lease `--leader-elect` campaigns for.
+fn lease_config(args: &RunArgs) -> leader::LeaseConfig {
+    let identity = args.leader.leader_elect_identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    leader::LeaseConfig {
+        namespace: args.leader.leader_elect_namespace.clone(),
+        name: args.leader.leader_elect_lease.clone(),
+        identity,
+        timing: leader::Timing::from_lease_duration(args.leader.leader_elect_duration),
+    }
+}
+
+/// Resolves when leadership changes; never without leader election.
+async fn leadership_change(leads: &mut Option<watch::Receiver<bool>>) {
+    let changed = match leads {
+        Some(receiver) => receiver.changed().await.is_ok(),
+        None => false,
+    };
+    if !changed {
+        // No election, or it ended with the process: nothing will ever change.
+        std::future::pending::<()>().await;
     }
 }
 
