@@ -100,6 +100,11 @@ impl Controller {
     pub fn kill(&mut self) {
         self.process.kill();
     }
+
+    /// SIGTERM, as Kubernetes stops a pod, and wait for the exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.terminate()
+    }
 }
 
 /// Runs the `berth` CLI with `args` and returns its output.

@@ -126,3 +126,21 @@ fn one_replica_writes_and_the_other_takes_over_keeping_ports_and_routes() {
     load.join().expect("load thread");
     assert_eq!(failures.load(Ordering::Relaxed), 0, "of {} rounds", requests.load(Ordering::Relaxed));
 }
+
+#[test]
+fn a_leader_stopped_cleanly_hands_over_without_waiting_out_the_lease() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let api = KubeApiServer::start(work.path());
+    let kubectl = api.kubectl();
+    kubectl.install_crds();
+    kubectl.ok(&["create", "namespace", LEASE_NAMESPACE]);
+    let mut first = replica(&api, work.path(), "a");
+    wait_holder(&kubectl, "a");
+    let _second = replica(&api, work.path(), "b");
+
+    // A pod being replaced gets SIGTERM: the leader releases the Lease before it exits, so it is never left
+    // naming a replica that is gone.
+    assert!(first.terminate().is_some_and(|status| status.success()), "clean exit:\n{}", first.log());
+    assert_ne!(holder(&kubectl), "a", "released on exit");
+    wait_holder(&kubectl, "b");
+}

@@ -105,11 +105,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
             }
             let resources = kube::resources(virtual_service.clone());
             tasks.extend(kube::spawn(&client, &options, &resources, &updates_tx));
-            let leads = args.leader.leader_elect.then(|| leader::spawn(client.clone(), lease_config(&args)));
+            let campaign = args.leader.leader_elect.then(|| leader::spawn(client.clone(), lease_config(&args)));
             let (writer, task) = Writer::spawn(client, virtual_service);
             tasks.push(task);
             controller.kube = Some(KubeMode {
-                leads,
+                leads: campaign.as_ref().map(|c| c.leads.clone()),
+                campaign,
                 writer,
                 ingress_address: args.ingress_address.clone(),
                 unlisted: resources.iter().map(|(kind, _)| *kind).collect(),
@@ -160,6 +161,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
         }
     };
     info!("shutting down");
+    if let Some(campaign) = controller.kube.as_mut().and_then(|k| k.campaign.take()) {
+        campaign.resign().await;
+    }
     // Dropping the publisher ends every long poll at once; then the server finishes gracefully.
     drop(controller);
     let _ = stop_tx.send(());
@@ -205,6 +209,7 @@ struct Controller {
 struct KubeMode {
     /// Whether this replica leads, with `--leader-elect`; without it, it always does.
     leads: Option<watch::Receiver<bool>>,
+    campaign: Option<leader::Campaign>,
     writer: Writer,
     ingress_address: Option<String>,
     /// Kinds whose first list has not arrived: nothing is compiled (and `/readyz` fails) until none is left.

@@ -13,7 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use elector::{Elector, LeaseRecord, Step, Timing};
@@ -27,21 +28,54 @@ pub struct LeaseConfig {
     pub timing: Timing,
 }
 
-/// Starts campaigning; the receiver says whether this replica leads, and changes as soon as that changes.
-pub fn spawn(client: kube::Client, config: LeaseConfig) -> watch::Receiver<bool> {
-    let (leads, receiver) = watch::channel(false);
-    let api: Api<Lease> = Api::namespaced(client, &config.namespace);
-    let elector = Elector::new(config.identity.clone(), config.timing);
-    tokio::spawn(campaign(api, config, elector, leads));
-    receiver
+/// A running campaign.
+pub struct Campaign {
+    /// Whether this replica leads; changes as soon as that changes.
+    pub leads: watch::Receiver<bool>,
+    resign: oneshot::Sender<()>,
+    task: JoinHandle<()>,
 }
 
-async fn campaign(api: Api<Lease>, config: LeaseConfig, mut elector: Elector, leads: watch::Sender<bool>) {
+impl Campaign {
+    /// Stops campaigning and, if leading, releases the Lease so another replica takes over at once instead of
+    /// after a lease duration (a rolling update, a scale-down).
+    pub async fn resign(self) {
+        let _ = self.resign.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// Starts campaigning.
+pub fn spawn(client: kube::Client, config: LeaseConfig) -> Campaign {
+    let (leads, receiver) = watch::channel(false);
+    let (resign, resigned) = oneshot::channel();
+    let api: Api<Lease> = Api::namespaced(client, &config.namespace);
+    let elector = Elector::new(config.identity.clone(), config.timing);
+    let task = tokio::spawn(campaign(api, config, elector, leads, resigned));
+    Campaign { leads: receiver, resign, task }
+}
+
+async fn campaign(
+    api: Api<Lease>,
+    config: LeaseConfig,
+    mut elector: Elector,
+    leads: watch::Sender<bool>,
+    mut resigned: oneshot::Receiver<()>,
+) {
     let timing = elector.timing();
     let mut tick = tokio::time::interval(timing.retry_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut resigned => {
+                leads.send_replace(false);
+                if elector.leads(Instant::now()) {
+                    release(&api, &config).await;
+                }
+                return;
+            }
+        }
         // An API call must not outlive the renew deadline: a leader stuck in one would keep acting on a lease that
         // may already belong to another replica.
         match tokio::time::timeout(timing.retry_period, round(&api, &config, &mut elector)).await {
@@ -98,6 +132,24 @@ async fn round(api: &Api<Lease>, config: &LeaseConfig, elector: &mut Elector) ->
         Err(error) => return Err(error),
     }
     Ok(())
+}
+
+/// Gives the Lease up, if we still hold it: holder cleared, so the next candidate to look acquires it at once.
+async fn release(api: &Api<Lease>, config: &LeaseConfig) {
+    let released = async {
+        let Some(mut lease) = api.get_opt(&config.name).await? else { return Ok(()) };
+        let Some(spec) = lease.spec.as_mut() else { return Ok(()) };
+        if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        api.replace(&config.name, &PostParams::default(), &lease).await.map(|_| ())
+    };
+    match tokio::time::timeout(config.timing.retry_period, released).await {
+        Ok(Ok(())) => info!(lease = %config.name, "released the Lease"),
+        Ok(Err(error)) => warn!(lease = %config.name, %error, "cannot release the Lease; it expires on its own"),
+        Err(_) => warn!(lease = %config.name, "cannot release the Lease in time; it expires on its own"),
+    }
 }
 
 /// The Lease as this replica holding it, newly acquired.
