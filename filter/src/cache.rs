@@ -17,7 +17,9 @@ pub const VERSION_KEY: &str = "berth.version";
 
 /// What a context keeps of a table: built once per table version.
 pub trait View: Sized {
-    fn build(table: Table) -> Self;
+    /// `seed` differs from one build to the next (it is the time): views start their round-robin counters from
+    /// it, so that routes do not restart at the same slot after every table change.
+    fn build(table: Table, seed: u64) -> Self;
 }
 
 pub struct TableCache<V> {
@@ -55,7 +57,7 @@ impl<V: View> TableCache<V> {
                     table.http.len(),
                     table.tcp.len()
                 );
-                self.view = Some(V::build(table));
+                self.view = Some(V::build(table, host.now_ms()));
             }
             Some(Err(error)) => {
                 warn!("shared table for version {shown} does not decode, keeping the previous one: {error}")
@@ -75,7 +77,7 @@ mod tests {
 
     struct Versions(u64);
     impl View for Versions {
-        fn build(table: Table) -> Self {
+        fn build(table: Table, _seed: u64) -> Self {
             Versions(table.version)
         }
     }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use berth_table::{Backend, HttpRouter, Table, choose_endpoint};
+use berth_table::{Backend, HttpRouter, Table, choose_endpoint, mix64};
 use log::warn;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -43,7 +43,7 @@ pub struct HttpView {
 }
 
 impl View for HttpView {
-    fn build(table: Table) -> Self {
+    fn build(table: Table, seed: u64) -> Self {
         let router = HttpRouter::new(&table);
         let routes = table.http.iter().map(|route| &route.backends);
         let defaults = table.default_backend.iter().map(|default| &default.backends);
@@ -57,9 +57,14 @@ impl View for HttpView {
                 (endpoint.address, encoded.into_boxed_slice())
             })
             .collect();
+        // Each worker VM counts on its own, and every table change restarts the count: starting from the same
+        // slot each time would favour the first slots of a weighted rotation (90/10 sends its first 13 requests
+        // to the 90) wherever tables change more often than a round completes. Any round is exact (see
+        // `choose_endpoint`), so a start taken from the seed keeps every split exact per round.
+        let start = mix64(seed);
         HttpView {
-            counters: vec![0; table.http.len()],
-            default_counter: 0,
+            counters: vec![start; table.http.len()],
+            default_counter: start,
             router,
             destinations,
             logged: HashSet::new(),
@@ -384,6 +389,28 @@ mod tests {
         table.http[1] = route("website.com", PathMatch::Prefix("/api".into()), &[7001, 7002]);
         publish(&host, &table);
         assert_eq!(send(&host, &mut cache, "website.com", "/api"), Ok("127.0.0.1:7001".into()));
+    }
+
+    #[test]
+    fn frequent_table_changes_keep_a_weighted_split() {
+        // A table change every few requests: were every rotation to restart at slot 0, the 10% backend would
+        // never be reached (90/10 gives its first 13 slots to the 90).
+        let host = FakeHost::default();
+        let mut cache = TableCache::default();
+        let mut green = 0;
+        for version in 1..=400u64 {
+            let mut table = Table::new(version);
+            let mut split = route("canary.com", PathMatch::Prefix("/".into()), &[9001]);
+            split.backends[0].weight = 90;
+            split.backends.push(Backend { weight: 10, ..backend(&[9002]) });
+            table.http.push(split);
+            publish(&host, &table);
+            host.now.set(version * 7_919);
+            for _ in 0..5 {
+                green += usize::from(send(&host, &mut cache, "canary.com", "/") == Ok("127.0.0.1:9002".into()));
+            }
+        }
+        assert!((100..=300).contains(&green), "{green} of 2000 requests reached the 10% backend");
     }
 
     #[test]

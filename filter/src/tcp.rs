@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use berth_table::{Backend, Table, TcpRoute, TcpRouter, choose_endpoint};
+use berth_table::{Backend, Table, TcpRoute, TcpRouter, choose_endpoint, mix64};
 use log::warn;
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::Action;
@@ -40,7 +40,7 @@ pub struct TcpView {
 }
 
 impl View for TcpView {
-    fn build(table: Table) -> Self {
+    fn build(table: Table, seed: u64) -> Self {
         let router = TcpRouter::new(&table);
         // Only the TCP routes are kept: the HTTP filter's root holds its own view of the rest.
         let Table { version, tcp: routes, .. } = table;
@@ -54,7 +54,9 @@ impl View for TcpView {
                 (endpoint.address, encoded.into_boxed_slice())
             })
             .collect();
-        TcpView { version, counters: vec![0; routes.len()], router, routes, destinations, logged: HashSet::new() }
+        // Started from the seed for the reason the HTTP view gives.
+        let counters = vec![mix64(seed); routes.len()];
+        TcpView { version, counters, router, routes, destinations, logged: HashSet::new() }
     }
 }
 
@@ -396,7 +398,7 @@ mod tests {
 
     #[test]
     fn the_view_keeps_only_tcp_destinations() {
-        let view = TcpView::build(sample(1));
+        let view = TcpView::build(sample(1), 0);
         let mut ports: Vec<u16> = view.destinations.keys().map(SocketAddr::port).collect();
         ports.sort_unstable();
         assert_eq!(ports, [7001, 7002, 7003]);

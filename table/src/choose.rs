@@ -14,7 +14,30 @@ const SPREAD: u64 = 2_654_435_761;
 /// Backends without endpoints take no traffic, and their weight goes to the others. When every backend that has
 /// endpoints weighs 0, they share equally rather than leaving the route dead.
 pub fn choose_endpoint(backends: &[Backend], n: u64) -> Option<&Endpoint> {
-    let live = || backends.iter().filter(|b| !b.endpoints.is_empty());
+    choose(backends, n, None::<fn(&Endpoint) -> bool>)
+}
+
+/// The same among the endpoints `usable` accepts (those not ejected): a backend none of whose endpoints is
+/// usable is treated as one without endpoints, and a backend's usable endpoints share its traffic. `None` when
+/// no endpoint is usable. Costs a pass over the route's endpoints, so callers use [`choose_endpoint`] when every
+/// endpoint is usable.
+pub fn choose_endpoint_where(backends: &[Backend], n: u64, usable: impl Fn(&Endpoint) -> bool) -> Option<&Endpoint> {
+    choose(backends, n, Some(usable))
+}
+
+/// A strong 64-bit finalizer (SplitMix64's): nearby inputs give unrelated outputs, and 0 stays 0.
+pub fn mix64(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn choose<F: Fn(&Endpoint) -> bool>(backends: &[Backend], n: u64, usable: Option<F>) -> Option<&Endpoint> {
+    let count = |b: &Backend| match &usable {
+        None => b.endpoints.len(),
+        Some(usable) => b.endpoints.iter().filter(|e| usable(e)).count(),
+    };
+    let live = || backends.iter().filter(|b| count(b) > 0);
     let weighted: u64 = live().map(|b| u64::from(b.weight)).sum();
     let weight_of = |b: &Backend| if weighted == 0 { 1 } else { u64::from(b.weight) };
     let total: u64 = live().map(weight_of).sum();
@@ -28,8 +51,11 @@ pub fn choose_endpoint(backends: &[Backend], n: u64) -> Option<&Endpoint> {
         if slot < weight {
             // Each round gives this backend `weight` distinct slots: number its picks so its endpoints alternate.
             let pick = round.wrapping_mul(weight).wrapping_add(slot);
-            let index = usize::try_from(pick % backend.endpoints.len() as u64).unwrap_or(0);
-            return backend.endpoints.get(index);
+            let index = usize::try_from(pick % count(backend) as u64).unwrap_or(0);
+            return match &usable {
+                None => backend.endpoints.get(index),
+                Some(usable) => backend.endpoints.iter().filter(|e| usable(e)).nth(index),
+            };
         }
         slot -= weight;
     }
@@ -109,6 +135,46 @@ mod tests {
     fn nothing_to_choose_is_none() {
         assert!(choose_endpoint(&[], 0).is_none());
         assert!(choose_endpoint(&[backend("gone", 1, &[])], 5).is_none());
+    }
+
+    #[test]
+    fn unusable_endpoints_give_their_traffic_to_the_usable_ones_of_their_backend() {
+        let backends = [backend("blue", 90, &[1, 2, 3]), backend("green", 10, &[4])];
+        let mut seen: HashMap<u16, u64> = HashMap::new();
+        for n in 0..10_000 {
+            let endpoint = choose_endpoint_where(&backends, n, |e| e.address.port() != 2).unwrap();
+            *seen.entry(endpoint.address.port()).or_default() += 1;
+        }
+        assert_eq!((seen[&1], seen.get(&2), seen[&3], seen[&4]), (4_500, None, 4_500, 1_000));
+    }
+
+    #[test]
+    fn a_backend_without_usable_endpoints_gives_its_share_away() {
+        let backends = [backend("blue", 90, &[1, 2]), backend("green", 10, &[3])];
+        for n in 0..100 {
+            let endpoint = choose_endpoint_where(&backends, n, |e| e.address.port() == 3).unwrap();
+            assert_eq!(endpoint.address.port(), 3);
+        }
+        assert!(choose_endpoint_where(&backends, 0, |_| false).is_none(), "nothing usable: none");
+    }
+
+    #[test]
+    fn every_endpoint_usable_is_the_plain_choice() {
+        let backends = [backend("blue", 70, &[1, 2, 3]), backend("green", 30, &[4, 5])];
+        for n in 0..1_000 {
+            assert_eq!(choose_endpoint_where(&backends, n, |_| true), choose_endpoint(&backends, n));
+        }
+    }
+
+    #[test]
+    fn any_hundred_consecutive_requests_split_exactly() {
+        // Each worker VM counts on its own and starts anywhere: every window of one round is exact.
+        let backends = [backend("blue", 90, &[1]), backend("green", 10, &[2])];
+        for start in [0, 1, 37, 99, 12_345, u64::MAX / 3] {
+            let green =
+                (start..start + 100).filter(|n| choose_endpoint(&backends, *n).unwrap().address.port() == 2).count();
+            assert_eq!(green, 10, "window starting at {start}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod ports;
 mod tcp_match;
 mod wire;
 
-pub use choose::choose_endpoint;
+pub use choose::{choose_endpoint, choose_endpoint_where, mix64};
 pub use http_match::{HttpRouter, RouteId, normalize_host};
 pub use model::{Backend, DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, Table, TcpRoute};
 pub use ports::{Allocation, PortClaim, PortRange, PortRangeError, allocate, allocate_where, parse_ranges};
