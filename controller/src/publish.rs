@@ -131,6 +131,7 @@ mod tests {
                 path: PathMatch::Prefix("/".into()),
                 backends: vec![],
                 source: Source { kind: "Ingress".into(), namespace: "ns".into(), name: "x".into() },
+                session_cookie: None,
             })
             .collect();
         Compiled {

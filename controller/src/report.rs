@@ -164,12 +164,14 @@ mod tests {
             path: PathMatch::Segments("/".into()),
             backends: vec![backend("default/service1:8080", 100, &[30081])],
             source: source("Ingress", "websites"),
+            session_cookie: None,
         });
         table.http.push(HttpRoute {
             host: "website.com".into(),
             path: PathMatch::Prefix("/eightyeighty".into()),
             backends: vec![backend("default/a:80", 90, &[1, 2]), backend("default/b:80", 10, &[])],
             source: source("VirtualService", "website"),
+            session_cookie: None,
         });
         table.default_backend = Some(DefaultBackend {
             backends: vec![backend("default/default-http-backend:80", 100, &[30404])],
@@ -179,6 +181,7 @@ mod tests {
             port: 31000,
             backends: vec![backend("default/mysql:3306", 100, &[30306])],
             source: source("VirtualService", "db"),
+            source_ip_affinity: false,
         });
         let addresses = [AddressView {
             object: "VirtualService default/db".into(),

@@ -249,6 +249,7 @@ mod tests {
             path: PathMatch::Prefix("/".into()),
             backends: vec![],
             source: Source { kind: "Ingress".into(), namespace: "ns".into(), name: "x".into() },
+            session_cookie: None,
         };
         let assignment = Assignment {
             object: "VirtualService default/db".into(),

@@ -30,6 +30,8 @@ pub trait Host {
     fn set_filter_state(&self, encoded_arguments: &[u8]) -> Result<(), String>;
     /// Answers the current request locally.
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &str) -> Result<(), String>;
+    /// Adds a header to the response of the current HTTP stream (in `on_http_response_headers`).
+    fn add_response_header(&self, name: &str, value: &str) -> Result<(), String>;
     /// A property of the current stream or connection (`destination.port`), in Envoy's serialization.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// Closes the current downstream connection (a network filter's).
@@ -88,6 +90,10 @@ impl Host for Envoy {
             .map_err(|status| format!("{status:?}"))
     }
 
+    fn add_response_header(&self, name: &str, value: &str) -> Result<(), String> {
+        hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value).map_err(|status| format!("{status:?}"))
+    }
+
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         hostcalls::get_property(path.to_vec()).ok().flatten()
     }
@@ -144,9 +150,13 @@ pub mod fake {
         pub response_headers: RefCell<HashMap<String, Vec<u8>>>,
         pub response_body: RefCell<Vec<u8>>,
         pub request_headers: RefCell<HashMap<String, Vec<u8>>>,
+        /// Every `request_header` read, in order.
+        pub header_reads: RefCell<Vec<String>>,
         pub filter_state: RefCell<Vec<Vec<u8>>>,
         pub filter_state_fails: Cell<bool>,
         pub replies: RefCell<Vec<Reply>>,
+        /// Every response header added, in order.
+        pub response_headers_added: RefCell<Vec<(String, String)>>,
         /// Properties by dotted path (`destination.port`).
         pub properties: RefCell<HashMap<String, Vec<u8>>>,
         /// Every `property` read, dotted, in order.
@@ -231,6 +241,7 @@ pub mod fake {
         }
 
         fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+            self.header_reads.borrow_mut().push(name.into());
             self.request_headers.borrow().get(name).cloned()
         }
 
@@ -248,6 +259,11 @@ pub mod fake {
                 headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 body: body.into(),
             });
+            Ok(())
+        }
+
+        fn add_response_header(&self, name: &str, value: &str) -> Result<(), String> {
+            self.response_headers_added.borrow_mut().push((name.into(), value.into()));
             Ok(())
         }
 

@@ -3,15 +3,19 @@
 //!
 //! Hot path: one `get_shared_data` of the version key, two header reads, one foreign call, and a hash lookup of the
 //! chosen endpoint's pre-encoded filter-state argument; the table is copied and parsed only when its version moves.
-//! A request never continues without its destination set: the `ORIGINAL_DST` cluster would otherwise fall back to
-//! the connection's own destination, which is Envoy's listener.
+//! A route with a session cookie costs one more header read (`cookie`), and one response header write when the
+//! cookie is (re-)issued; other routes never read the cookie. A request never continues without its destination
+//! set: the `ORIGINAL_DST` cluster would otherwise fall back to the connection's own destination, which is Envoy's
+//! listener.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use berth_table::{Backend, HttpRouter, Table, choose_endpoint, mix64};
+use berth_table::{
+    AffinityKey, Backend, HttpRoute, HttpRouter, StickyEndpoints, Table, choose_endpoint, find_cookie, mix64,
+};
 use log::warn;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -32,14 +36,60 @@ pub const ERROR: &str = "error";
 pub struct HttpView {
     table: Table,
     router: HttpRouter,
-    /// Requests seen per route (indexed like `table.http`), the input of [`choose_endpoint`].
-    counters: Vec<u64>,
+    /// Per route, indexed like `table.http`.
+    routes: Vec<RouteState>,
+    /// Requests seen by the default backend.
     default_counter: u64,
     /// `set_envoy_filter_state` arguments per endpoint, encoded once per table so a request allocates nothing
     /// to name its destination.
     destinations: HashMap<SocketAddr, Box<[u8]>>,
     /// Problems already logged for this table version.
     logged: HashSet<String>,
+}
+
+/// What a route keeps from one request to the next.
+struct RouteState {
+    /// Requests seen, the input of [`choose_endpoint`].
+    counter: u64,
+    /// Session persistence, for a route with a session cookie.
+    sticky: Option<Sticky>,
+}
+
+/// A route's session cookie and its endpoints by cookie value, built with the table.
+struct Sticky {
+    cookie: String,
+    key: AffinityKey,
+    endpoints: StickyEndpoints,
+}
+
+impl Sticky {
+    /// `None` (logged) when the table has no key to make cookie values with: the route then works without
+    /// persistence rather than put endpoint addresses in cookies.
+    fn for_route(route: &HttpRoute, key: Option<&AffinityKey>) -> Option<Sticky> {
+        let cookie = route.session_cookie.as_ref()?;
+        let Some(key) = key else {
+            warn!(
+                "route {} {} (from {}) asks for session cookie {cookie:?} but the table has no affinity_key; \
+                 serving it without session persistence",
+                route.host,
+                route.path.as_str(),
+                route.source
+            );
+            return None;
+        };
+        Some(Sticky { cookie: cookie.clone(), key: *key, endpoints: StickyEndpoints::new(key, &route.backends) })
+    }
+
+    /// The endpoint of this route that a request's `Cookie` header names, if any.
+    fn endpoint(&self, cookie_header: &[u8]) -> Option<SocketAddr> {
+        let header = std::str::from_utf8(cookie_header).ok()?;
+        self.endpoints.find(find_cookie(header, &self.cookie)?)
+    }
+
+    /// The `set-cookie` value that keeps a client on `endpoint`: for the whole site, hidden from scripts.
+    fn set_cookie(&self, endpoint: SocketAddr) -> String {
+        format!("{}={}; Path=/; HttpOnly", self.cookie, self.key.cookie_value(endpoint))
+    }
 }
 
 impl View for HttpView {
@@ -62,23 +112,30 @@ impl View for HttpView {
         // to the 90) wherever tables change more often than a round completes. Any round is exact (see
         // `choose_endpoint`), so a start taken from the seed keeps every split exact per round.
         let start = mix64(seed);
-        HttpView {
-            counters: vec![start; table.http.len()],
-            default_counter: start,
-            router,
-            destinations,
-            logged: HashSet::new(),
-            table,
-        }
+        let routes = table
+            .http
+            .iter()
+            .map(|route| RouteState { counter: start, sticky: Sticky::for_route(route, table.affinity_key.as_ref()) })
+            .collect();
+        HttpView { routes, default_counter: start, router, destinations, logged: HashSet::new(), table }
     }
 }
 
 /// What to do with a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision<'a> {
-    /// Set this (encoded) filter state and continue to the `ORIGINAL_DST` cluster.
-    Forward(&'a [u8]),
+    Forward(Forward<'a>),
     Reply(Reply),
+}
+
+/// Continue to the `ORIGINAL_DST` cluster.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Forward<'a> {
+    /// The encoded filter state naming the destination.
+    pub filter_state: &'a [u8],
+    pub endpoint: SocketAddr,
+    /// The `set-cookie` header for the response: the session is new, or its endpoint is no longer the route's.
+    pub set_cookie: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -90,24 +147,45 @@ pub struct Reply {
 }
 
 impl HttpView {
-    /// Routes one request given its `:authority` and `:path`.
-    pub fn decide(&mut self, authority: &str, path: &str) -> Decision<'_> {
-        let HttpView { table, router, counters, default_counter, destinations, logged } = self;
-        let (backends, counter, what) = match router.match_http(authority, path) {
-            Some(id) => match (table.http.get(id.0), counters.get_mut(id.0)) {
-                (Some(route), Some(counter)) => (&route.backends, counter, RouteName::Route(id.0)),
-                // The router only returns indexes of `table.http`, which `counters` mirrors.
+    /// Routes one request given its `:authority` and `:path`. `cookie_header` reads the request's `Cookie`
+    /// header; it is called only for a route with a session cookie.
+    pub fn decide(
+        &mut self,
+        authority: &str,
+        path: &str,
+        cookie_header: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Decision<'_> {
+        let HttpView { table, router, routes, default_counter, destinations, logged } = self;
+        let (backends, counter, sticky, what) = match router.match_http(authority, path) {
+            Some(id) => match (table.http.get(id.0), routes.get_mut(id.0)) {
+                (Some(route), Some(state)) => {
+                    (&route.backends, &mut state.counter, state.sticky.as_ref(), RouteName::Route(id.0))
+                }
+                // The router only returns indexes of `table.http`, which `routes` mirrors.
                 _ => return Decision::Reply(Reply::no_route(authority, path)),
             },
             None => match &table.default_backend {
-                Some(default) => (&default.backends, default_counter, RouteName::Default),
+                Some(default) => (&default.backends, default_counter, None, RouteName::Default),
                 None => return Decision::Reply(Reply::no_route(authority, path)),
             },
         };
+        // A session keeps its endpoint while the route has it; a value naming anything else is ignored.
+        if let Some(sticky) = sticky
+            && let Some(endpoint) = cookie_header().and_then(|header| sticky.endpoint(&header))
+            && let Some(filter_state) = destinations.get(&endpoint)
+        {
+            return Decision::Forward(Forward { filter_state, endpoint, set_cookie: None });
+        }
         let n = *counter;
         *counter = n.wrapping_add(1);
-        match choose_endpoint(backends, n).and_then(|endpoint| destinations.get(&endpoint.address)) {
-            Some(encoded) => Decision::Forward(encoded),
+        let chosen = choose_endpoint(backends, n)
+            .and_then(|endpoint| Some((endpoint.address, destinations.get(&endpoint.address)?)));
+        match chosen {
+            Some((endpoint, filter_state)) => Decision::Forward(Forward {
+                filter_state,
+                endpoint,
+                set_cookie: sticky.map(|sticky| sticky.set_cookie(endpoint)),
+            }),
             None => {
                 if logged.insert(format!("no-endpoint {what:?}")) {
                     warn!(
@@ -172,12 +250,19 @@ fn describe_backends(backends: &[Backend]) -> String {
 }
 
 /// How a request ended in the filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// The destination is set: continue to the router.
-    Forwarded,
+    Forwarded(Forwarded),
     /// A local reply was sent: stop.
     Replied,
+}
+
+/// What the response side needs to know about a forwarded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    pub endpoint: SocketAddr,
+    pub set_cookie: Option<String>,
 }
 
 /// Handles a request's headers: the whole per-request logic, over any [`Host`].
@@ -189,15 +274,26 @@ pub fn on_request_headers(host: &impl Host, cache: &mut TableCache<HttpView>) ->
     let path = host.request_header(":path").unwrap_or_default();
     // Header bytes come from the client: anything that is not UTF-8 simply matches no host.
     let (authority, path) = (String::from_utf8_lossy(&authority), String::from_utf8_lossy(&path));
-    let failure = match view.decide(&authority, &path) {
-        Decision::Forward(encoded) => match host.set_filter_state(encoded) {
-            Ok(()) => return Verdict::Forwarded,
-            Err(status) => status,
-        },
+    let failure = match view.decide(&authority, &path, || host.request_header("cookie")) {
+        Decision::Forward(Forward { filter_state, endpoint, set_cookie }) => {
+            match host.set_filter_state(filter_state) {
+                Ok(()) => return Verdict::Forwarded(Forwarded { endpoint, set_cookie }),
+                Err(status) => status,
+            }
+        }
         Decision::Reply(answer) => return reply(host, &answer),
     };
     view.log_once(format!("cannot set filter state {ORIGINAL_DST_ADDRESS} ({failure}); answering 503"));
     reply(host, &Reply { status: 503, reason: ERROR, body: "berth: cannot set the destination".into() })
+}
+
+/// Handles a forwarded request's response headers: issues the session cookie when the request needs one.
+pub fn on_response_headers(host: &impl Host, forwarded: &Forwarded) {
+    if let Some(cookie) = &forwarded.set_cookie
+        && let Err(status) = host.add_response_header("set-cookie", cookie)
+    {
+        warn!("cannot add the session cookie to a response from {}: {status}", forwarded.endpoint);
+    }
 }
 
 fn reply(host: &impl Host, answer: &Reply) -> Verdict {
@@ -211,12 +307,14 @@ fn reply(host: &impl Host, answer: &Reply) -> Verdict {
 /// The per-request context Envoy creates; `cache` is shared by every request of its root context (one VM thread).
 pub struct HttpFilter {
     cache: Option<Rc<RefCell<TableCache<HttpView>>>>,
+    /// Set once the request is forwarded, for its response.
+    forwarded: Option<Forwarded>,
 }
 
 impl HttpFilter {
     /// A filter routing by the root's table cache; `None` for a root whose role is not HTTP, which answers 503.
     pub fn new(cache: Option<Rc<RefCell<TableCache<HttpView>>>>) -> Self {
-        HttpFilter { cache }
+        HttpFilter { cache, forwarded: None }
     }
 }
 
@@ -239,9 +337,19 @@ impl HttpContext for HttpFilter {
             ),
         };
         match verdict {
-            Verdict::Forwarded => Action::Continue,
+            Verdict::Forwarded(forwarded) => {
+                self.forwarded = Some(forwarded);
+                Action::Continue
+            }
             Verdict::Replied => Action::Pause,
         }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(forwarded) = &self.forwarded {
+            on_response_headers(&Envoy, forwarded);
+        }
+        Action::Continue
     }
 }
 
@@ -265,7 +373,13 @@ mod tests {
     }
 
     fn route(host: &str, path: PathMatch, ports: &[u16]) -> HttpRoute {
-        HttpRoute { host: host.into(), path, backends: vec![backend(ports)], source: source(host) }
+        HttpRoute {
+            host: host.into(),
+            path,
+            backends: vec![backend(ports)],
+            source: source(host),
+            session_cookie: None,
+        }
     }
 
     fn sample(version: u64) -> Table {
@@ -277,6 +391,7 @@ mod tests {
             path: PathMatch::Prefix("/".into()),
             backends: vec![backend(&[])],
             source: source("empty"),
+            session_cookie: None,
         });
         table
     }
@@ -304,7 +419,7 @@ mod tests {
         host.replies.borrow_mut().clear();
         host.filter_state.borrow_mut().clear();
         match on_request_headers(host, cache) {
-            Verdict::Forwarded => Ok(destination(&host.filter_state.borrow()[0])),
+            Verdict::Forwarded(_) => Ok(destination(&host.filter_state.borrow()[0])),
             Verdict::Replied => {
                 let reply = host.replies.borrow()[0].clone();
                 let reason = reply.headers.iter().find(|(k, _)| k == REASON_HEADER).unwrap().1.clone();
@@ -450,11 +565,124 @@ mod tests {
     #[test]
     fn non_utf8_and_missing_headers_do_not_panic() {
         let host = FakeHost::default();
-        publish(&host, &sample(1));
+        publish(&host, &sticky_table(1, &[9001]));
         let mut cache = TableCache::default();
         host.request_headers.borrow_mut().insert(":authority".into(), vec![0xff, 0xfe]);
         assert_eq!(on_request_headers(&host, &mut cache), Verdict::Replied);
+        host.request("shop.com", "/");
+        host.request_headers.borrow_mut().insert("cookie".into(), vec![0xff, b'=', 0xfe]);
+        assert!(matches!(on_request_headers(&host, &mut cache), Verdict::Forwarded(_)));
         host.request_headers.borrow_mut().clear();
         assert_eq!(on_request_headers(&host, &mut cache), Verdict::Replied);
+    }
+    const KEY: [u8; 16] = *b"sixteen byte key";
+
+    /// `shop.com` with a session cookie `berth` over three endpoints, and `other.com` with the same cookie name
+    /// over endpoints of its own.
+    fn sticky_table(version: u64, shop: &[u16]) -> Table {
+        let mut table = sample(version);
+        for (host, ports) in [("shop.com", shop), ("other.com", &[9101, 9102][..])] {
+            let mut sticky = route(host, PathMatch::Prefix("/".into()), ports);
+            sticky.session_cookie = Some("berth".into());
+            table.http.push(sticky);
+        }
+        table.affinity_key = Some(AffinityKey::from_bytes(KEY));
+        table
+    }
+
+    /// Sends a request with `cookie` (the `Cookie` header, if any): where it went and the cookie it was issued.
+    fn send_with_cookie(
+        host: &FakeHost,
+        cache: &mut TableCache<HttpView>,
+        authority: &str,
+        cookie: Option<&str>,
+    ) -> (String, Option<String>) {
+        host.request(authority, "/");
+        if let Some(cookie) = cookie {
+            host.request_headers.borrow_mut().insert("cookie".into(), cookie.as_bytes().to_vec());
+        }
+        host.filter_state.borrow_mut().clear();
+        host.response_headers_added.borrow_mut().clear();
+        let Verdict::Forwarded(forwarded) = on_request_headers(host, cache) else { panic!("not forwarded") };
+        on_response_headers(host, &forwarded);
+        let issued = host.response_headers_added.borrow().iter().find(|(k, _)| k == "set-cookie").map(|(_, v)| {
+            let value = v.strip_prefix("berth=").unwrap().strip_suffix("; Path=/; HttpOnly").unwrap();
+            format!("berth={value}")
+        });
+        assert_eq!(forwarded.endpoint.to_string(), destination(&host.filter_state.borrow()[0]));
+        (destination(&host.filter_state.borrow()[0]), issued)
+    }
+
+    #[test]
+    fn a_session_cookie_is_issued_once_and_keeps_its_endpoint() {
+        let host = FakeHost::default();
+        publish(&host, &sticky_table(1, &[9001, 9002, 9003]));
+        let mut cache = TableCache::default();
+        let (first, cookie) = send_with_cookie(&host, &mut cache, "shop.com", None);
+        let cookie = cookie.expect("the first response sets the cookie");
+        let value = cookie.strip_prefix("berth=").unwrap();
+        assert_eq!(value.len(), 16, "{cookie}");
+        assert!(!value.contains("9001") && !value.contains("127"), "the value hides the address: {cookie}");
+        for _ in 0..100 {
+            let header = format!("theme=dark; {cookie}");
+            assert_eq!(send_with_cookie(&host, &mut cache, "shop.com", Some(&header)), (first.clone(), None));
+        }
+        // Without the cookie, the route keeps rotating.
+        let spread: HashSet<String> = (0..3).map(|_| send_with_cookie(&host, &mut cache, "shop.com", None).0).collect();
+        assert_eq!(spread.len(), 3);
+    }
+
+    #[test]
+    fn a_session_moves_and_is_reissued_when_its_endpoint_leaves_the_route() {
+        let host = FakeHost::default();
+        publish(&host, &sticky_table(1, &[9001, 9002]));
+        let mut cache = TableCache::default();
+        let (first, cookie) = send_with_cookie(&host, &mut cache, "shop.com", None);
+        let cookie = cookie.unwrap();
+        let remaining: Vec<u16> = [9001, 9002].into_iter().filter(|p| !first.ends_with(&p.to_string())).collect();
+        publish(&host, &sticky_table(2, &remaining));
+        let (moved, reissued) = send_with_cookie(&host, &mut cache, "shop.com", Some(&cookie));
+        assert_eq!(moved, format!("127.0.0.1:{}", remaining[0]));
+        let reissued = reissued.expect("a new cookie for the new endpoint");
+        assert_ne!(reissued, cookie);
+        assert_eq!(send_with_cookie(&host, &mut cache, "shop.com", Some(&reissued)), (moved, None));
+    }
+
+    #[test]
+    fn a_forged_or_foreign_cookie_never_leaves_the_route() {
+        let host = FakeHost::default();
+        publish(&host, &sticky_table(1, &[9001, 9002]));
+        let mut cache = TableCache::default();
+        let (other, foreign) = send_with_cookie(&host, &mut cache, "other.com", None);
+        let key = AffinityKey::from_bytes(KEY);
+        let forged_for_api = format!("berth={}", key.cookie_value("127.0.0.1:8002".parse().unwrap()));
+        for cookie in [foreign.unwrap(), forged_for_api, "berth=127.0.0.1:8002".into(), "berth=".into()] {
+            let (landed, reissued) = send_with_cookie(&host, &mut cache, "shop.com", Some(&cookie));
+            assert!(landed == "127.0.0.1:9001" || landed == "127.0.0.1:9002", "{cookie} reached {landed}");
+            assert!(reissued.is_some(), "{cookie} is replaced");
+        }
+        assert!(other.starts_with("127.0.0.1:910"));
+    }
+
+    #[test]
+    fn only_routes_with_a_session_cookie_read_the_cookie_header() {
+        let host = FakeHost::default();
+        publish(&host, &sticky_table(1, &[9001]));
+        let mut cache = TableCache::default();
+        send_with_cookie(&host, &mut cache, "website.com", Some("berth=x"));
+        assert!(!host.header_reads.borrow().contains(&"cookie".to_string()), "{:?}", host.header_reads.borrow());
+        assert!(host.response_headers_added.borrow().is_empty());
+        send_with_cookie(&host, &mut cache, "shop.com", Some("berth=x"));
+        assert_eq!(host.header_reads.borrow().iter().filter(|h| *h == "cookie").count(), 1);
+    }
+
+    #[test]
+    fn a_table_without_a_key_serves_sticky_routes_without_cookies() {
+        let host = FakeHost::default();
+        let mut table = sticky_table(1, &[9001, 9002]);
+        table.affinity_key = None;
+        publish(&host, &table);
+        let mut cache = TableCache::default();
+        assert_eq!(send_with_cookie(&host, &mut cache, "shop.com", None).1, None);
     }
 }

@@ -3,17 +3,18 @@
 //!
 //! Everything happens in `on_new_connection`: `tcp_proxy`, the next filter, picks its upstream as soon as it sees
 //! the connection, so a later callback would be too late. Hot path: one `get_shared_data` of the version key, one
-//! `destination.port` property read, one foreign call with the chosen endpoint's pre-encoded argument. A connection
+//! `destination.port` property read, one foreign call with the chosen endpoint's pre-encoded argument; a route with
+//! source-IP affinity reads `source.address` too, and hashes it over the route's endpoints. A connection
 //! never continues without its destination: the `ORIGINAL_DST` cluster would otherwise connect to the connection's
 //! own destination, which is Envoy's listener. A refused connection is closed before `tcp_proxy` sees it (so no
 //! upstream connection is attempted), counted in [`UNROUTED_COUNTER`], and logged once per port per table version.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
-use berth_table::{Backend, Table, TcpRoute, TcpRouter, choose_endpoint, mix64};
+use berth_table::{AffinityKey, Backend, ClientAffinity, Table, TcpRoute, TcpRouter, choose_endpoint, mix64};
 use log::warn;
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::Action;
@@ -33,6 +34,9 @@ pub struct TcpView {
     router: TcpRouter,
     /// Connections seen per route (indexed like `routes`), the input of [`choose_endpoint`].
     counters: Vec<u64>,
+    /// Per route (indexed like `routes`), for a route with source-IP affinity: its endpoints arranged for hashing
+    /// client addresses, with the table's key.
+    affinity: Vec<Option<(AffinityKey, ClientAffinity)>>,
     /// `set_envoy_filter_state` arguments per endpoint (span: the downstream connection), encoded once per table.
     destinations: HashMap<SocketAddr, Box<[u8]>>,
     /// Ports whose refusal was already logged for this table version.
@@ -43,7 +47,7 @@ impl View for TcpView {
     fn build(table: Table, seed: u64) -> Self {
         let router = TcpRouter::new(&table);
         // Only the TCP routes are kept: the HTTP filter's root holds its own view of the rest.
-        let Table { version, tcp: routes, .. } = table;
+        let Table { version, tcp: routes, affinity_key, .. } = table;
         let destinations = routes
             .iter()
             .flat_map(|route| &route.backends)
@@ -56,14 +60,32 @@ impl View for TcpView {
             .collect();
         // Started from the seed for the reason the HTTP view gives.
         let counters = vec![mix64(seed); routes.len()];
-        TcpView { version, counters, router, routes, destinations, logged: HashSet::new() }
+        let affinity = routes.iter().map(|route| client_affinity(route, affinity_key.as_ref())).collect();
+        TcpView { version, counters, affinity, router, routes, destinations, logged: HashSet::new() }
     }
+}
+
+/// A route's affinity structure; `None` without affinity, or (logged) when the table has no key to hash with.
+fn client_affinity(route: &TcpRoute, key: Option<&AffinityKey>) -> Option<(AffinityKey, ClientAffinity)> {
+    if !route.source_ip_affinity {
+        return None;
+    }
+    let Some(key) = key else {
+        warn!(
+            "tcp route for port {} (from {}) asks for source-IP affinity but the table has no affinity_key; \
+             spreading its connections without it",
+            route.port, route.source
+        );
+        return None;
+    };
+    Some((*key, ClientAffinity::new(key, &route.backends)))
 }
 
 impl TcpView {
     /// The encoded destination for a connection to `port`, or `None` (logged once per port) to close it.
-    pub fn decide(&mut self, port: u16) -> Option<&[u8]> {
-        let TcpView { version, routes, router, counters, destinations, logged } = self;
+    /// `client` reads the client's address; it is called only for a route with source-IP affinity.
+    pub fn decide(&mut self, port: u16, client: impl FnOnce() -> Option<IpAddr>) -> Option<&[u8]> {
+        let TcpView { version, routes, router, counters, affinity, destinations, logged } = self;
         let Some(id) = router.match_port(port) else {
             if logged.insert(port) {
                 warn!("no tcp route for port {port} in table version {version}; closing its connections");
@@ -71,9 +93,19 @@ impl TcpView {
             return None;
         };
         let (route, counter) = (routes.get(id.0)?, counters.get_mut(id.0)?);
-        let n = *counter;
-        *counter = n.wrapping_add(1);
-        let encoded = choose_endpoint(&route.backends, n).and_then(|endpoint| destinations.get(&endpoint.address));
+        // A client whose address cannot be read is spread like any other connection.
+        let hashed = match affinity.get(id.0) {
+            Some(Some((key, affinity))) => {
+                client().and_then(|ip| affinity.choose(&route.backends, key.client_hash(ip), |_| true))
+            }
+            _ => None,
+        };
+        let chosen = hashed.or_else(|| {
+            let n = *counter;
+            *counter = n.wrapping_add(1);
+            choose_endpoint(&route.backends, n)
+        });
+        let encoded = chosen.and_then(|endpoint| destinations.get(&endpoint.address));
         if encoded.is_none() && logged.insert(port) {
             warn!(
                 "tcp route for port {port} (from {}) in table version {version} has no endpoint ({}); closing its \
@@ -147,7 +179,7 @@ pub fn on_new_connection(host: &impl Host, routing: &mut TcpRouting) -> Verdict 
         view.log_once(0, "cannot read the connection's destination port; closing");
         return close(host, *unrouted);
     };
-    let failure = match view.decide(port) {
+    let failure = match view.decide(port, || client_ip(host)) {
         Some(encoded) => match host.set_filter_state(encoded) {
             Ok(()) => return Verdict::Forwarded,
             Err(status) => status,
@@ -156,6 +188,13 @@ pub fn on_new_connection(host: &impl Host, routing: &mut TcpRouting) -> Verdict 
     };
     view.log_once(port, &format!("cannot set filter state {ORIGINAL_DST_ADDRESS} ({failure}); closing"));
     close(host, *unrouted)
+}
+
+/// The client's IP address, from `source.address` (`IP:PORT`).
+fn client_ip(host: &impl Host) -> Option<IpAddr> {
+    let address = host.property(&["source", "address"])?;
+    let address: SocketAddr = std::str::from_utf8(&address).ok()?.parse().ok()?;
+    Some(address.ip())
 }
 
 /// The local port the connection arrived on: `destination.port` (a little-endian 64-bit integer), else the port of
@@ -235,7 +274,7 @@ mod tests {
 
     fn route(port: u16, endpoints: &[u16]) -> TcpRoute {
         let source = Source { kind: "VirtualService".into(), namespace: "ns".into(), name: format!("p{port}") };
-        TcpRoute { port, backends: vec![backend(endpoints)], source }
+        TcpRoute { port, backends: vec![backend(endpoints)], source, source_ip_affinity: false }
     }
 
     fn sample(version: u64) -> Table {
@@ -248,6 +287,7 @@ mod tests {
             path: PathMatch::Prefix("/".into()),
             backends: vec![backend(&[8000])],
             source: Source { kind: "Ingress".into(), namespace: "ns".into(), name: "web".into() },
+            session_cookie: None,
         });
         table
     }
@@ -402,5 +442,53 @@ mod tests {
         let mut ports: Vec<u16> = view.destinations.keys().map(SocketAddr::port).collect();
         ports.sort_unstable();
         assert_eq!(ports, [7001, 7002, 7003]);
+    }
+    fn affinity_table() -> Table {
+        let mut table = sample(1);
+        let mut sticky = route(31003, &[7101, 7102, 7103]);
+        sticky.source_ip_affinity = true;
+        table.tcp.push(sticky);
+        table.affinity_key = Some(AffinityKey::from_bytes([3; 16]));
+        table
+    }
+
+    fn connect_from(host: &FakeHost, routing: &mut TcpRouting, port: u16, client: &str) -> Option<String> {
+        host.connect_to(port);
+        host.properties.borrow_mut().insert("source.address".into(), client.as_bytes().to_vec());
+        connect_keeping_properties(host, routing)
+    }
+
+    fn connect_keeping_properties(host: &FakeHost, routing: &mut TcpRouting) -> Option<String> {
+        host.filter_state.borrow_mut().clear();
+        match on_new_connection(host, routing) {
+            Verdict::Forwarded => Some(destination(&host.filter_state.borrow()[0])),
+            Verdict::Closed => None,
+        }
+    }
+
+    #[test]
+    fn source_ip_affinity_keeps_a_client_on_one_endpoint() {
+        let (host, mut routing) = setup(Some(&affinity_table()));
+        let first = connect_from(&host, &mut routing, 31003, "192.0.2.1:50000").unwrap();
+        for client_port in 50001..50050 {
+            let client = format!("192.0.2.1:{client_port}");
+            assert_eq!(connect_from(&host, &mut routing, 31003, &client).unwrap(), first, "{client}");
+        }
+        let spread: HashSet<String> = (1..=60)
+            .map(|i| connect_from(&host, &mut routing, 31003, &format!("198.51.100.{i}:4000")).unwrap())
+            .collect();
+        assert_eq!(spread.len(), 3, "clients spread over every endpoint: {spread:?}");
+    }
+
+    #[test]
+    fn only_routes_with_affinity_read_the_client_address() {
+        let (host, mut routing) = setup(Some(&affinity_table()));
+        connect_from(&host, &mut routing, 31001, "192.0.2.1:50000").unwrap();
+        assert!(!host.property_reads.borrow().contains(&"source.address".to_string()));
+        // Without a readable client address, connections are spread as usual.
+        host.connect_to(31003);
+        let spread: HashSet<String> =
+            (0..3).map(|_| connect_keeping_properties(&host, &mut routing).unwrap()).collect();
+        assert_eq!(spread.len(), 3);
     }
 }

@@ -142,6 +142,7 @@ mod tests {
                 path: path.clone(),
                 backends: vec![],
                 source: Source { kind: "Ingress".into(), namespace: "default".into(), name: format!("r{i}") },
+                session_cookie: None,
             });
         }
         table

@@ -1,14 +1,17 @@
 //! The contract between Berth's controller and its Envoy filter: the routing table's model, its wire format,
-//! the HTTP matcher and the endpoint chooser. Pure code with no I/O, built for wasm32 and tested natively.
+//! the HTTP matcher, the endpoint chooser and session affinity. Pure code with no I/O, built for wasm32 and tested natively.
 #![forbid(unsafe_code)]
 
+mod affinity;
 mod choose;
 mod http_match;
 mod model;
 mod ports;
+mod siphash;
 mod tcp_match;
 mod wire;
 
+pub use affinity::{AffinityKey, ClientAffinity, StickyEndpoints, find_cookie, is_cookie_name};
 pub use choose::{choose_endpoint, choose_endpoint_where, mix64};
 pub use http_match::{HttpRouter, RouteId, normalize_host};
 pub use model::{Backend, DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, Table, TcpRoute};

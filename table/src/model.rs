@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::AffinityKey;
+
 /// One complete, versioned routing table.
 ///
 /// `http` lists routes oldest object first: the matcher breaks precedence ties by that order, so the compiler
@@ -22,11 +24,21 @@ pub struct Table {
     /// Raw TCP routes, one per allocated listener port.
     #[serde(default)]
     pub tcp: Vec<TcpRoute>,
+    /// The secret behind session cookies and client-address hashes; present when a route has session affinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity_key: Option<AffinityKey>,
 }
 
 impl Table {
     pub fn new(version: u64) -> Self {
-        Table { format: crate::FORMAT.to_string(), version, http: Vec::new(), default_backend: None, tcp: Vec::new() }
+        Table {
+            format: crate::FORMAT.to_string(),
+            version,
+            http: Vec::new(),
+            default_backend: None,
+            tcp: Vec::new(),
+            affinity_key: None,
+        }
     }
 }
 
@@ -38,6 +50,10 @@ pub struct HttpRoute {
     pub path: PathMatch,
     pub backends: Vec<Backend>,
     pub source: Source,
+    /// Session persistence: the name of the cookie that keeps a client on one endpoint
+    /// (`berth.dev/session-cookie`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_cookie: Option<String>,
 }
 
 /// Connections arriving on listener `port` go to `backends`.
@@ -46,6 +62,13 @@ pub struct TcpRoute {
     pub port: u16,
     pub backends: Vec<Backend>,
     pub source: Source,
+    /// Whether a client's IP address keeps it on one endpoint (`berth.dev/session-affinity: source-ip`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub source_ip_affinity: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// How a route's path is compared with a request's path (query string excluded).

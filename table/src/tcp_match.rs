@@ -35,7 +35,7 @@ mod tests {
         let mut table = Table::new(1);
         for (port, name) in [(31000, "a"), (31001, "b"), (31000, "c")] {
             let source = Source { kind: "VirtualService".into(), namespace: "ns".into(), name: name.into() };
-            table.tcp.push(TcpRoute { port, backends: vec![], source });
+            table.tcp.push(TcpRoute { port, backends: vec![], source, source_ip_affinity: false });
         }
         let router = TcpRouter::new(&table);
         assert_eq!(router.match_port(31000), Some(RouteId(0)));

@@ -43,6 +43,7 @@ mod tests {
                 endpoints: vec![Endpoint { address: "127.0.0.1:30080".parse().unwrap() }],
             }],
             source: Source { kind: "Ingress".into(), namespace: "default".into(), name: "web".into() },
+            session_cookie: None,
         });
         table
     }
@@ -59,6 +60,24 @@ mod tests {
         assert_eq!(json["format"], FORMAT);
         assert_eq!(json["http"][0]["path"]["segments"], "/eightyeighty");
         assert_eq!(json["http"][0]["backends"][0]["endpoints"][0]["address"], "127.0.0.1:30080");
+    }
+
+    #[test]
+    fn affinity_fields_round_trip_and_are_absent_when_unused() {
+        let plain = String::from_utf8(encode(&sample())).unwrap();
+        for field in ["session_cookie", "source_ip_affinity", "affinity_key"] {
+            assert!(!plain.contains(field), "a table without affinity encodes as before: {plain}");
+        }
+        let mut table = sample();
+        table.http[0].session_cookie = Some("berth".into());
+        table.tcp.push(crate::TcpRoute {
+            port: 31000,
+            backends: vec![],
+            source: table.http[0].source.clone(),
+            source_ip_affinity: true,
+        });
+        table.affinity_key = Some(crate::AffinityKey::from_bytes([7; 16]));
+        assert_eq!(decode(&encode(&table)).unwrap(), table);
     }
 
     #[test]

@@ -126,6 +126,7 @@ fn table_routing(version: u64, host: &str, backend: &Backend) -> Vec<u8> {
             endpoints: vec![Endpoint { address: backend.addr }],
         }],
         source: Source { kind: "Ingress".into(), namespace: "default".into(), name: "web".into() },
+        session_cookie: None,
     });
     berth_table::encode(&table)
 }

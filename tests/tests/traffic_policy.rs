@@ -1,11 +1,12 @@
-//! Traffic policy through real Envoy with the built filter: weighted splits and live weight changes.
+//! Traffic policy through real Envoy with the built filter: weighted splits and live weight changes, session
+//! persistence by cookie (HTTP) and by client address (TCP).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use berth_tests::manifests;
-use berth_tests::{Backend, Stack, client, wait};
+use berth_tests::{Backend, Stack, TcpBackend, client, tcp_client, wait};
 
 fn node() -> (&'static str, String) {
     ("cluster.yaml", manifests::node("n1", "127.0.0.1"))
@@ -95,4 +96,165 @@ fn weights_split_traffic_within_two_points_and_a_weight_change_shifts_it_live() 
     let green_share = share(&seen, "green");
     assert!((88.0..=92.0).contains(&green_share), "10/90 split observed as {seen:?}");
     assert!(stack.envoy.is_running(), "the same Envoy process served both splits");
+}
+
+/// Pods stand-ins: one HTTP backend per loopback address `127.0.0.<first>`, `<first + 1>`, ..., all on one port
+/// (pods share a port and differ by address), each answering with its name.
+fn pods(names: &[&str], first: u8) -> Vec<Backend> {
+    let mut pods: Vec<Backend> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let port = pods.first().map_or(0, |pod| pod.addr.port());
+        let addr = SocketAddr::from(([127, 0, 0, first + i as u8], port));
+        pods.push(Backend::start_on(addr, name, 200));
+    }
+    pods
+}
+
+fn ips(pods: &[Backend]) -> Vec<String> {
+    pods.iter().map(|pod| pod.addr.ip().to_string()).collect()
+}
+
+/// A pods-mode Service and its EndpointSlice listing `ips` (as strings) on `port`.
+fn pod_service_with(name: &str, port: u16, ips: &[String]) -> String {
+    let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
+    format!("{}---\n{}", manifests::pod_service(name, port), manifests::endpoint_slice(name, name, port, &ips))
+}
+
+/// An exposed VirtualService routing `host` to `service`, its HTTP routes sticky by cookie `cookie`.
+fn sticky_virtual_service(name: &str, host: &str, service: &str, port: u16, cookie: &str) -> String {
+    manifests::virtual_service(name, &[host], &[manifests::HttpRoute("prefix", "/", service, port)]).replace(
+        "berth.dev/expose: \"true\"\n",
+        &format!("berth.dev/expose: \"true\"\n    berth.dev/session-cookie: {cookie}\n"),
+    )
+}
+
+/// `GET /` for `host`, sending `cookie` (a `name=value` pair) if given: the backend that answered and the
+/// `name=value` of any cookie the response set. The set-cookie header must carry `Path=/` and `HttpOnly`.
+fn get_with_cookie(envoy: SocketAddr, host: &str, cookie: Option<&str>) -> (String, Option<String>) {
+    let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", *c)).collect();
+    let response = client::request(envoy, "GET", host, "/", &headers).unwrap_or_else(|e| panic!("GET {host}: {e}"));
+    assert_eq!(response.status, 200, "{response:?}");
+    let set = response.header("set-cookie").map(|value| {
+        let mut parts = value.split(';').map(str::trim);
+        let pair = parts.next().unwrap_or_default().to_string();
+        let attributes: Vec<&str> = parts.collect();
+        assert_eq!(attributes, ["Path=/", "HttpOnly"], "{value}");
+        pair
+    });
+    (response.header("x-backend").unwrap_or_default().to_string(), set)
+}
+
+#[test]
+fn a_session_cookie_keeps_its_endpoint_moves_when_it_leaves_and_cannot_escape_its_route() {
+    let shop = pods(&["shop-a", "shop-b", "shop-c"], 2);
+    let other = pods(&["other-a", "other-b"], 5);
+    let (shop_port, other_port) = (shop[0].addr.port(), other[0].addr.port());
+    let files = [
+        ("shop-service.yaml", pod_service_with("shop", shop_port, &ips(&shop))),
+        ("other-service.yaml", pod_service_with("other", other_port, &ips(&other))),
+        ("shop.yaml", sticky_virtual_service("shop", "shop.example", "shop", shop_port, "berth-session")),
+        ("other.yaml", sticky_virtual_service("other", "other.example", "other", other_port, "berth-session")),
+    ];
+    let stack = Stack::start(&files);
+    let envoy = stack.envoy.http;
+    stack.envoy.wait_for_backend("shop.example", "/", "shop-a");
+
+    // The first response sets the cookie; its value does not show the endpoint.
+    let (first, issued) = get_with_cookie(envoy, "shop.example", None);
+    let cookie = issued.expect("the first response sets the session cookie");
+    let value = cookie.strip_prefix("berth-session=").expect("named berth-session");
+    let pod = shop.iter().find(|pod| pod.name == first).expect("a shop pod answered");
+    let hex_ip: String = [127u8, 0, 0, pod.addr.ip().to_string().rsplit('.').next().unwrap().parse().unwrap()]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    for revealing in [pod.addr.to_string(), pod.addr.ip().to_string(), shop_port.to_string(), hex_ip] {
+        assert!(!value.contains(&revealing), "{cookie} reveals {revealing}");
+    }
+
+    // 100 requests with it reach the same pod and are not given another cookie.
+    for _ in 0..100 {
+        assert_eq!(get_with_cookie(envoy, "shop.example", Some(&cookie)), (first.clone(), None));
+    }
+
+    // A cookie another route issued, and made-up values, land on this route's pods and are replaced.
+    let (_, foreign) = get_with_cookie(envoy, "other.example", None);
+    let foreign = foreign.expect("other.example issues its own cookie");
+    for forged in [foreign, "berth-session=0000000000000000".to_string(), format!("berth-session={}", other[0].addr)] {
+        let (landed, reissued) = get_with_cookie(envoy, "shop.example", Some(&forged));
+        assert!(landed.starts_with("shop-"), "{forged} reached {landed}");
+        let reissued = reissued.unwrap_or_else(|| panic!("{forged} is replaced"));
+        assert_eq!(get_with_cookie(envoy, "shop.example", Some(&reissued)), (landed, None));
+    }
+    assert_eq!(other.iter().map(Backend::hits).sum::<u64>(), 1, "only other.example's own request reached its pods");
+
+    // Its pod leaves the Service: the session moves to another pod, which re-issues the cookie, and stays there.
+    let remaining: Vec<String> = shop.iter().filter(|p| p.name != first).map(|p| p.addr.ip().to_string()).collect();
+    stack.manifests.write("shop-service.yaml", &pod_service_with("shop", shop_port, &remaining));
+    let (moved, reissued) = wait::until("the session to move off the removed pod", Duration::from_secs(10), || {
+        let (landed, reissued) = get_with_cookie(envoy, "shop.example", Some(&cookie));
+        (landed != first).then_some((landed, reissued))
+    });
+    let reissued = reissued.expect("the moved session gets a new cookie");
+    assert_ne!(reissued, cookie);
+    for _ in 0..20 {
+        assert_eq!(get_with_cookie(envoy, "shop.example", Some(&reissued)), (moved.clone(), None));
+    }
+}
+
+/// Connects to `port` from the loopback address `source` and reads the backend's greeting (its name and `\n`).
+fn greeting_from(source: [u8; 4], port: u16) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        use tokio::io::AsyncBufReadExt;
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(SocketAddr::from((source, 0))).expect("bind the client address");
+        let stream = socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await.expect("connect");
+        let mut line = String::new();
+        let mut reader = tokio::io::BufReader::new(stream);
+        let read = reader.read_line(&mut line);
+        tokio::time::timeout(Duration::from_secs(10), read).await.expect("greeting in time").expect("read");
+        line.trim_end().to_string()
+    })
+}
+
+#[test]
+fn source_ip_affinity_keeps_each_client_address_on_one_endpoint() {
+    let names = ["db-a", "db-b", "db-c"];
+    let mut backends: Vec<TcpBackend> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let port = backends.first().map_or(0, |b| b.addr.port());
+        let addr = SocketAddr::from(([127, 0, 0, 2 + i as u8], port));
+        backends.push(TcpBackend::start_on(addr, Some(format!("{name}\n"))));
+    }
+    let port = backends[0].addr.port();
+    let ips: Vec<String> = backends.iter().map(|b| b.addr.ip().to_string()).collect();
+    let range = wait::free_port_range(3);
+    let vs = manifests::tcp_virtual_service("db", &[("db", port)]).replace(
+        "berth.dev/expose: \"true\"\n",
+        "berth.dev/expose: \"true\"\n    berth.dev/session-affinity: source-ip\n",
+    );
+    let files = [
+        ("alloc.yaml", manifests::port_allocation("tcp", "tcp.example.com", range.0, range.1)),
+        ("db-service.yaml", pod_service_with("db", port, &ips)),
+        ("db.yaml", vs),
+    ];
+    let stack = Stack::start_with(&files, |_| Vec::new(), &[format!("--tcp-ports={}-{}", range.0, range.1)]);
+    let listener = wait::until("a port for the db", Duration::from_secs(10), || {
+        stack.controller.port_of("VirtualService default/db")
+    });
+    wait::until("the db port to route", Duration::from_secs(10), || {
+        tcp_client::read_exact(&mut tcp_client::connect(listener), 5).ok().filter(|g| g.starts_with("db-"))
+    });
+
+    // Every client address keeps its endpoint, connection after connection; together they reach them all.
+    let mut reached = std::collections::HashSet::new();
+    for client in 10..40u8 {
+        let first = greeting_from([127, 0, 1, client], listener);
+        for _ in 0..5 {
+            assert_eq!(greeting_from([127, 0, 1, client], listener), first, "client 127.0.1.{client}");
+        }
+        reached.insert(first);
+    }
+    assert_eq!(reached.len(), 3, "30 client addresses spread over the three endpoints: {reached:?}");
 }

@@ -12,7 +12,7 @@ use crate::source::dir;
 use crate::{Result, report, state};
 
 pub fn check(args: CheckArgs) -> ExitCode {
-    let held = match args.state.as_deref().map(state::load).transpose() {
+    let held = match args.state.as_deref().map(|path| state::load(path).map(|state| state.ports)).transpose() {
         Ok(held) => held.unwrap_or_default(),
         Err(error) => {
             eprintln!("berth check: {error}");

@@ -46,6 +46,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         options: Options { backends: args.backends },
         assignments: Assignments::new(),
         held: HeldPorts::new(),
+        // Kubernetes mode has no state file: there a restart makes a new key and sessions move once.
+        affinity_key: state::new_affinity_key(),
         state: None,
         saved: None,
         kube: None,
@@ -55,10 +57,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
             // Before anything is served: a state file that cannot be read must not turn into every port handed
             // out anew.
             if let Some(path) = &args.state {
-                let held = state::load(path)?;
+                let loaded = state::load(path)?;
+                let held = loaded.ports;
                 info!(state = %path.display(), ports = held.len(), "loaded the ports handed out before");
                 controller.assignments = ports::from_held(&held);
                 controller.held = held;
+                if let Some(key) = loaded.affinity_key {
+                    controller.affinity_key = key;
+                }
                 controller.state = Some(path.clone());
             }
             // A clear error for a wrong path before the watcher gives a vaguer one.
@@ -77,7 +83,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             controller.update();
             // At start a state file that cannot be written is fatal, like one that cannot be read.
             if let (Some(path), None) = (&controller.state, &controller.saved) {
-                state::save(path, &controller.held)?;
+                state::save(path, &controller.state_file())?;
             }
             let updates_tx = updates_tx.clone();
             tasks.push(tokio::spawn(async move {
@@ -199,6 +205,8 @@ struct Controller {
     /// The ports handed out by the last compilation (at start: those of the state file): the next one keeps them.
     held: HeldPorts,
     assignments: Assignments,
+    /// The secret behind session cookies, published in tables with session affinity and kept in the state file.
+    affinity_key: berth_table::AffinityKey,
     state: Option<PathBuf>,
     /// What the state file holds, once written by this process; differs from `held` while a write is failing.
     saved: Option<HeldPorts>,
@@ -289,6 +297,7 @@ impl Controller {
             None => self.held.clone(),
         };
         let mut compiled = compile(&self.index, &self.options, &held);
+        compiled.content = std::mem::take(&mut compiled.content).with_affinity_key(self.affinity_key);
         for line in ports::describe_changes(&self.assignments, &compiled.assignments) {
             info!("{line}");
         }
@@ -318,13 +327,17 @@ impl Controller {
         }
     }
 
+    fn state_file(&self) -> state::State {
+        state::State { ports: self.held.clone(), affinity_key: Some(self.affinity_key) }
+    }
+
     /// Writes the ports handed out to the state file, when there is one and it does not hold them yet.
     fn save_state(&mut self) {
         let Some(path) = &self.state else { return };
         if self.saved.as_ref() == Some(&self.held) {
             return;
         }
-        match state::save(path, &self.held) {
+        match state::save(path, &self.state_file()) {
             Ok(()) => self.saved = Some(self.held.clone()),
             Err(e) => error!("{e}; trying again every {}s", STATE_RETRY.as_secs()),
         }

@@ -2,13 +2,15 @@
 //!
 //! Path types: `Exact` is an exact match; `Prefix` matches whole path segments, as the Ingress API specifies;
 //! `ImplementationSpecific` is treated like `Prefix`, the reading least likely to surprise (it is what
-//! ingress-nginx does for paths without regular expressions).
+//! ingress-nginx does for paths without regular expressions). `berth.dev/session-cookie` gives every rule of the
+//! Ingress session persistence (see [`super::affinity`]); the default backend has none.
 
 use std::collections::BTreeSet;
 
 use berth_table::{DefaultBackend, HttpRoute, PathMatch};
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
+use super::affinity::session_cookie;
 use super::backends::{PortRef, Resolver, Unresolved};
 use super::{Problem, Wanted, Wants, source_of};
 use crate::index::Index;
@@ -61,6 +63,11 @@ pub fn compile(ingress: &Ingress, resolver: &Resolver<'_>) -> Result<Wants, Vec<
     let Some(spec) = &ingress.spec else {
         return Err(vec![Problem::new("spec", "missing; an Ingress needs rules or a defaultBackend")]);
     };
+    let has_paths = spec.rules.iter().flatten().any(|rule| rule.http.as_ref().is_some_and(|h| !h.paths.is_empty()));
+    let cookie = session_cookie(&ingress.metadata, has_paths).unwrap_or_else(|problem| {
+        problems.push(problem);
+        None
+    });
 
     if let Some(backend) = &spec.default_backend {
         let field = "spec.defaultBackend";
@@ -110,6 +117,7 @@ pub fn compile(ingress: &Ingress, resolver: &Resolver<'_>) -> Result<Wants, Vec<
                         path: matcher,
                         backends: vec![backend],
                         source: source.clone(),
+                        session_cookie: cookie.clone(),
                     },
                 }),
                 Err(problem) => problems.push(problem),

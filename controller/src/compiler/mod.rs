@@ -5,6 +5,7 @@
 //! on its own into routes or problems. An object with any problem contributes nothing (a half-applied object is
 //! harder to reason about than an absent one). Then objects claim their routes oldest first; see [`conflicts`].
 
+pub mod affinity;
 mod backends;
 pub mod conflicts;
 mod ingress;
@@ -17,7 +18,7 @@ pub use ports::{Assignment, Assignments, HeldPorts};
 
 use std::path::PathBuf;
 
-use berth_table::{DefaultBackend, HttpRoute, Source, Table, TcpRoute};
+use berth_table::{AffinityKey, DefaultBackend, HttpRoute, Source, Table, TcpRoute};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::Diagnostic;
@@ -41,6 +42,8 @@ pub struct Content {
     pub default_backend: Option<DefaultBackend>,
     /// Oldest object first; within an object, in the order it lists them. Ports are distinct.
     pub tcp: Vec<TcpRoute>,
+    /// The controller's secret for session affinity, set by [`Content::with_affinity_key`].
+    pub affinity_key: Option<AffinityKey>,
 }
 
 impl Content {
@@ -49,7 +52,17 @@ impl Content {
         table.http = self.http.clone();
         table.default_backend = self.default_backend.clone();
         table.tcp = self.tcp.clone();
+        table.affinity_key = self.affinity_key;
         table
+    }
+
+    /// Adds the key the filter makes session cookies and client hashes with, when a route has affinity: tables
+    /// without any stay as they were. The key is the controller's, not the objects', so compilation leaves it out.
+    pub fn with_affinity_key(mut self, key: AffinityKey) -> Self {
+        let sticky =
+            self.http.iter().any(|r| r.session_cookie.is_some()) || self.tcp.iter().any(|r| r.source_ip_affinity);
+        self.affinity_key = sticky.then_some(key);
+        self
     }
 }
 

@@ -1239,3 +1239,64 @@ fn many_claims_on_a_full_range_are_settled_quickly_and_distinctly() {
     assert_eq!(errors(&compiled).len(), 500);
     assert!(compiled.assignments.contains_key("VirtualService default/db0999 tcp[0]"), "the oldest get the ports");
 }
+
+// ---- session affinity ----
+
+#[test]
+fn the_session_cookie_annotation_makes_every_http_route_of_its_object_sticky() {
+    let rule = vs_rule(&[Uri::Prefix("/a"), Uri::Prefix("/b")], &[("service1", Some(8080), None)]);
+    let vs = annotated(mk_vs("default", "web", &["web.com"], vec![rule]), affinity::SESSION_COOKIE_ANNOTATION, "s");
+    let ingress = mk_ingress("default", "shop", Some("berth"), &[("shop.com", "/", "Prefix", "service2", 9090)]);
+    let ingress = with_default_backend(ingress, "service1", 8080);
+    let ingress = annotated(ingress, affinity::SESSION_COOKIE_ANNOTATION, "shop-session");
+    let plain = mk_ingress("default", "plain", Some("berth"), &[("plain.com", "/", "Prefix", "service2", 9090)]);
+    let compiled = compile_all(plus(cluster(), [vs, ingress, plain]));
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    let cookies: Vec<(&str, Option<&str>)> =
+        compiled.content.http.iter().map(|r| (r.host.as_str(), r.session_cookie.as_deref())).collect();
+    assert_eq!(
+        cookies,
+        [("web.com", Some("s")), ("web.com", Some("s")), ("shop.com", Some("shop-session")), ("plain.com", None)]
+    );
+    assert_eq!(compiled.content.affinity_key, None, "the key is the controller's to add");
+    let key = berth_table::AffinityKey::from_bytes([1; 16]);
+    assert_eq!(compiled.content.clone().with_affinity_key(key).affinity_key, Some(key));
+}
+
+#[test]
+fn tables_without_affinity_get_no_key() {
+    let compiled = compile_all(plus(
+        cluster(),
+        [mk_ingress("default", "plain", Some("berth"), &[("plain.com", "/", "Prefix", "service2", 9090)])],
+    ));
+    let key = berth_table::AffinityKey::from_bytes([1; 16]);
+    assert_eq!(compiled.content.with_affinity_key(key).affinity_key, None);
+}
+
+#[test]
+fn source_ip_affinity_marks_tcp_routes() {
+    let vs =
+        annotated(mk_tcp_vs("default", "db", &[("mysql", 3306)]), affinity::SESSION_AFFINITY_ANNOTATION, "source-ip");
+    let compiled = compile_held(plus(tcp_cluster(), [vs]), &HeldPorts::new());
+    assert_eq!(errors(&compiled), Vec::<String>::new());
+    assert!(compiled.content.tcp.iter().all(|r| r.source_ip_affinity) && compiled.content.tcp.len() == 1);
+    let key = berth_table::AffinityKey::from_bytes([1; 16]);
+    assert_eq!(compiled.content.with_affinity_key(key).affinity_key, Some(key));
+}
+
+#[test]
+fn bad_affinity_annotations_fail_their_object_only() {
+    let bad_cookie = annotated(
+        mk_vs("default", "bad", &["bad.com"], vec![vs_rule(&[], &[("service1", Some(8080), None)])]),
+        affinity::SESSION_COOKIE_ANNOTATION,
+        "no spaces",
+    );
+    let misplaced = annotated(mk_tcp_vs("default", "db", &[("mysql", 3306)]), affinity::SESSION_COOKIE_ANNOTATION, "s");
+    let good = mk_ingress("default", "good", Some("berth"), &[("good.com", "/", "Prefix", "service2", 9090)]);
+    let objects = plus(plus(cluster(), tcp_cluster()), [bad_cookie, misplaced, good]);
+    let compiled = compile_held(objects, &HeldPorts::new());
+    let errors = errors_only(&compiled).join("\n");
+    assert!(errors.contains("VirtualService default/bad") && errors.contains("\"no spaces\" is not a cookie name"));
+    assert!(errors.contains("VirtualService default/db") && errors.contains("applies to http routes"), "{errors}");
+    assert_eq!(routes(&compiled).len(), 1, "the good Ingress still routes: {:?}", routes(&compiled));
+}

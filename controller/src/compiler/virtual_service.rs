@@ -4,10 +4,12 @@
 //! Istio's meaning is kept where Berth can keep it: `uri.prefix` is a plain string prefix, a single destination
 //! gets all traffic, and with several an omitted weight is 0. Conditions other than `uri` are refused rather than
 //! ignored, since ignoring one would route requests the user meant to exclude. Precedence differs from Istio's
-//! first-match order: the table's matcher prefers exact paths, then longer prefixes.
+//! first-match order: the table's matcher prefers exact paths, then longer prefixes. Session affinity comes from
+//! annotations (see [`super::affinity`]).
 
 use berth_table::{Backend, HttpRoute, PathMatch, TcpRoute};
 
+use super::affinity::{session_cookie, source_ip_affinity};
 use super::backends::{PortRef, Resolver, Unresolved};
 use super::ports::Allocated;
 use super::{Problem, Wanted, Wants, source_of};
@@ -28,6 +30,14 @@ pub fn compile(vs: &VirtualService, resolver: &Resolver<'_>, ports: &Allocated) 
     if vs.spec.http.is_empty() && vs.spec.tcp.is_empty() {
         problems.push(Problem::new("spec.http", "empty; berth exposes a VirtualService's http and tcp routes"));
     }
+    let cookie = session_cookie(&vs.metadata, !vs.spec.http.is_empty()).unwrap_or_else(|problem| {
+        problems.push(problem);
+        None
+    });
+    let source_ip_affinity = source_ip_affinity(&vs.metadata, !vs.spec.tcp.is_empty()).unwrap_or_else(|problem| {
+        problems.push(problem);
+        false
+    });
 
     let mut rules = Vec::new();
     for (i, rule) in vs.spec.http.iter().enumerate() {
@@ -44,7 +54,7 @@ pub fn compile(vs: &VirtualService, resolver: &Resolver<'_>, ports: &Allocated) 
     for (i, rule) in vs.spec.tcp.iter().enumerate() {
         let backends = tcp_backends(rule, i, namespace, resolver, &mut problems);
         if let Some(port) = ports.port(&key, i) {
-            tcp.push(TcpRoute { port, backends, source: source.clone() });
+            tcp.push(TcpRoute { port, backends, source: source.clone(), source_ip_affinity });
         }
     }
     if !problems.is_empty() {
@@ -64,6 +74,7 @@ pub fn compile(vs: &VirtualService, resolver: &Resolver<'_>, ports: &Allocated) 
                     path: path.clone(),
                     backends: backends.clone(),
                     source: source.clone(),
+                    session_cookie: cookie.clone(),
                 };
                 wants.http.push(Wanted { field, route });
             }
