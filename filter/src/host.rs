@@ -16,6 +16,10 @@ pub trait Host {
     /// A shared-data value of this VM id, or `None` when the key is unset.
     fn shared_data(&self, key: &str) -> Option<Vec<u8>>;
     fn set_shared_data(&self, key: &str, value: &[u8]) -> Result<(), String>;
+    /// A shared-data value with its CAS (compare-and-swap) token; the token is `None` when the key is unset.
+    fn shared_data_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// Writes `value` only if the key's CAS token is still `cas` (`None`: unconditionally).
+    fn set_shared_data_cas(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasError>;
     /// Milliseconds since the epoch (only differences matter).
     fn now_ms(&self) -> u64;
     /// Starts a GET to `cluster`; the answer arrives in `on_http_call_response` with the returned token.
@@ -41,6 +45,14 @@ pub trait Host {
     fn increment_counter(&self, id: u32) -> Result<(), String>;
 }
 
+/// Why a conditional shared-data write failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CasError {
+    /// Another VM wrote the key since it was read: read again and retry.
+    Mismatch,
+    Other(String),
+}
+
 /// The real host: Envoy, through the proxy-wasm ABI.
 pub struct Envoy;
 
@@ -51,6 +63,17 @@ impl Host for Envoy {
 
     fn set_shared_data(&self, key: &str, value: &[u8]) -> Result<(), String> {
         hostcalls::set_shared_data(key, Some(value), None).map_err(|status| format!("{status:?}"))
+    }
+
+    fn shared_data_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn set_shared_data_cas(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| match status {
+            proxy_wasm::types::Status::CasMismatch => CasError::Mismatch,
+            other => CasError::Other(format!("{other:?}")),
+        })
     }
 
     fn now_ms(&self) -> u64 {
@@ -119,7 +142,7 @@ pub mod fake {
     use std::collections::HashMap;
     use std::time::Duration;
 
-    use super::Host;
+    use super::{CasError, Host};
 
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Dispatched {
@@ -139,6 +162,10 @@ pub mod fake {
     #[derive(Default)]
     pub struct FakeHost {
         pub shared: RefCell<HashMap<String, Vec<u8>>>,
+        /// CAS tokens by key, bumped by every write.
+        pub cas: RefCell<HashMap<String, u32>>,
+        /// How many of the next conditional writes fail as if another VM had written first (and then does).
+        pub cas_conflicts: Cell<u32>,
         /// Every `set_shared_data`, in order.
         pub writes: RefCell<Vec<String>>,
         /// Every `shared_data` read, in order.
@@ -187,6 +214,7 @@ pub mod fake {
 
         pub fn put_shared(&self, key: &str, value: &[u8]) {
             self.shared.borrow_mut().insert(key.into(), value.to_vec());
+            *self.cas.borrow_mut().entry(key.into()).or_insert(0) += 1;
         }
 
         /// A new connection's context: Envoy serializes `destination.port` as an 8-byte little-endian integer.
@@ -209,8 +237,26 @@ pub mod fake {
 
         fn set_shared_data(&self, key: &str, value: &[u8]) -> Result<(), String> {
             self.writes.borrow_mut().push(key.into());
-            self.shared.borrow_mut().insert(key.into(), value.to_vec());
+            self.put_shared(key, value);
             Ok(())
+        }
+
+        fn shared_data_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            (self.shared_data(key), self.cas.borrow().get(key).copied())
+        }
+
+        fn set_shared_data_cas(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasError> {
+            if self.cas_conflicts.get() > 0 {
+                self.cas_conflicts.set(self.cas_conflicts.get() - 1);
+                // Another VM's write: the same value under a new token.
+                let current = self.shared.borrow().get(key).cloned().unwrap_or_default();
+                self.put_shared(key, &current);
+                return Err(CasError::Mismatch);
+            }
+            if cas.is_some() && cas != self.cas.borrow().get(key).copied() {
+                return Err(CasError::Mismatch);
+            }
+            self.set_shared_data(key, value).map_err(CasError::Other)
         }
 
         fn now_ms(&self) -> u64 {

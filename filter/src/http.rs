@@ -3,10 +3,12 @@
 //!
 //! Hot path: one `get_shared_data` of the version key, two header reads, one foreign call, and a hash lookup of the
 //! chosen endpoint's pre-encoded filter-state argument; the table is copied and parsed only when its version moves.
-//! A route with a session cookie costs one more header read (`cookie`), and one response header write when the
-//! cookie is (re-)issued; other routes never read the cookie. A request never continues without its destination
-//! set: the `ORIGINAL_DST` cluster would otherwise fall back to the connection's own destination, which is Envoy's
-//! listener.
+//! Passive health adds one `get_shared_data` of the (small, usually empty) ejection list per request, the clock
+//! only while the list has entries, and one `response.flags` property read per response. A route with a session
+//! cookie costs one more header read (`cookie`), and one response header write when the cookie is (re-)issued;
+//! other routes never read the cookie. A request never continues without its destination set: the
+//! `ORIGINAL_DST` cluster would otherwise fall back to the connection's own destination, which is Envoy's
+//! listener. When every endpoint of a route is ejected, the filter answers 503 at once rather than try one.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -14,7 +16,8 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use berth_table::{
-    AffinityKey, Backend, HttpRoute, HttpRouter, StickyEndpoints, Table, choose_endpoint, find_cookie, mix64,
+    AffinityKey, Backend, HttpRoute, HttpRouter, StickyEndpoints, Table, choose_endpoint, choose_endpoint_where,
+    find_cookie, mix64,
 };
 use log::warn;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -23,6 +26,7 @@ use proxy_wasm::types::Action;
 use crate::cache::{TableCache, View};
 use crate::filter_state::{self, LifeSpan, ORIGINAL_DST_ADDRESS};
 use crate::host::{Envoy, Host};
+use crate::passive_health::{PassiveHealth, UPSTREAM_CONNECTION_FAILURE, UPSTREAM_REQUEST_TIMEOUT, response_flags};
 
 /// The header on every answer the filter gives itself, so a client (or a test) can tell it from a backend's.
 pub const REASON_HEADER: &str = "x-berth";
@@ -147,13 +151,14 @@ pub struct Reply {
 }
 
 impl HttpView {
-    /// Routes one request given its `:authority` and `:path`. `cookie_header` reads the request's `Cookie`
-    /// header; it is called only for a route with a session cookie.
+    /// Routes one request given its `:authority` and `:path`, avoiding the `ejected` endpoints. `cookie_header`
+    /// reads the request's `Cookie` header; it is called only for a route with a session cookie.
     pub fn decide(
         &mut self,
         authority: &str,
         path: &str,
         cookie_header: impl FnOnce() -> Option<Vec<u8>>,
+        ejected: &[SocketAddr],
     ) -> Decision<'_> {
         let HttpView { table, router, routes, default_counter, destinations, logged } = self;
         let (backends, counter, sticky, what) = match router.match_http(authority, path) {
@@ -169,17 +174,22 @@ impl HttpView {
                 None => return Decision::Reply(Reply::no_route(authority, path)),
             },
         };
-        // A session keeps its endpoint while the route has it; a value naming anything else is ignored.
+        // A session keeps its endpoint while the route has it and it is not ejected; a value naming anything
+        // else is ignored.
         if let Some(sticky) = sticky
             && let Some(endpoint) = cookie_header().and_then(|header| sticky.endpoint(&header))
+            && !ejected.contains(&endpoint)
             && let Some(filter_state) = destinations.get(&endpoint)
         {
             return Decision::Forward(Forward { filter_state, endpoint, set_cookie: None });
         }
         let n = *counter;
         *counter = n.wrapping_add(1);
-        let chosen = choose_endpoint(backends, n)
-            .and_then(|endpoint| Some((endpoint.address, destinations.get(&endpoint.address)?)));
+        let chosen = match ejected {
+            [] => choose_endpoint(backends, n),
+            _ => choose_endpoint_where(backends, n, |endpoint| !ejected.contains(&endpoint.address)),
+        };
+        let chosen = chosen.and_then(|endpoint| Some((endpoint.address, destinations.get(&endpoint.address)?)));
         match chosen {
             Some((endpoint, filter_state)) => Decision::Forward(Forward {
                 filter_state,
@@ -187,7 +197,16 @@ impl HttpView {
                 set_cookie: sticky.map(|sticky| sticky.set_cookie(endpoint)),
             }),
             None => {
-                if logged.insert(format!("no-endpoint {what:?}")) {
+                let has_endpoints = backends.iter().any(|backend| !backend.endpoints.is_empty());
+                if has_endpoints && logged.insert(format!("all-ejected {what:?}")) {
+                    warn!(
+                        "every endpoint of {} in table version {} is out of rotation after failing ({}); answering \
+                         503 until one is back",
+                        what.describe(table),
+                        table.version,
+                        describe_backends(backends)
+                    );
+                } else if !has_endpoints && logged.insert(format!("no-endpoint {what:?}")) {
                     warn!(
                         "{} in table version {} has no endpoint ({}); answering 503",
                         what.describe(table),
@@ -265,8 +284,16 @@ pub struct Forwarded {
     pub set_cookie: Option<String>,
 }
 
+/// What every request of one HTTP root context shares (one VM thread).
+#[derive(Default)]
+pub struct HttpRouting {
+    pub cache: TableCache<HttpView>,
+    pub health: PassiveHealth,
+}
+
 /// Handles a request's headers: the whole per-request logic, over any [`Host`].
-pub fn on_request_headers(host: &impl Host, cache: &mut TableCache<HttpView>) -> Verdict {
+pub fn on_request_headers(host: &impl Host, routing: &mut HttpRouting) -> Verdict {
+    let HttpRouting { cache, health } = routing;
     let Some(view) = cache.current(host) else {
         return reply(host, &Reply { status: 503, reason: NO_TABLE, body: "berth: no routing table yet".into() });
     };
@@ -274,7 +301,8 @@ pub fn on_request_headers(host: &impl Host, cache: &mut TableCache<HttpView>) ->
     let path = host.request_header(":path").unwrap_or_default();
     // Header bytes come from the client: anything that is not UTF-8 simply matches no host.
     let (authority, path) = (String::from_utf8_lossy(&authority), String::from_utf8_lossy(&path));
-    let failure = match view.decide(&authority, &path, || host.request_header("cookie")) {
+    let ejected = health.refresh(host);
+    let failure = match view.decide(&authority, &path, || host.request_header("cookie"), ejected) {
         Decision::Forward(Forward { filter_state, endpoint, set_cookie }) => {
             match host.set_filter_state(filter_state) {
                 Ok(()) => return Verdict::Forwarded(Forwarded { endpoint, set_cookie }),
@@ -287,8 +315,14 @@ pub fn on_request_headers(host: &impl Host, cache: &mut TableCache<HttpView>) ->
     reply(host, &Reply { status: 503, reason: ERROR, body: "berth: cannot set the destination".into() })
 }
 
-/// Handles a forwarded request's response headers: issues the session cookie when the request needs one.
-pub fn on_response_headers(host: &impl Host, forwarded: &Forwarded) {
+/// Handles a forwarded request's response headers: reports how its endpoint did to passive health, and issues the
+/// session cookie when the request needs one (unless the endpoint failed: the next request goes elsewhere).
+pub fn on_response_headers(host: &impl Host, health: &mut PassiveHealth, forwarded: &Forwarded) {
+    let flags = response_flags(host);
+    health.report(host, forwarded.endpoint, flags);
+    if flags & (UPSTREAM_CONNECTION_FAILURE | UPSTREAM_REQUEST_TIMEOUT) != 0 {
+        return;
+    }
     if let Some(cookie) = &forwarded.set_cookie
         && let Err(status) = host.add_response_header("set-cookie", cookie)
     {
@@ -304,17 +338,17 @@ fn reply(host: &impl Host, answer: &Reply) -> Verdict {
     Verdict::Replied
 }
 
-/// The per-request context Envoy creates; `cache` is shared by every request of its root context (one VM thread).
+/// The per-request context Envoy creates; `routing` is shared by every request of its root context.
 pub struct HttpFilter {
-    cache: Option<Rc<RefCell<TableCache<HttpView>>>>,
+    routing: Option<Rc<RefCell<HttpRouting>>>,
     /// Set once the request is forwarded, for its response.
     forwarded: Option<Forwarded>,
 }
 
 impl HttpFilter {
-    /// A filter routing by the root's table cache; `None` for a root whose role is not HTTP, which answers 503.
-    pub fn new(cache: Option<Rc<RefCell<TableCache<HttpView>>>>) -> Self {
-        HttpFilter { cache, forwarded: None }
+    /// A filter routing by the root's state; `None` for a root whose role is not HTTP, which answers 503.
+    pub fn new(routing: Option<Rc<RefCell<HttpRouting>>>) -> Self {
+        HttpFilter { routing, forwarded: None }
     }
 }
 
@@ -324,8 +358,8 @@ impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let host = Envoy;
         // The borrow cannot be taken twice (one thread, no re-entry); if it ever were, answer instead of panicking.
-        let verdict = match self.cache.as_ref().map(|cache| cache.try_borrow_mut()) {
-            Some(Ok(mut cache)) => on_request_headers(&host, &mut cache),
+        let verdict = match self.routing.as_ref().map(|routing| routing.try_borrow_mut()) {
+            Some(Ok(mut routing)) => on_request_headers(&host, &mut routing),
             Some(Err(_)) => reply(&host, &Reply { status: 503, reason: ERROR, body: "berth: busy".into() }),
             None => reply(
                 &host,
@@ -346,8 +380,12 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if let Some(forwarded) = &self.forwarded {
-            on_response_headers(&Envoy, forwarded);
+        // Envoy calls this for the router's own answers too (a refused connection's 503), which is how the
+        // filter learns of a failed endpoint.
+        if let Some(forwarded) = &self.forwarded
+            && let Some(Ok(mut routing)) = self.routing.as_ref().map(|routing| routing.try_borrow_mut())
+        {
+            on_response_headers(&Envoy, &mut routing.health, forwarded);
         }
         Action::Continue
     }
@@ -358,6 +396,7 @@ mod tests {
     use super::*;
     use crate::cache::{TABLE_KEY, VERSION_KEY};
     use crate::host::fake::FakeHost;
+    use crate::passive_health::EJECTED_KEY;
     use berth_table::{DefaultBackend, Endpoint, HttpRoute, PathMatch, Source};
 
     fn backend(ports: &[u16]) -> Backend {
@@ -411,7 +450,7 @@ mod tests {
 
     fn send(
         host: &FakeHost,
-        cache: &mut TableCache<HttpView>,
+        cache: &mut HttpRouting,
         authority: &str,
         path: &str,
     ) -> Result<String, (u32, String, String)> {
@@ -431,7 +470,7 @@ mod tests {
     #[test]
     fn no_table_yet_is_503() {
         let host = FakeHost::default();
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         assert_eq!(
             send(&host, &mut cache, "website.com", "/"),
             Err((503, NO_TABLE.into(), "berth: no routing table yet".into()))
@@ -442,7 +481,7 @@ mod tests {
     fn routes_by_host_and_path() {
         let host = FakeHost::default();
         publish(&host, &sample(1));
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         assert_eq!(send(&host, &mut cache, "website.com", "/index.html"), Ok("127.0.0.1:8001".into()));
         assert_eq!(send(&host, &mut cache, "WebSite.com:80", "/api/x?y=1"), Ok("127.0.0.1:8002".into()));
         assert_eq!(send(&host, &mut cache, "website.com", "/api/x"), Ok("127.0.0.1:8003".into()));
@@ -453,7 +492,7 @@ mod tests {
     fn filter_state_argument_is_the_request_span_original_dst_key() {
         let host = FakeHost::default();
         publish(&host, &sample(1));
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         send(&host, &mut cache, "website.com", "/").unwrap();
         let expected = filter_state::encode(ORIGINAL_DST_ADDRESS, "127.0.0.1:8001", LifeSpan::DownstreamRequest);
         assert_eq!(host.filter_state.borrow()[0], expected);
@@ -463,7 +502,7 @@ mod tests {
     fn unknown_host_is_404_with_the_request_in_the_body() {
         let host = FakeHost::default();
         publish(&host, &sample(1));
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         assert_eq!(
             send(&host, &mut cache, "other.org", "/x"),
             Err((404, NO_ROUTE.into(), "no route for other.org/x".into()))
@@ -476,7 +515,7 @@ mod tests {
         let mut table = sample(1);
         table.default_backend = Some(DefaultBackend { backends: vec![backend(&[9000])], source: source("default") });
         publish(&host, &table);
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         assert_eq!(send(&host, &mut cache, "other.org", "/x"), Ok("127.0.0.1:9000".into()));
         assert_eq!(send(&host, &mut cache, "website.com", "/"), Ok("127.0.0.1:8001".into()));
     }
@@ -485,20 +524,20 @@ mod tests {
     fn route_without_endpoints_is_503() {
         let host = FakeHost::default();
         publish(&host, &sample(1));
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         assert_eq!(
             send(&host, &mut cache, "empty.com", "/a"),
             Err((503, NO_ENDPOINT.into(), "no healthy endpoint for empty.com/a".into()))
         );
         send(&host, &mut cache, "empty.com", "/a").unwrap_err();
-        assert_eq!(cache.current(&host).unwrap().logged.len(), 1, "logged once per version");
+        assert_eq!(cache.cache.current(&host).unwrap().logged.len(), 1, "logged once per version");
     }
 
     #[test]
     fn a_table_change_applies_to_the_next_request_and_resets_counters() {
         let host = FakeHost::default();
         publish(&host, &sample(1));
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         assert_eq!(send(&host, &mut cache, "website.com", "/api"), Ok("127.0.0.1:8002".into()));
         let mut table = sample(2);
         table.http[1] = route("website.com", PathMatch::Prefix("/api".into()), &[7001, 7002]);
@@ -511,7 +550,7 @@ mod tests {
         // A table change every few requests: were every rotation to restart at slot 0, the 10% backend would
         // never be reached (90/10 gives its first 13 slots to the 90).
         let host = FakeHost::default();
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         let mut green = 0;
         for version in 1..=400u64 {
             let mut table = Table::new(version);
@@ -529,23 +568,80 @@ mod tests {
     }
 
     #[test]
-    fn hot_path_reads_only_the_version_key() {
+    fn hot_path_reads_the_two_small_keys_and_two_headers() {
         let host = FakeHost::default();
         publish(&host, &sample(1));
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
+        send(&host, &mut cache, "website.com", "/").unwrap();
+        host.reads.borrow_mut().clear();
+        host.header_reads.borrow_mut().clear();
         for _ in 0..10 {
             send(&host, &mut cache, "website.com", "/").unwrap();
         }
-        let reads = host.reads.borrow();
-        assert_eq!(reads.iter().filter(|k| *k == TABLE_KEY).count(), 1);
-        assert_eq!(reads.iter().filter(|k| *k == VERSION_KEY).count(), 10);
+        let reads: Vec<String> = [VERSION_KEY, EJECTED_KEY].repeat(10).into_iter().map(String::from).collect();
+        assert_eq!(*host.reads.borrow(), reads);
+        let headers: Vec<String> = [":authority", ":path"].repeat(10).into_iter().map(String::from).collect();
+        assert_eq!(*host.header_reads.borrow(), headers);
+    }
+
+    /// The response to a request forwarded to `endpoint` arrives with Envoy's `response.flags`.
+    fn respond(host: &FakeHost, cache: &mut HttpRouting, endpoint: &str, flags: u64) {
+        host.properties.borrow_mut().insert("response.flags".into(), flags.to_le_bytes().to_vec());
+        let forwarded = Forwarded { endpoint: endpoint.parse().unwrap(), set_cookie: Some("berth=x".into()) };
+        host.response_headers_added.borrow_mut().clear();
+        on_response_headers(host, &mut cache.health, &forwarded);
+        host.properties.borrow_mut().remove("response.flags");
+    }
+
+    #[test]
+    fn a_refused_connection_ejects_its_endpoint_until_the_backoff_ends() {
+        let host = FakeHost::default();
+        publish(&host, &sample(1));
+        let mut cache = HttpRouting::default();
+        respond(&host, &mut cache, "127.0.0.1:8002", 0);
+        assert_eq!(host.response_headers_added.borrow().len(), 1, "a good answer gets its cookie");
+        respond(&host, &mut cache, "127.0.0.1:8002", UPSTREAM_CONNECTION_FAILURE);
+        assert!(host.response_headers_added.borrow().is_empty(), "no cookie for an endpoint that failed");
+        for _ in 0..5 {
+            assert_eq!(send(&host, &mut cache, "website.com", "/api"), Ok("127.0.0.1:8003".into()));
+        }
+        host.now.set(crate::ejection::BASE_BACKOFF_MS);
+        let spread: HashSet<String> = (0..2).map(|_| send(&host, &mut cache, "website.com", "/api").unwrap()).collect();
+        assert_eq!(spread.len(), 2, "back in rotation: {spread:?}");
+    }
+
+    #[test]
+    fn every_endpoint_ejected_is_a_503_at_once() {
+        let host = FakeHost::default();
+        publish(&host, &sample(1));
+        let mut cache = HttpRouting::default();
+        for endpoint in ["127.0.0.1:8002", "127.0.0.1:8003"] {
+            respond(&host, &mut cache, endpoint, UPSTREAM_CONNECTION_FAILURE);
+        }
+        let (status, reason, _) = send(&host, &mut cache, "website.com", "/api").unwrap_err();
+        assert_eq!((status, reason.as_str()), (503, NO_ENDPOINT));
+        assert_eq!(send(&host, &mut cache, "website.com", "/"), Ok("127.0.0.1:8001".into()), "other routes serve");
+        let logged = &cache.cache.current(&host).unwrap().logged;
+        assert!(logged.iter().any(|l| l.starts_with("all-ejected")), "{logged:?}");
+    }
+
+    #[test]
+    fn a_session_on_an_ejected_endpoint_moves_and_gets_a_new_cookie() {
+        let host = FakeHost::default();
+        publish(&host, &sticky_table(1, &[9001, 9002]));
+        let mut cache = HttpRouting::default();
+        let (first, cookie) = send_with_cookie(&host, &mut cache, "shop.com", None);
+        respond(&host, &mut cache, &first, UPSTREAM_CONNECTION_FAILURE);
+        let (moved, reissued) = send_with_cookie(&host, &mut cache, "shop.com", cookie.as_deref());
+        assert_ne!(moved, first);
+        assert!(reissued.is_some_and(|c| Some(c) != cookie));
     }
 
     #[test]
     fn a_bad_shared_table_keeps_routing_by_the_last_good_one() {
         let host = FakeHost::default();
         publish(&host, &sample(1));
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         send(&host, &mut cache, "website.com", "/").unwrap();
         host.put_shared(TABLE_KEY, b"garbage");
         host.put_shared(VERSION_KEY, b"2");
@@ -557,7 +653,7 @@ mod tests {
         let host = FakeHost::default();
         publish(&host, &sample(1));
         host.filter_state_fails.set(true);
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         let (status, reason, _) = send(&host, &mut cache, "website.com", "/").unwrap_err();
         assert_eq!((status, reason.as_str()), (503, ERROR));
     }
@@ -566,7 +662,7 @@ mod tests {
     fn non_utf8_and_missing_headers_do_not_panic() {
         let host = FakeHost::default();
         publish(&host, &sticky_table(1, &[9001]));
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         host.request_headers.borrow_mut().insert(":authority".into(), vec![0xff, 0xfe]);
         assert_eq!(on_request_headers(&host, &mut cache), Verdict::Replied);
         host.request("shop.com", "/");
@@ -593,7 +689,7 @@ mod tests {
     /// Sends a request with `cookie` (the `Cookie` header, if any): where it went and the cookie it was issued.
     fn send_with_cookie(
         host: &FakeHost,
-        cache: &mut TableCache<HttpView>,
+        cache: &mut HttpRouting,
         authority: &str,
         cookie: Option<&str>,
     ) -> (String, Option<String>) {
@@ -604,7 +700,7 @@ mod tests {
         host.filter_state.borrow_mut().clear();
         host.response_headers_added.borrow_mut().clear();
         let Verdict::Forwarded(forwarded) = on_request_headers(host, cache) else { panic!("not forwarded") };
-        on_response_headers(host, &forwarded);
+        on_response_headers(host, &mut cache.health, &forwarded);
         let issued = host.response_headers_added.borrow().iter().find(|(k, _)| k == "set-cookie").map(|(_, v)| {
             let value = v.strip_prefix("berth=").unwrap().strip_suffix("; Path=/; HttpOnly").unwrap();
             format!("berth={value}")
@@ -617,7 +713,7 @@ mod tests {
     fn a_session_cookie_is_issued_once_and_keeps_its_endpoint() {
         let host = FakeHost::default();
         publish(&host, &sticky_table(1, &[9001, 9002, 9003]));
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         let (first, cookie) = send_with_cookie(&host, &mut cache, "shop.com", None);
         let cookie = cookie.expect("the first response sets the cookie");
         let value = cookie.strip_prefix("berth=").unwrap();
@@ -636,7 +732,7 @@ mod tests {
     fn a_session_moves_and_is_reissued_when_its_endpoint_leaves_the_route() {
         let host = FakeHost::default();
         publish(&host, &sticky_table(1, &[9001, 9002]));
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         let (first, cookie) = send_with_cookie(&host, &mut cache, "shop.com", None);
         let cookie = cookie.unwrap();
         let remaining: Vec<u16> = [9001, 9002].into_iter().filter(|p| !first.ends_with(&p.to_string())).collect();
@@ -652,7 +748,7 @@ mod tests {
     fn a_forged_or_foreign_cookie_never_leaves_the_route() {
         let host = FakeHost::default();
         publish(&host, &sticky_table(1, &[9001, 9002]));
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         let (other, foreign) = send_with_cookie(&host, &mut cache, "other.com", None);
         let key = AffinityKey::from_bytes(KEY);
         let forged_for_api = format!("berth={}", key.cookie_value("127.0.0.1:8002".parse().unwrap()));
@@ -668,7 +764,7 @@ mod tests {
     fn only_routes_with_a_session_cookie_read_the_cookie_header() {
         let host = FakeHost::default();
         publish(&host, &sticky_table(1, &[9001]));
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         send_with_cookie(&host, &mut cache, "website.com", Some("berth=x"));
         assert!(!host.header_reads.borrow().contains(&"cookie".to_string()), "{:?}", host.header_reads.borrow());
         assert!(host.response_headers_added.borrow().is_empty());
@@ -682,7 +778,7 @@ mod tests {
         let mut table = sticky_table(1, &[9001, 9002]);
         table.affinity_key = None;
         publish(&host, &table);
-        let mut cache = TableCache::default();
+        let mut cache = HttpRouting::default();
         assert_eq!(send_with_cookie(&host, &mut cache, "shop.com", None).1, None);
     }
 }

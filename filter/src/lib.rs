@@ -7,10 +7,12 @@
 
 pub mod cache;
 pub mod config;
+pub mod ejection;
 pub mod fetcher;
 pub mod filter_state;
 pub mod host;
 pub mod http;
+pub mod passive_health;
 pub mod root;
 pub mod tcp;
 

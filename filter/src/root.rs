@@ -13,11 +13,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
-use crate::cache::TableCache;
 use crate::config::{self, Role};
 use crate::fetcher::Fetcher;
 use crate::host::Envoy;
-use crate::http::{HttpFilter, HttpView};
+use crate::http::{HttpFilter, HttpRouting};
 use crate::tcp::{TcpFilter, TcpRouting};
 
 /// The fetcher's first tick, which sends its first poll.
@@ -29,11 +28,9 @@ pub enum Root {
     #[default]
     Unconfigured,
     /// `polling` is false until the first tick (see `on_configure`).
-    Fetcher {
-        fetcher: Fetcher,
-        polling: bool,
-    },
-    Http(Rc<RefCell<TableCache<HttpView>>>),
+    Fetcher { fetcher: Fetcher, polling: bool },
+    /// The table cache and passive health of its requests.
+    Http(Rc<RefCell<HttpRouting>>),
     /// The table cache of its connections, with the VM's unrouted counter.
     Tcp(Rc<RefCell<TcpRouting>>),
 }
@@ -107,11 +104,11 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let cache = match self {
-            Root::Http(cache) => Some(Rc::clone(cache)),
+        let routing = match self {
+            Root::Http(routing) => Some(Rc::clone(routing)),
             Root::Unconfigured | Root::Fetcher { .. } | Root::Tcp(_) => None,
         };
-        Some(Box::new(HttpFilter::new(cache)))
+        Some(Box::new(HttpFilter::new(routing)))
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {

@@ -4,7 +4,9 @@
 //! Everything happens in `on_new_connection`: `tcp_proxy`, the next filter, picks its upstream as soon as it sees
 //! the connection, so a later callback would be too late. Hot path: one `get_shared_data` of the version key, one
 //! `destination.port` property read, one foreign call with the chosen endpoint's pre-encoded argument; a route with
-//! source-IP affinity reads `source.address` too, and hashes it over the route's endpoints. A connection
+//! source-IP affinity reads `source.address` too, and hashes it over the route's endpoints. Passive health adds
+//! one `get_shared_data` of the ejection list per connection and one `response.flags` read when it closes (how
+//! the filter learns that `tcp_proxy` could not connect). A connection
 //! never continues without its destination: the `ORIGINAL_DST` cluster would otherwise connect to the connection's
 //! own destination, which is Envoy's listener. A refused connection is closed before `tcp_proxy` sees it (so no
 //! upstream connection is attempted), counted in [`UNROUTED_COUNTER`], and logged once per port per table version.
@@ -14,14 +16,17 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
-use berth_table::{AffinityKey, Backend, ClientAffinity, Table, TcpRoute, TcpRouter, choose_endpoint, mix64};
+use berth_table::{
+    AffinityKey, Backend, ClientAffinity, Table, TcpRoute, TcpRouter, choose_endpoint, choose_endpoint_where, mix64,
+};
 use log::warn;
 use proxy_wasm::traits::{Context, StreamContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, PeerType};
 
 use crate::cache::{TableCache, View};
 use crate::filter_state::{self, LifeSpan, ORIGINAL_DST_ADDRESS};
 use crate::host::{Envoy, Host};
+use crate::passive_health::{PassiveHealth, response_flags};
 
 /// The counter of connections closed unrouted (no table yet, no route for the port, no endpoint, or the
 /// destination could not be set). Envoy shows it in `/stats` as `wasmcustom.berth_tcp_unrouted`.
@@ -82,9 +87,15 @@ fn client_affinity(route: &TcpRoute, key: Option<&AffinityKey>) -> Option<(Affin
 }
 
 impl TcpView {
-    /// The encoded destination for a connection to `port`, or `None` (logged once per port) to close it.
-    /// `client` reads the client's address; it is called only for a route with source-IP affinity.
-    pub fn decide(&mut self, port: u16, client: impl FnOnce() -> Option<IpAddr>) -> Option<&[u8]> {
+    /// The endpoint for a connection to `port` and its encoded destination, avoiding the `ejected` endpoints, or
+    /// `None` (logged once per port) to close it. `client` reads the client's address; it is called only for a
+    /// route with source-IP affinity.
+    pub fn decide(
+        &mut self,
+        port: u16,
+        client: impl FnOnce() -> Option<IpAddr>,
+        ejected: &[SocketAddr],
+    ) -> Option<(SocketAddr, &[u8])> {
         let TcpView { version, routes, router, counters, affinity, destinations, logged } = self;
         let Some(id) = router.match_port(port) else {
             if logged.insert(port) {
@@ -93,28 +104,35 @@ impl TcpView {
             return None;
         };
         let (route, counter) = (routes.get(id.0)?, counters.get_mut(id.0)?);
+        let usable = |endpoint: &berth_table::Endpoint| !ejected.contains(&endpoint.address);
         // A client whose address cannot be read is spread like any other connection.
         let hashed = match affinity.get(id.0) {
             Some(Some((key, affinity))) => {
-                client().and_then(|ip| affinity.choose(&route.backends, key.client_hash(ip), |_| true))
+                client().and_then(|ip| affinity.choose(&route.backends, key.client_hash(ip), usable))
             }
             _ => None,
         };
         let chosen = hashed.or_else(|| {
             let n = *counter;
             *counter = n.wrapping_add(1);
-            choose_endpoint(&route.backends, n)
+            match ejected {
+                [] => choose_endpoint(&route.backends, n),
+                _ => choose_endpoint_where(&route.backends, n, usable),
+            }
         });
-        let encoded = chosen.and_then(|endpoint| destinations.get(&endpoint.address));
-        if encoded.is_none() && logged.insert(port) {
+        let decided = chosen.and_then(|endpoint| Some((endpoint.address, &**destinations.get(&endpoint.address)?)));
+        if decided.is_none() && logged.insert(port) {
+            let why = match route.backends.iter().any(|backend| !backend.endpoints.is_empty()) {
+                true => "has every endpoint out of rotation after failing",
+                false => "has no endpoint",
+            };
             warn!(
-                "tcp route for port {port} (from {}) in table version {version} has no endpoint ({}); closing its \
-                 connections",
+                "tcp route for port {port} (from {}) in table version {version} {why} ({}); closing its connections",
                 route.source,
                 describe_backends(&route.backends)
             );
         }
-        encoded.map(|encoded| &**encoded)
+        decided
     }
 
     fn log_once(&mut self, port: u16, problem: &str) {
@@ -136,6 +154,7 @@ fn describe_backends(backends: &[Backend]) -> String {
 #[derive(Default)]
 pub struct TcpRouting {
     cache: TableCache<TcpView>,
+    health: PassiveHealth,
     /// The id of [`UNROUTED_COUNTER`], if Envoy defined it.
     unrouted: Option<u32>,
     /// Ports whose connections were refused (and logged) before any table had loaded.
@@ -159,15 +178,15 @@ impl TcpRouting {
 /// How a connection ended in the filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// The destination is set: continue to `tcp_proxy`.
-    Forwarded,
+    /// The destination is set to this endpoint: continue to `tcp_proxy`.
+    Forwarded(SocketAddr),
     /// The connection was closed: stop.
     Closed,
 }
 
 /// Handles a new connection: the whole per-connection logic, over any [`Host`].
 pub fn on_new_connection(host: &impl Host, routing: &mut TcpRouting) -> Verdict {
-    let TcpRouting { cache, unrouted, logged_without_table } = routing;
+    let TcpRouting { cache, health, unrouted, logged_without_table } = routing;
     let Some(view) = cache.current(host) else {
         let port = destination_port(host).unwrap_or(0);
         if logged_without_table.insert(port) {
@@ -179,15 +198,22 @@ pub fn on_new_connection(host: &impl Host, routing: &mut TcpRouting) -> Verdict 
         view.log_once(0, "cannot read the connection's destination port; closing");
         return close(host, *unrouted);
     };
-    let failure = match view.decide(port, || client_ip(host)) {
-        Some(encoded) => match host.set_filter_state(encoded) {
-            Ok(()) => return Verdict::Forwarded,
+    let ejected = health.refresh(host);
+    let failure = match view.decide(port, || client_ip(host), ejected) {
+        Some((endpoint, encoded)) => match host.set_filter_state(encoded) {
+            Ok(()) => return Verdict::Forwarded(endpoint),
             Err(status) => status,
         },
         None => return close(host, *unrouted),
     };
     view.log_once(port, &format!("cannot set filter state {ORIGINAL_DST_ADDRESS} ({failure}); closing"));
     close(host, *unrouted)
+}
+
+/// Handles the end of a forwarded connection: when `tcp_proxy` could not connect to `endpoint` it closes the
+/// downstream connection with the `UF` response flag set, which ejects the endpoint.
+pub fn on_close(host: &impl Host, routing: &mut TcpRouting, endpoint: SocketAddr) {
+    routing.health.report(host, endpoint, response_flags(host));
 }
 
 /// The client's IP address, from `source.address` (`IP:PORT`).
@@ -227,12 +253,14 @@ fn close(host: &impl Host, unrouted: Option<u32>) -> Verdict {
 /// The per-connection context Envoy creates; `routing` is shared by every connection of its root context.
 pub struct TcpFilter {
     routing: Option<Rc<RefCell<TcpRouting>>>,
+    /// The endpoint the connection was forwarded to, for its close.
+    endpoint: Option<SocketAddr>,
 }
 
 impl TcpFilter {
     /// A filter routing by the root's state; `None` for a root whose role is not TCP, which closes every connection.
     pub fn new(routing: Option<Rc<RefCell<TcpRouting>>>) -> Self {
-        TcpFilter { routing }
+        TcpFilter { routing, endpoint: None }
     }
 }
 
@@ -251,8 +279,19 @@ impl StreamContext for TcpFilter {
             }
         };
         match verdict {
-            Verdict::Forwarded => Action::Continue,
+            Verdict::Forwarded(endpoint) => {
+                self.endpoint = Some(endpoint);
+                Action::Continue
+            }
             Verdict::Closed => Action::Pause,
+        }
+    }
+
+    fn on_downstream_close(&mut self, _peer_type: PeerType) {
+        if let Some(endpoint) = self.endpoint.take()
+            && let Some(Ok(mut routing)) = self.routing.as_ref().map(|routing| routing.try_borrow_mut())
+        {
+            on_close(&Envoy, &mut routing, endpoint);
         }
     }
 }
@@ -262,6 +301,7 @@ mod tests {
     use super::*;
     use crate::cache::{TABLE_KEY, VERSION_KEY};
     use crate::host::fake::FakeHost;
+    use crate::passive_health::EJECTED_KEY;
     use berth_table::{Endpoint, HttpRoute, PathMatch, Source};
 
     fn backend(ports: &[u16]) -> Backend {
@@ -312,7 +352,7 @@ mod tests {
         host.filter_state.borrow_mut().clear();
         let closed = host.closed.get();
         match on_new_connection(host, routing) {
-            Verdict::Forwarded => {
+            Verdict::Forwarded(_) => {
                 assert_eq!(host.closed.get(), closed);
                 let state = host.filter_state.borrow();
                 assert_eq!(state.len(), 1);
@@ -390,7 +430,7 @@ mod tests {
     }
 
     #[test]
-    fn hot_path_is_one_shared_read_one_property_read_one_foreign_call() {
+    fn hot_path_is_two_small_shared_reads_one_property_read_one_foreign_call() {
         let (host, mut routing) = setup(Some(&sample(1)));
         connect(&host, &mut routing, 31000).unwrap();
         host.reads.borrow_mut().clear();
@@ -398,8 +438,44 @@ mod tests {
         for _ in 0..10 {
             connect(&host, &mut routing, 31001).unwrap();
         }
-        assert_eq!(*host.reads.borrow(), vec![VERSION_KEY.to_string(); 10]);
+        let reads: Vec<String> = [VERSION_KEY, EJECTED_KEY].repeat(10).into_iter().map(String::from).collect();
+        assert_eq!(*host.reads.borrow(), reads);
         assert_eq!(*host.property_reads.borrow(), vec!["destination.port".to_string(); 10]);
+    }
+
+    fn fail(host: &FakeHost, routing: &mut TcpRouting, endpoint: &str) {
+        host.properties.borrow_mut().insert("response.flags".into(), 0x20u64.to_le_bytes().to_vec());
+        on_close(host, routing, endpoint.parse().unwrap());
+        host.properties.borrow_mut().remove("response.flags");
+    }
+
+    #[test]
+    fn an_endpoint_tcp_proxy_could_not_reach_is_skipped_until_its_backoff_ends() {
+        let (host, mut routing) = setup(Some(&sample(1)));
+        fail(&host, &mut routing, "127.0.0.1:7002");
+        for _ in 0..4 {
+            assert_eq!(connect(&host, &mut routing, 31001).as_deref(), Some("127.0.0.1:7003"));
+        }
+        host.now.set(crate::ejection::BASE_BACKOFF_MS);
+        let spread: HashSet<String> = (0..2).map(|_| connect(&host, &mut routing, 31001).unwrap()).collect();
+        assert_eq!(spread.len(), 2, "back in rotation: {spread:?}");
+    }
+
+    #[test]
+    fn every_endpoint_ejected_closes_at_once_and_a_clean_close_ejects_nothing() {
+        let (host, mut routing) = setup(Some(&affinity_table()));
+        on_close(&host, &mut routing, "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(connect(&host, &mut routing, 31000).as_deref(), Some("127.0.0.1:7001"));
+        fail(&host, &mut routing, "127.0.0.1:7001");
+        assert_eq!(connect(&host, &mut routing, 31000), None);
+        assert_eq!(host.counter(UNROUTED_COUNTER), 1);
+        for port in [7101, 7102] {
+            fail(&host, &mut routing, &format!("127.0.0.1:{port}"));
+        }
+        for i in 1..=10 {
+            let client = format!("198.51.100.{i}:4000");
+            assert_eq!(connect_from(&host, &mut routing, 31003, &client).as_deref(), Some("127.0.0.1:7103"));
+        }
     }
 
     #[test]
@@ -408,7 +484,7 @@ mod tests {
         for (port, address) in [(b"short".to_vec(), "127.0.0.1:31000"), (vec![0; 8], "[::1]:31000")] {
             host.properties.borrow_mut().insert("destination.port".into(), port);
             host.properties.borrow_mut().insert("destination.address".into(), address.as_bytes().to_vec());
-            assert_eq!(on_new_connection(&host, &mut routing), Verdict::Forwarded, "{address}");
+            assert!(matches!(on_new_connection(&host, &mut routing), Verdict::Forwarded(_)), "{address}");
         }
         host.properties.borrow_mut().clear();
         assert_eq!(on_new_connection(&host, &mut routing), Verdict::Closed, "nothing to read: close");
@@ -461,7 +537,7 @@ mod tests {
     fn connect_keeping_properties(host: &FakeHost, routing: &mut TcpRouting) -> Option<String> {
         host.filter_state.borrow_mut().clear();
         match on_new_connection(host, routing) {
-            Verdict::Forwarded => Some(destination(&host.filter_state.borrow()[0])),
+            Verdict::Forwarded(_) => Some(destination(&host.filter_state.borrow()[0])),
             Verdict::Closed => None,
         }
     }

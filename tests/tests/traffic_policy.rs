@@ -258,3 +258,141 @@ fn source_ip_affinity_keeps_each_client_address_on_one_endpoint() {
     }
     assert_eq!(reached.len(), 3, "30 client addresses spread over the three endpoints: {reached:?}");
 }
+
+/// An Ingress routing `host` to `service`.
+fn ingress_for(name: &str, host: &str, service: &str, port: u16) -> String {
+    manifests::ingress(name, &[manifests::Rule(host, "/", "Prefix", service, port)])
+}
+
+/// `GET /` for `host`: the backend that answered, or `Err(status and x-berth)` for anything but a 200.
+fn try_get(envoy: SocketAddr, host: &str) -> Result<String, String> {
+    let response = client::get(envoy, host, "/").map_err(|e| format!("no answer: {e}"))?;
+    match (response.status, response.header("x-backend")) {
+        (200, Some(backend)) => Ok(backend.to_string()),
+        (status, _) => Err(format!("{status} x-berth={:?}", response.header("x-berth"))),
+    }
+}
+
+#[test]
+fn a_dead_endpoint_is_ejected_after_a_few_failures_and_taken_back_after_its_backoff() {
+    let mut web = pods(&["web-a", "web-b", "web-c"], 2);
+    let port = web[0].addr.port();
+    let files = [
+        ("cluster.yaml", manifests::ingress_class()),
+        ("web-service.yaml", pod_service_with("web", port, &ips(&web))),
+        ("web.yaml", ingress_for("web", "web.example", "web", port)),
+    ];
+    let stack = Stack::start(&files);
+    let envoy = stack.envoy.http;
+    for pod in ["web-a", "web-b", "web-c"] {
+        stack.envoy.wait_for_backend("web.example", "/", pod);
+    }
+
+    // web-b dies. Its failures are seen by the filter, which takes it out of rotation for every worker.
+    let dead = web[1].addr;
+    web[1].stop();
+    let mut failures = Vec::new();
+    let mut run = 0;
+    while run < 30 {
+        match try_get(envoy, "web.example") {
+            Ok(_) => run += 1,
+            Err(failure) => {
+                failures.push(failure);
+                run = 0;
+            }
+        }
+        assert!(failures.len() <= 4, "detection took more than 4 failed requests: {failures:?}");
+    }
+    assert!(!failures.is_empty(), "the dead endpoint was tried at least once");
+    let mut served: HashMap<String, usize> = HashMap::new();
+    for i in 0..300 {
+        let backend = try_get(envoy, "web.example").unwrap_or_else(|e| panic!("request {i} after detection: {e}"));
+        *served.entry(backend).or_default() += 1;
+    }
+    assert!(served["web-a"] >= 100 && served["web-c"] >= 100, "the two others share the load: {served:?}");
+    assert!(stack.envoy.log().contains(&format!("{dead} failed")), "the ejection is logged");
+
+    // web-b comes back: once its back-off has passed it serves again, and nothing fails meanwhile.
+    web[1] = Backend::start_on(dead, "web-b", 200);
+    wait::until("web-b to be back in rotation", Duration::from_secs(60), || {
+        let backend = try_get(envoy, "web.example").unwrap_or_else(|e| panic!("while web-b recovers: {e}"));
+        (backend == "web-b").then_some(())
+    });
+    assert!(stack.envoy.log().contains(&format!("{dead} answers again")), "the return is logged");
+}
+
+/// `count` TCP backends greeting with their names, on `127.0.0.<2..>` and one shared port.
+fn tcp_pods(names: &[&str]) -> Vec<TcpBackend> {
+    let mut backends: Vec<TcpBackend> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let port = backends.first().map_or(0, |b| b.addr.port());
+        let addr = SocketAddr::from(([127, 0, 0, 2 + i as u8], port));
+        backends.push(TcpBackend::start_on(addr, Some(format!("{name}\n"))));
+    }
+    backends
+}
+
+/// A stack exposing the pods-mode Service `db` (over `backends`) on a TCP port: the stack and the port.
+fn tcp_stack(backends: &[TcpBackend], annotations: &str) -> (Stack, u16) {
+    let port = backends[0].addr.port();
+    let ips: Vec<String> = backends.iter().map(|b| b.addr.ip().to_string()).collect();
+    let range = wait::free_port_range(3);
+    let vs = manifests::tcp_virtual_service("db", &[("db", port)])
+        .replace("berth.dev/expose: \"true\"\n", &format!("berth.dev/expose: \"true\"\n{annotations}"));
+    let files = [
+        ("alloc.yaml", manifests::port_allocation("tcp", "tcp.example.com", range.0, range.1)),
+        ("db-service.yaml", pod_service_with("db", port, &ips)),
+        ("db.yaml", vs),
+    ];
+    let stack = Stack::start_with(&files, |_| Vec::new(), &[format!("--tcp-ports={}-{}", range.0, range.1)]);
+    let listener = wait::until("a port for the db", Duration::from_secs(10), || {
+        stack.controller.port_of("VirtualService default/db")
+    });
+    wait::until("the db port to route", Duration::from_secs(10), || {
+        tcp_client::read_exact(&mut tcp_client::connect(listener), 5).ok().filter(|g| g.starts_with("db-"))
+    });
+    (stack, listener)
+}
+
+/// The greeting of a connection to `port` (the backend's name), or `None` when it is closed without one.
+fn try_greeting(port: u16) -> Option<String> {
+    let mut stream = tcp_client::connect(port);
+    tcp_client::read_exact(&mut stream, 5).ok().map(|greeting| greeting.trim_end().to_string())
+}
+
+#[test]
+fn a_dead_tcp_endpoint_is_ejected_and_taken_back_after_its_backoff() {
+    let mut db = tcp_pods(&["db-a", "db-b", "db-c"]);
+    let (stack, listener) = tcp_stack(&db, "");
+    let dead = db[1].addr;
+    drop(db.remove(1));
+    let mut failures = 0;
+    let mut run = 0;
+    while run < 30 {
+        match try_greeting(listener) {
+            Some(_) => run += 1,
+            None => {
+                failures += 1;
+                run = 0;
+            }
+        }
+        assert!(failures <= 4, "detection took more than 4 failed connections");
+    }
+    assert!(failures >= 1, "the dead endpoint was tried at least once");
+    let mut served: HashMap<String, usize> = HashMap::new();
+    for i in 0..200 {
+        let greeting = try_greeting(listener).unwrap_or_else(|| panic!("connection {i} after detection closed"));
+        *served.entry(greeting).or_default() += 1;
+    }
+    assert!(served["db-a"] >= 50 && served["db-c"] >= 50, "the two others share the load: {served:?}");
+
+    db.push(TcpBackend::start_on(dead, Some("db-b\n".into())));
+    wait::until("db-b to be back in rotation", Duration::from_secs(60), || {
+        let greeting = try_greeting(listener).expect("no connection fails while db-b recovers");
+        (greeting == "db-b").then_some(())
+    });
+    // The filter hears how a connection went when it closes, just after the client has its greeting.
+    wait::until("the return to be logged", Duration::from_secs(10), || {
+        stack.envoy.log().contains(&format!("{dead} answers again")).then_some(())
+    });
+}
