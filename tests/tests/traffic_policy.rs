@@ -396,3 +396,66 @@ fn a_dead_tcp_endpoint_is_ejected_and_taken_back_after_its_backoff() {
         stack.envoy.log().contains(&format!("{dead} answers again")).then_some(())
     });
 }
+
+#[test]
+fn every_http_endpoint_down_is_a_prompt_503_from_berth() {
+    let mut web = pods(&["web-a", "web-b"], 2);
+    let port = web[0].addr.port();
+    let files = [
+        ("cluster.yaml", manifests::ingress_class()),
+        ("web-service.yaml", pod_service_with("web", port, &ips(&web))),
+        ("empty-service.yaml", pod_service_with("empty", port, &[])),
+        ("web.yaml", ingress_for("web", "web.example", "web", port)),
+        ("empty.yaml", ingress_for("empty", "empty.example", "empty", port)),
+    ];
+    let stack = Stack::start(&files);
+    let envoy = stack.envoy.http;
+    stack.envoy.wait_for_backend("web.example", "/", "web-a");
+
+    // A route whose Service has no endpoint.
+    let empty = client::get(envoy, "empty.example", "/").expect("an answer");
+    assert_eq!((empty.status, empty.header("x-berth")), (503, Some("no-endpoint")), "{empty:?}");
+
+    // Every endpoint dies: each request is answered (the client gives up after 10 s without one), first by Envoy
+    // for the endpoint it tried, then by Berth without trying.
+    for pod in &mut web {
+        pod.stop();
+    }
+    let mut tried = 0;
+    wait::until("Berth to answer for the dead route", Duration::from_secs(10), || {
+        let response = client::get(envoy, "web.example", "/").expect("an answer, not a hang");
+        assert_eq!(response.status, 503, "{response:?}");
+        tried += 1;
+        (response.header("x-berth") == Some("no-endpoint")).then_some(())
+    });
+    assert!(tried <= 5, "{tried} requests before both endpoints were out of rotation");
+    for _ in 0..20 {
+        let response = client::get(envoy, "web.example", "/").expect("an answer, not a hang");
+        assert_eq!((response.status, response.header("x-berth")), (503, Some("no-endpoint")), "{response:?}");
+    }
+}
+
+#[test]
+fn every_tcp_endpoint_down_closes_connections_promptly() {
+    let mut db = tcp_pods(&["db-a", "db-b"]);
+    let (stack, listener) = tcp_stack(&db, "");
+    db.clear();
+    let unrouted = || berth_tests::admin::stat(stack.envoy.admin, "wasmcustom.berth_tcp_unrouted");
+    // Each connection is closed without a byte (a hang would be a read timeout, which is not a close): first by
+    // tcp_proxy after a refused connect, then by the filter before any connect is tried.
+    let mut tried = 0;
+    wait::until("the filter to close connections itself", Duration::from_secs(10), || {
+        let before = unrouted();
+        assert!(tcp_client::is_closed_on_connect(listener), "the connection is closed, not left hanging");
+        tried += 1;
+        (unrouted() > before).then_some(())
+    });
+    assert!(tried <= 5, "{tried} connections before both endpoints were out of rotation");
+    let before = unrouted();
+    for _ in 0..10 {
+        assert!(tcp_client::is_closed_on_connect(listener));
+    }
+    wait::until("ten more unrouted connections counted", Duration::from_secs(5), || {
+        (unrouted() >= before + 10).then_some(())
+    });
+}
