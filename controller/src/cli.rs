@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -78,6 +79,11 @@ pub struct RunArgs {
     /// exists (the image ships it), otherwise none.
     #[arg(long, env = "BERTH_FILTER_WASM", value_name = "PATH")]
     pub filter_wasm: Option<PathBuf>,
+    /// How often each backend endpoint is health-checked, e.g. `5s` or `500ms` (at least 100ms), unless its
+    /// Service sets `berth.dev/health-check-interval`. Endpoints that fail their checks leave the table until
+    /// they pass again; see the README's "Health checks".
+    #[arg(long, env = "BERTH_HEALTH_INTERVAL", default_value = "5s", value_parser = parse_health_interval)]
+    pub health_interval: Duration,
     #[command(flatten)]
     pub leader: LeaderArgs,
 }
@@ -220,6 +226,15 @@ impl fmt::Display for Source {
     }
 }
 
+fn parse_health_interval(s: &str) -> Result<Duration, String> {
+    use crate::objects::health_check::{MIN_INTERVAL, format_duration, parse_duration};
+    let interval = parse_duration(s)?;
+    if interval < MIN_INTERVAL {
+        return Err(format!("{s:?} is shorter than {}", format_duration(MIN_INTERVAL)));
+    }
+    Ok(interval)
+}
+
 fn parse_controller_addr(s: &str) -> Result<SocketAddr, String> {
     let bare = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
     bare.parse().map_err(|_| format!("{s:?} is not HOST:PORT with an IP address, e.g. 127.0.0.1:8081"))
@@ -262,6 +277,13 @@ mod tests {
         let Command::Run(args) = cli.command else { panic!("not run") };
         assert_eq!(args.backends, BackendMode::Pods);
         assert!(Cli::try_parse_from(["berth", "run", "--source", "dir:x", "--backends", "nodes"]).is_err());
+        assert_eq!(args.health_interval, Duration::from_secs(5));
+        let cli = Cli::try_parse_from(["berth", "run", "--source", "dir:x", "--health-interval", "200ms"]).unwrap();
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        assert_eq!(args.health_interval, Duration::from_millis(200));
+        for bad in ["5", "10ms"] {
+            assert!(Cli::try_parse_from(["berth", "run", "--source", "dir:x", "--health-interval", bad]).is_err());
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod compiler;
 pub mod diagnostic;
 pub mod envoy_config;
 pub mod error;
+pub mod health;
 pub mod index;
 pub mod istio_config;
 pub mod leader;

@@ -3,6 +3,10 @@
 //!
 //! The version starts at the wall-clock time in milliseconds, so it grows across restarts, and goes up by one
 //! only when the table's content changes: Envoy refetches exactly when there is something new.
+//!
+//! Endpoint health travels with the table: a table without its unhealthy endpoints is a table like any other
+//! (a new version when an endpoint leaves or returns), and the health of every checked endpoint is published
+//! alongside for people (see [`crate::health`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::Diagnostic;
 use crate::compiler::{Assignments, Compiled, Content};
+use crate::health::EndpointHealth;
 use crate::server::SourceView;
 
 /// What readers see: the current table (none until the first compilation), the current diagnostics, and the
@@ -25,6 +30,8 @@ pub struct Snapshot {
     pub assignments: Arc<Assignments>,
     /// How each source is doing: a stale source's objects are the last it delivered.
     pub sources: Arc<Vec<SourceView>>,
+    /// Every checked endpoint's health, by service then address.
+    pub health: Arc<Vec<EndpointHealth>>,
 }
 
 impl Snapshot {
@@ -49,6 +56,8 @@ pub struct Outcome {
     pub new_diagnostics: Vec<Diagnostic>,
     pub diagnostics_changed: bool,
     pub assignments_changed: bool,
+    /// Endpoint health as shown changed (whether or not the table did): not worth a log line of its own.
+    pub health_changed: bool,
 }
 
 impl Outcome {
@@ -78,7 +87,14 @@ impl Publisher {
         self.tx.subscribe()
     }
 
+    /// Publishes `compiled`, keeping the endpoint health last published.
     pub fn publish(&mut self, compiled: Compiled) -> Outcome {
+        let health = self.tx.borrow().health.to_vec();
+        self.publish_with_health(compiled, health)
+    }
+
+    /// Publishes `compiled` (from which unhealthy endpoints are already left out) and `health`, together.
+    pub fn publish_with_health(&mut self, compiled: Compiled, health: Vec<EndpointHealth>) -> Outcome {
         let previous = self.tx.borrow().clone();
         let table_changed = self.content.as_ref() != Some(&compiled.content);
         let table = match (&previous.table, table_changed) {
@@ -96,16 +112,18 @@ impl Publisher {
             compiled.diagnostics.iter().filter(|d| !before.contains(d)).cloned().collect();
         let diagnostics_changed = *previous.diagnostics != compiled.diagnostics;
         let assignments_changed = *previous.assignments != compiled.assignments;
+        let health_changed = *previous.health != health;
         let version = table.table.version;
-        if table_changed || diagnostics_changed || assignments_changed {
+        if table_changed || diagnostics_changed || assignments_changed || health_changed {
             self.tx.send_replace(Snapshot {
                 table: Some(table),
                 diagnostics: Arc::new(compiled.diagnostics),
                 assignments: Arc::new(compiled.assignments),
                 sources: previous.sources.clone(),
+                health: Arc::new(health),
             });
         }
-        Outcome { version, table_changed, new_diagnostics, diagnostics_changed, assignments_changed }
+        Outcome { version, table_changed, new_diagnostics, diagnostics_changed, assignments_changed, health_changed }
     }
 
     /// Replaces the sources' status; readers are woken only when it changed.
@@ -181,6 +199,28 @@ mod tests {
         assert_eq!((more.version, more.table_changed, more.diagnostics_changed), (1, false, true));
         assert_eq!(more.new_diagnostics, [Diagnostic::new("y")]);
         assert_eq!(rx.borrow().diagnostics.len(), 2);
+    }
+
+    #[test]
+    fn health_is_published_with_the_table_and_kept_by_a_plain_publish() {
+        let mut publisher = Publisher::new(1);
+        let rx = publisher.subscribe();
+        let health = EndpointHealth {
+            service: "default/web:80".into(),
+            address: ([127, 0, 0, 1], 1).into(),
+            check: "tcp connect every 5s".into(),
+            healthy: false,
+            since: "2025-01-01T00:00:00Z".into(),
+            last_failure: Some("connection refused".into()),
+            last_failure_at: Some("2025-01-01T00:00:00Z".into()),
+        };
+        publisher.publish(compiled(&["a"], &[]));
+        let outcome = publisher.publish_with_health(compiled(&["a"], &[]), vec![health.clone()]);
+        assert!(outcome.health_changed && !outcome.table_changed && !outcome.changed(), "{outcome:?}");
+        assert_eq!(*rx.borrow().health, [health.clone()]);
+        let outcome = publisher.publish(compiled(&["a", "b"], &[]));
+        assert!(!outcome.health_changed && outcome.table_changed);
+        assert_eq!(*rx.borrow().health, [health]);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use berth_table::{Backend, PathMatch, Table};
 
+use crate::health::EndpointHealth;
 use crate::server::AddressView;
 
 /// `prefix /api`, `exact /x`, `segments /app`: how people are shown a path match.
@@ -17,14 +18,26 @@ pub fn describe_path(path: &PathMatch) -> String {
 
 /// `default/service1:8080 → 127.0.0.1:30081`, with weights when there are several backends.
 pub fn describe_backends(backends: &[Backend]) -> String {
+    describe_backends_with_health(backends, &[])
+}
+
+/// The same, listing also the endpoints that `health` holds unhealthy (and so are not in the table), marked
+/// `(unhealthy)`.
+pub fn describe_backends_with_health(backends: &[Backend], health: &[EndpointHealth]) -> String {
     let many = backends.len() > 1;
     let parts: Vec<String> = backends
         .iter()
         .map(|b| {
-            let endpoints = if b.endpoints.is_empty() {
+            let mut endpoints: Vec<(std::net::SocketAddr, &str)> =
+                b.endpoints.iter().map(|e| (e.address, "")).collect();
+            let unhealthy = health.iter().filter(|h| h.service == b.service && !h.healthy);
+            endpoints.extend(unhealthy.map(|h| (h.address, " (unhealthy)")));
+            endpoints.sort();
+            endpoints.dedup_by_key(|(address, _)| *address);
+            let endpoints = if endpoints.is_empty() {
                 "(no endpoints)".to_string()
             } else {
-                b.endpoints.iter().map(|e| e.address.to_string()).collect::<Vec<_>>().join(", ")
+                endpoints.iter().map(|(address, mark)| format!("{address}{mark}")).collect::<Vec<_>>().join(", ")
             };
             if many {
                 format!("{} weight {} → {endpoints}", b.service, b.weight)
@@ -37,14 +50,15 @@ pub fn describe_backends(backends: &[Backend]) -> String {
 }
 
 /// The whole report: a summary line, the http routes and the tcp routes as aligned columns, the default backend,
-/// the addresses handed out to tcp routes, then every error and warning. `version` is left out for tables that
-/// were never published (`berth check`).
+/// the addresses handed out to tcp routes, the health of checked endpoints, then every error and warning.
+/// `version` is left out for tables that were never published (`berth check`), as is health (never checked).
 pub fn render(
     table: &Table,
     version: Option<u64>,
     addresses: &[AddressView],
     errors: &[String],
     warnings: &[String],
+    health: &[EndpointHealth],
 ) -> String {
     let mut out = String::new();
     let mut summary = format!(
@@ -55,6 +69,10 @@ pub fn render(
     );
     if !warnings.is_empty() {
         _ = write!(summary, ", {}", plural(warnings.len(), "warning"));
+    }
+    let unhealthy = health.iter().filter(|h| !h.healthy).count();
+    if unhealthy > 0 {
+        _ = write!(summary, ", {}", plural(unhealthy, "unhealthy endpoint"));
     }
     match version {
         Some(version) => _ = writeln!(out, "table version {version}: {summary}"),
@@ -70,7 +88,7 @@ pub fn render(
             rows.push([
                 route.host.clone(),
                 describe_path(&route.path),
-                describe_backends(&route.backends),
+                describe_backends_with_health(&route.backends, health),
                 route.source.to_string(),
             ]);
         }
@@ -88,7 +106,7 @@ pub fn render(
             rows.push([
                 route.port.to_string(),
                 address.map_or_else(|| "-".to_string(), |a| a.address.clone()),
-                describe_backends(&route.backends),
+                describe_backends_with_health(&route.backends, health),
                 source,
             ]);
         }
@@ -98,7 +116,8 @@ pub fn render(
     out.push('\n');
     match &table.default_backend {
         Some(default) => {
-            _ = writeln!(out, "default backend: {} ({})", describe_backends(&default.backends), default.source)
+            let backends = describe_backends_with_health(&default.backends, health);
+            _ = writeln!(out, "default backend: {backends} ({})", default.source)
         }
         None => out.push_str("default backend: none (unmatched requests get 404)\n"),
     }
@@ -108,6 +127,32 @@ pub fn render(
         for a in addresses {
             _ = writeln!(out, "  {} {} → {}", a.object, a.route, a.address);
         }
+    }
+    if !health.is_empty() {
+        out.push_str("\nhealth checks:\n");
+        let mut rows = vec![[
+            "  ENDPOINT".to_string(),
+            "SERVICE".to_string(),
+            "STATE".to_string(),
+            "CHECK".to_string(),
+            "LAST FAILURE".to_string(),
+        ]];
+        for h in health {
+            let state = if h.healthy { "healthy" } else { "unhealthy" };
+            let failure = match (&h.last_failure, &h.last_failure_at) {
+                (Some(reason), Some(at)) => format!("{reason} ({at})"),
+                (Some(reason), None) => reason.clone(),
+                (None, _) => "-".to_string(),
+            };
+            rows.push([
+                format!("  {}", h.address),
+                h.service.clone(),
+                format!("{state} since {}", h.since),
+                h.check.clone(),
+                failure,
+            ]);
+        }
+        columns(&mut out, &rows);
     }
     for (title, list) in [("errors", errors), ("warnings", warnings)] {
         if !list.is_empty() {
@@ -191,7 +236,7 @@ mod tests {
         }];
         let errors = ["f.yaml: Ingress default/x: bad".to_string()];
         let warnings = ["VirtualService default/db: spec.tcp[0]: keeps port".to_string()];
-        let text = render(&table, Some(42), &addresses, &errors, &warnings);
+        let text = render(&table, Some(42), &addresses, &errors, &warnings, &[]);
         let expected = "\
 table version 42: 2 http routes, 1 tcp route, 1 error, 1 warning
 
@@ -218,11 +263,55 @@ warnings:
 
     #[test]
     fn renders_an_empty_table() {
-        let text = render(&Table::new(1), None, &[], &[], &[]);
+        let text = render(&Table::new(1), None, &[], &[], &[], &[]);
         assert_eq!(
             text,
             "0 http routes, 0 tcp routes, 0 errors\n\nno http routes\n\nno tcp routes\n\n\
              default backend: none (unmatched requests get 404)\n"
         );
+    }
+
+    #[test]
+    fn renders_endpoint_health_and_lists_unhealthy_endpoints_with_their_backend() {
+        let mut table = Table::new(7);
+        // 127.0.0.1:2 is unhealthy, so the table leaves it out; the report still shows it.
+        table.http.push(HttpRoute {
+            host: "web.example".into(),
+            path: PathMatch::Prefix("/".into()),
+            backends: vec![backend("default/web:80", 1, &[1, 3])],
+            source: source("Ingress", "web"),
+        });
+        let health = |port: u16, healthy: bool, failure: Option<&str>| EndpointHealth {
+            service: "default/web:80".into(),
+            address: ([127, 0, 0, 1], port).into(),
+            check: "http GET /healthz expecting 200 every 5s".into(),
+            healthy,
+            since: "2025-01-01T00:00:00Z".into(),
+            last_failure: failure.map(str::to_string),
+            last_failure_at: failure.map(|_| "2025-01-01T00:00:09Z".to_string()),
+        };
+        let health = [
+            health(1, true, None),
+            health(2, false, Some("HTTP 500, expected 200")),
+            health(3, true, Some("timed out after 2s")),
+        ];
+        let text = render(&table, Some(7), &[], &[], &[], &health);
+        let expected = "\
+table version 7: 1 http route, 0 tcp routes, 0 errors, 1 unhealthy endpoint
+
+HOST         PATH      BACKENDS                                                            SOURCE
+web.example  prefix /  default/web:80 → 127.0.0.1:1, 127.0.0.1:2 (unhealthy), 127.0.0.1:3  Ingress default/web
+
+no tcp routes
+
+default backend: none (unmatched requests get 404)
+
+health checks:
+  ENDPOINT     SERVICE         STATE                                 CHECK                                     LAST FAILURE
+  127.0.0.1:1  default/web:80  healthy since 2025-01-01T00:00:00Z    http GET /healthz expecting 200 every 5s  -
+  127.0.0.1:2  default/web:80  unhealthy since 2025-01-01T00:00:00Z  http GET /healthz expecting 200 every 5s  HTTP 500, expected 200 (2025-01-01T00:00:09Z)
+  127.0.0.1:3  default/web:80  healthy since 2025-01-01T00:00:00Z    http GET /healthz expecting 200 every 5s  timed out after 2s (2025-01-01T00:00:09Z)
+";
+        assert_eq!(text, expected, "\n{text}");
     }
 }

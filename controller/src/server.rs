@@ -7,7 +7,9 @@
 //!   `berth routes`. `addresses` lists every port handed out to a tcp route, with the address clients use: in
 //!   directory mode this (with the state file and `berth routes`) is where addresses show, not the user's YAML.
 //!   `stale` is true when a source cannot reach its objects (the table then holds the last ones it delivered);
-//!   `sources` says which, since when and why.
+//!   `sources` says which, since when and why. `health` lists every health-checked endpoint of the table's
+//!   backends: healthy or not (unhealthy ones are left out of `table`, as out of the table Envoy gets), since when,
+//!   and the last failure's reason.
 //! - `GET /healthz`: always `ok`. `GET /readyz`: `ok` once the first table is compiled, else 503.
 //! - `GET /v1/filter.wasm`: the filter module given to `berth run --filter-wasm` (`application/wasm`, `etag` the
 //!   quoted sha256 in hex), for an Envoy that loads it through `vm_config.code.remote` (the Istio gateway); 404
@@ -28,6 +30,7 @@ use tokio::sync::watch;
 
 use crate::compiler::Assignment;
 use crate::diagnostic::DiagnosticView;
+use crate::health::EndpointHealth;
 use crate::publish::Snapshot;
 use crate::{Error, Result};
 
@@ -171,6 +174,8 @@ pub struct RoutesView {
     pub stale: bool,
     #[serde(default)]
     pub sources: Vec<SourceView>,
+    #[serde(default)]
+    pub health: Vec<EndpointHealth>,
 }
 
 /// One source's status: `{"name": "kube", "stale": true, "since": "2025-..Z", "error": ".."}`.
@@ -219,6 +224,7 @@ async fn routes(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response 
         warnings: snapshot.diagnostics.iter().filter(|d| d.is_warning()).map(DiagnosticView::from).collect(),
         stale: snapshot.sources.iter().any(|s| s.stale),
         sources: snapshot.sources.to_vec(),
+        health: snapshot.health.to_vec(),
     };
     let body = serde_json::to_vec_pretty(&view).unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -380,6 +386,28 @@ mod tests {
             serde_json::json!([{"object": "VirtualService default/db", "route": "tcp[0]",
                                 "address": "tcp.example.com:31000", "port": 31000}])
         );
+    }
+
+    #[tokio::test]
+    async fn routes_lists_endpoint_health() {
+        let mut publisher = Publisher::new(5);
+        let app = router(publisher.subscribe());
+        let health = EndpointHealth {
+            service: "default/web:80".into(),
+            address: ([127, 0, 0, 1], 1).into(),
+            check: "tcp connect every 5s".into(),
+            healthy: false,
+            since: "2025-01-01T00:00:00Z".into(),
+            last_failure: Some("cannot connect: connection refused".into()),
+            last_failure_at: Some("2025-01-01T00:00:00Z".into()),
+        };
+        publisher.publish_with_health(compiled("a"), vec![health.clone()]);
+        let (_, _, body) = get(&app, "/v1/routes", &[]).await;
+        let view: RoutesView = serde_json::from_slice(&body).unwrap();
+        assert_eq!(view.health, [health]);
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["health"][0]["healthy"], false);
+        assert_eq!(json["health"][0]["last_failure"], "cannot connect: connection refused");
     }
 
     #[tokio::test]

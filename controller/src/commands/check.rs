@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use crate::cli::CheckArgs;
 use crate::compiler::{Compiled, HeldPorts, Options, compile};
+use crate::health;
 use crate::index::Index;
+use crate::objects::health_check::DEFAULT_INTERVAL;
 use crate::server::AddressView;
 use crate::source::dir;
 use crate::{Result, report, state};
@@ -30,7 +32,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
     let errors: Vec<String> = errors.into_iter().map(ToString::to_string).collect();
     let warnings: Vec<String> = warnings.into_iter().map(ToString::to_string).collect();
     let addresses: Vec<AddressView> = compiled.assignments.values().filter_map(AddressView::of).collect();
-    print!("{}", report::render(&compiled.content.to_table(0), None, &addresses, &errors, &warnings));
+    print!("{}", report::render(&compiled.content.to_table(0), None, &addresses, &errors, &warnings, &[]));
     if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
@@ -39,5 +41,8 @@ pub fn compile_path(path: &Path, options: &Options, held: &HeldPorts) -> Result<
     let snapshot = dir::load(path)?;
     let mut index = Index::new();
     index.reset(&format!("dir:{}", path.display()), snapshot.objects, snapshot.diagnostics);
-    Ok(compile(&index, options, held))
+    let mut compiled = compile(&index, options, held);
+    // As `berth run` reports them; checking itself needs a running controller.
+    compiled.diagnostics.extend(health::annotation_diagnostics(&index, DEFAULT_INTERVAL));
+    Ok(compiled)
 }

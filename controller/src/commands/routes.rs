@@ -16,7 +16,8 @@ pub fn routes(args: RoutesArgs) -> Result<()> {
         let error = source.error.as_deref().unwrap_or("unknown error");
         println!("source {}: stale since {since}: {error}; serving the last objects it delivered", source.name);
     }
-    print!("{}", report::render(&view.table, Some(view.table.version), &view.addresses, &errors, &warnings));
+    let version = Some(view.table.version);
+    print!("{}", report::render(&view.table, version, &view.addresses, &errors, &warnings, &view.health));
     Ok(())
 }
 

@@ -16,6 +16,9 @@
 //! With `--leader-elect`, replicas campaign for a Lease ([`crate::leader`]). Every replica watches, compiles and
 //! serves; only the leader writes back. A follower holds exactly the ports on record and hands out none, so its
 //! table never names a port the leader did not record; when it becomes leader it picks up from there.
+//!
+//! Every publication goes compile → [`Health::apply`] → publish; a health check result that changes what is
+//! shown republishes the last compilation the same way, so health never touches ports or routes.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +29,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::cli::{RunArgs, Source};
 use crate::compiler::{Assignments, Compiled, HeldPorts, Options, compile, ports};
+use crate::health::Health;
 use crate::index::Index;
 use crate::objects::{Kind, Object, annotation};
 use crate::publish::Publisher;
@@ -39,6 +43,7 @@ const STATE_RETRY: Duration = Duration::from_secs(5);
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let (updates_tx, mut updates) = mpsc::channel(256);
+    let (health, mut health_results) = Health::new(args.health_interval);
     let mut tasks = Vec::new();
     let mut controller = Controller {
         index: Index::new(),
@@ -51,6 +56,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         state: None,
         saved: None,
         kube: None,
+        health,
+        compiled: None,
     };
     match &args.source {
         Source::Dir(root) => {
@@ -146,6 +153,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
         tokio::select! {
             _ = retry.tick() => controller.save_state(),
             () = leadership_change(&mut leadership) => controller.update(),
+            Some(result) = health_results.recv() => {
+                let mut changed = controller.health.record(result);
+                while let Ok(result) = health_results.try_recv() {
+                    changed |= controller.health.record(result);
+                }
+                if changed {
+                    controller.publish();
+                }
+            }
             () = &mut shutdown => break Ok(()),
             served = &mut server => break match served {
                 Ok(result) => result.map_err(Error::Serve),
@@ -211,6 +227,9 @@ struct Controller {
     /// What the state file holds, once written by this process; differs from `held` while a write is failing.
     saved: Option<HeldPorts>,
     kube: Option<KubeMode>,
+    health: Health,
+    /// The last compilation, before health is applied: republished as it is when only health changes.
+    compiled: Option<Compiled>,
 }
 
 /// What only Kubernetes mode has.
@@ -310,10 +329,18 @@ impl Controller {
             }
             withhold_unrecorded(&mut compiled, &self.index);
         }
+        self.compiled = Some(compiled);
+        self.publish();
+    }
 
+    /// Publishes the last compilation without its unhealthy endpoints.
+    fn publish(&mut self) {
+        let Some(mut compiled) = self.compiled.clone() else { return };
+        let leading = self.kube.as_ref().is_none_or(KubeMode::leads);
+        let health = self.health.apply(&self.index, &mut compiled);
         let (http, tcp) = (compiled.content.http.len(), compiled.content.tcp.len());
         let errors = compiled.diagnostics.iter().filter(|d| !d.is_warning()).count();
-        let outcome = self.publisher.publish(compiled);
+        let outcome = self.publisher.publish_with_health(compiled, health);
         for diagnostic in &outcome.new_diagnostics {
             warn!("{diagnostic}");
         }

@@ -1,6 +1,7 @@
 //! The Kubernetes objects Berth reads, as typed values: k8s-openapi types, Istio's VirtualService as Berth reads
 //! it, and Berth's own PortAllocation.
 
+pub mod health_check;
 mod parse;
 pub mod port_allocation;
 mod virtual_service;

@@ -1,0 +1,239 @@
+//! Between the compiler and the publisher, as pure functions: which check each backend's Service asks for, which
+//! targets that makes, what its annotations got wrong, and the table's content without its unhealthy endpoints.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use berth_table::Backend;
+
+use super::book::{Book, Target};
+use crate::Diagnostic;
+use crate::compiler::Content;
+use crate::index::Index;
+use crate::objects::health_check::health_check;
+use crate::objects::{Kind, Object, ObjectKey};
+
+/// The check of each backend in a table, by its `service` (`namespace/name:port`); `None` for Services that turned
+/// checking off.
+pub type Checks = BTreeMap<String, Option<crate::objects::health_check::HealthCheck>>;
+
+/// Every backend of every route, the default backend's included.
+pub fn backends(content: &Content) -> impl Iterator<Item = &Backend> {
+    let http = content.http.iter().flat_map(|route| &route.backends);
+    let default = content.default_backend.iter().flat_map(|default| &default.backends);
+    let tcp = content.tcp.iter().flat_map(|route| &route.backends);
+    http.chain(default).chain(tcp)
+}
+
+fn backends_mut(content: &mut Content) -> impl Iterator<Item = &mut Backend> {
+    let http = content.http.iter_mut().flat_map(|route| &mut route.backends);
+    let default = content.default_backend.iter_mut().flat_map(|default| &mut default.backends);
+    let tcp = content.tcp.iter_mut().flat_map(|route| &mut route.backends);
+    http.chain(default).chain(tcp)
+}
+
+/// The Service a backend names: its `service` is `namespace/name:port`, as the compiler writes it.
+fn service_key(service: &str) -> Option<ObjectKey> {
+    let (namespace, rest) = service.split_once('/')?;
+    let (name, _port) = rest.rsplit_once(':')?;
+    Some(ObjectKey::new(Kind::Service, namespace, name))
+}
+
+/// The check each backend's Service asks for. A backend whose Service is not in the index (it cannot happen for
+/// a compiled table, but costs nothing to allow) gets the default check.
+pub fn checks(index: &Index, content: &Content, default_interval: Duration) -> Checks {
+    let mut checks = Checks::new();
+    for backend in backends(content) {
+        if checks.contains_key(&backend.service) {
+            continue;
+        }
+        let meta = service_key(&backend.service).and_then(|key| match index.get(&key).map(|e| &e.object) {
+            Some(Object::Service(service)) => Some(&service.metadata),
+            _ => None,
+        });
+        let check = match meta {
+            Some(meta) => health_check(meta, default_interval).0,
+            None => Some(crate::objects::health_check::HealthCheck::tcp(default_interval)),
+        };
+        checks.insert(backend.service.clone(), check);
+    }
+    checks
+}
+
+/// What to check: every endpoint of every backend, the way its Service asks.
+pub fn targets(content: &Content, checks: &Checks) -> BTreeSet<Target> {
+    let mut targets = BTreeSet::new();
+    for backend in backends(content) {
+        if let Some(Some(check)) = checks.get(&backend.service) {
+            for endpoint in &backend.endpoints {
+                targets.insert(Target { address: endpoint.address, check: check.clone() });
+            }
+        }
+    }
+    targets
+}
+
+/// Leaves out every endpoint the book holds unhealthy. A backend left without endpoints takes no traffic (its
+/// weight goes to the route's other backends), and a route left without any answers 503, as the filter does for
+/// a Service without endpoints.
+pub fn withhold_unhealthy(content: &mut Content, checks: &Checks, book: &Book) {
+    for backend in backends_mut(content) {
+        if let Some(Some(check)) = checks.get(&backend.service) {
+            backend
+                .endpoints
+                .retain(|endpoint| book.is_healthy(&Target { address: endpoint.address, check: check.clone() }));
+        }
+    }
+}
+
+/// A problem for every health check annotation of every Service that cannot be used as written (whether routes
+/// use the Service yet or not): the Service is served with the default for that setting.
+pub fn diagnostics(index: &Index, default_interval: Duration) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for entry in index.of_kind(Kind::Service) {
+        let Object::Service(service) = &entry.object else { continue };
+        let (_, problems) = health_check(&service.metadata, default_interval);
+        for problem in problems {
+            diagnostics.push(
+                Diagnostic::new(problem.message)
+                    .object(entry.object.key().to_string())
+                    .file(entry.file.clone())
+                    .field(format!("metadata.annotations[{}]", problem.annotation)),
+            );
+        }
+    }
+    diagnostics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::book::Observation;
+    use crate::objects::health_check::{HealthCheck, Probe};
+    use berth_table::{DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, TcpRoute};
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::jiff::Timestamp;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn service(name: &str, annotations: &[(&str, &str)]) -> Object {
+        let annotations = annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Object::Service(Service {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                annotations: Some(annotations),
+                ..ObjectMeta::default()
+            },
+            ..Service::default()
+        })
+    }
+
+    fn backend(service: &str, ports: &[u16]) -> Backend {
+        Backend {
+            service: service.into(),
+            weight: 1,
+            endpoints: ports.iter().map(|p| Endpoint { address: ([127, 0, 0, 1], *p).into() }).collect(),
+        }
+    }
+
+    fn source() -> Source {
+        Source { kind: "Ingress".into(), namespace: "default".into(), name: "x".into() }
+    }
+
+    /// An http route to `web` (ports 1, 2) and `api` (port 3), a default backend on `web`, a tcp route to `db`.
+    fn content() -> Content {
+        Content {
+            http: vec![HttpRoute {
+                host: "a.example".into(),
+                path: PathMatch::Prefix("/".into()),
+                backends: vec![backend("default/web:80", &[1, 2]), backend("default/api:80", &[3])],
+                source: source(),
+            }],
+            default_backend: Some(DefaultBackend {
+                backends: vec![backend("default/web:80", &[1, 2])],
+                source: source(),
+            }),
+            tcp: vec![TcpRoute { port: 31000, backends: vec![backend("default/db:5432", &[4])], source: source() }],
+        }
+    }
+
+    fn index() -> Index {
+        let mut index = Index::new();
+        let objects = vec![
+            (service("web", &[("berth.dev/health-check-path", "/healthz")]), Some("web.yaml".into())),
+            (service("api", &[("berth.dev/health-check", "none")]), None),
+            (service("db", &[("berth.dev/health-check-interval", "soon")]), Some("db.yaml".into())),
+            (service("idle", &[("berth.dev/health-check-status", "fine")]), None),
+        ];
+        index.reset("dir:x", objects, vec![]);
+        index
+    }
+
+    fn http_check() -> HealthCheck {
+        let status = crate::objects::health_check::StatusRange::DEFAULT;
+        HealthCheck { probe: Probe::Http { path: "/healthz".into(), host: None, status }, ..HealthCheck::tcp(SECOND) }
+    }
+
+    #[test]
+    fn each_backend_gets_its_services_check_and_each_endpoint_a_target() {
+        let content = content();
+        let checks = checks(&index(), &content, SECOND);
+        assert_eq!(
+            checks,
+            Checks::from([
+                ("default/web:80".into(), Some(http_check())),
+                ("default/api:80".into(), None),
+                ("default/db:5432".into(), Some(HealthCheck::tcp(SECOND))),
+            ])
+        );
+        let targets: Vec<(u16, HealthCheck)> =
+            targets(&content, &checks).into_iter().map(|t| (t.address.port(), t.check)).collect();
+        assert_eq!(targets, [(1, http_check()), (2, http_check()), (4, HealthCheck::tcp(SECOND))]);
+    }
+
+    #[test]
+    fn unhealthy_endpoints_leave_every_route_that_names_them_and_nothing_else_changes() {
+        let mut content = content();
+        let checks = checks(&index(), &content, SECOND);
+        let mut book = Book::new();
+        book.sync(&targets(&content, &checks), Timestamp::UNIX_EPOCH);
+        for (port, check) in [(2, http_check()), (4, HealthCheck::tcp(SECOND))] {
+            let target = Target { address: ([127, 0, 0, 1], port).into(), check };
+            let run = if port == 2 { 1 } else { 2 };
+            let failed = Observation { target, run, outcome: Err("refused".into()), at: Timestamp::UNIX_EPOCH };
+            assert!(matches!(book.record(failed), crate::health::book::Recorded::Left(_)));
+        }
+        let before = content.clone();
+        withhold_unhealthy(&mut content, &checks, &book);
+        let ports = |backends: &[Backend]| -> Vec<Vec<u16>> {
+            backends.iter().map(|b| b.endpoints.iter().map(|e| e.address.port()).collect()).collect()
+        };
+        assert_eq!(ports(&content.http[0].backends), [vec![1], vec![3]]);
+        assert_eq!(ports(&content.default_backend.as_ref().unwrap().backends), [vec![1]]);
+        assert_eq!(ports(&content.tcp[0].backends), [Vec::<u16>::new()], "all down: no endpoints, so 503/close");
+        assert_eq!((content.http[0].host.as_str(), content.tcp[0].port), ("a.example", 31000));
+        assert_eq!(content.http[0].backends[0].weight, before.http[0].backends[0].weight);
+    }
+
+    #[test]
+    fn malformed_annotations_are_reported_on_every_service_with_file_and_field() {
+        let texts: Vec<String> = diagnostics(&index(), SECOND).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "db.yaml: Service default/db: metadata.annotations[berth.dev/health-check-interval]: \"soon\" is not \
+                 a duration; write it like 5s, 500ms or 1m; using 1s",
+                "Service default/idle: metadata.annotations[berth.dev/health-check-status]: \"fine\" is not a status \
+                 code or range; write it like 200 or 200-299; expecting 200-399 instead",
+            ]
+        );
+    }
+
+    #[test]
+    fn service_labels_name_their_service() {
+        assert_eq!(service_key("shop/web:8080"), Some(ObjectKey::new(Kind::Service, "shop", "web")));
+        assert_eq!(service_key("web:8080"), None);
+    }
+}
