@@ -4,7 +4,7 @@
 //! once, the way a crashed pod does; a graceful server would keep Envoy's pooled connections alive.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -24,6 +24,7 @@ pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     hits: Arc<AtomicU64>,
+    reply: Arc<Reply>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -35,24 +36,42 @@ impl Backend {
 
     /// A backend on `addr` (port 0 picks one) answering `status`.
     pub fn start_on(addr: SocketAddr, name: &str, status: u16) -> Backend {
+        let reply = Arc::new(Reply { name: name.to_string(), status: AtomicU16::new(status) });
+        let mut backend =
+            Backend { name: name.to_string(), addr, hits: Arc::new(AtomicU64::new(0)), reply, server: None };
+        backend.listen();
+        backend
+    }
+
+    fn listen(&mut self) {
+        let (addr, name) = (self.addr, &self.name);
         let listener = std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind backend {name} {addr}: {e}"));
         listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("local addr");
-        let hits = Arc::new(AtomicU64::new(0));
-        let reply = Arc::new(Reply { name: name.to_string(), status });
-        let counter = hits.clone();
-        let server = runtime().spawn(async move {
+        self.addr = listener.local_addr().expect("local addr");
+        let (reply, counter) = (self.reply.clone(), self.hits.clone());
+        self.server = Some(runtime().spawn(async move {
             let Ok(listener) = TcpListener::from_std(listener) else { return };
             let mut connections = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
                 connections.spawn(serve(stream, reply.clone(), counter.clone()));
             }
-        });
-        Backend { name: name.to_string(), addr, hits, server: Some(server) }
+        }));
     }
 
     pub fn hits(&self) -> u64 {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Answers `status` from the next request on, on every connection.
+    pub fn set_status(&self, status: u16) {
+        self.reply.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Listens again on the same address after [`Backend::stop`], as a restarted pod does.
+    pub fn restart(&mut self) {
+        if self.server.is_none() {
+            self.listen();
+        }
     }
 
     /// Stops listening and drops every open connection.
@@ -73,7 +92,7 @@ impl Drop for Backend {
 
 struct Reply {
     name: String,
-    status: u16,
+    status: AtomicU16,
 }
 
 async fn serve(stream: TcpStream, reply: Arc<Reply>, hits: Arc<AtomicU64>) {
@@ -107,7 +126,7 @@ async fn serve(stream: TcpStream, reply: Arc<Reply>, hits: Arc<AtomicU64>) {
         hits.fetch_add(1, Ordering::SeqCst);
         let response = format!(
             "HTTP/1.1 {} X\r\ncontent-type: text/plain\r\nx-backend: {}\r\ncontent-length: {}\r\n\r\n{}",
-            reply.status,
+            reply.status.load(Ordering::SeqCst),
             reply.name,
             reply.name.len(),
             reply.name

@@ -62,6 +62,15 @@ impl Controller {
         serde_json::from_str(&response.body).expect("routes JSON")
     }
 
+    /// The health the controller reports for the endpoint `address` (`{"healthy": .., "last_failure": .., ..}`),
+    /// and the version of the table published with it.
+    pub fn endpoint_health(&self, address: SocketAddr) -> Option<(serde_json::Value, u64)> {
+        let routes = self.routes();
+        let version = routes["table"]["version"].as_u64()?;
+        let health = routes["health"].as_array()?.iter().find(|h| h["address"] == address.to_string())?.clone();
+        Some((health, version))
+    }
+
     /// The error texts the controller reports.
     pub fn errors(&self) -> Vec<String> {
         let routes = self.routes();

@@ -96,6 +96,19 @@ impl Envoy {
         self.process.log()
     }
 
+    /// Waits until the filter routes by table `version` or a later one: the fetcher logs each table it publishes
+    /// to the workers, which use it from their next request on.
+    pub fn wait_for_table(&self, version: u64) {
+        wait::until(&format!("Envoy to publish table version {version}"), Duration::from_secs(10), || {
+            let log = self.process.log();
+            let published = log.lines().filter_map(|line| {
+                let rest = line.split("published routing table version ").nth(1)?;
+                rest.split_whitespace().next()?.parse::<u64>().ok()
+            });
+            published.max().filter(|latest| *latest >= version)
+        });
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.process.is_running()
     }

@@ -50,9 +50,15 @@ pub fn node_port_service(name: &str, port: u16, node_port: u16) -> String {
 
 /// A Service in `default` whose backends are its pods' endpoints.
 pub fn pod_service(name: &str, port: u16) -> String {
+    pod_service_with(name, port, &[])
+}
+
+/// The same with more annotations, e.g. `("berth.dev/health-check-path", "/healthz")`.
+pub fn pod_service_with(name: &str, port: u16, annotations: &[(&str, &str)]) -> String {
+    let more: String = annotations.iter().map(|(key, value)| format!("    {key}: \"{value}\"\n")).collect();
     format!(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\n  annotations:\n    \
-         berth.dev/backends: pods\nspec:\n  ports:\n  - name: http\n    port: {port}\n    targetPort: {port}\n"
+         berth.dev/backends: pods\n{more}spec:\n  ports:\n  - name: http\n    port: {port}\n    targetPort: {port}\n"
     )
 }
 
