@@ -217,7 +217,7 @@ mod tests {
         publisher.publish(compiled(&["a"], &[]));
         let outcome = publisher.publish_with_health(compiled(&["a"], &[]), vec![health.clone()]);
         assert!(outcome.health_changed && !outcome.table_changed && !outcome.changed(), "{outcome:?}");
-        assert_eq!(*rx.borrow().health, [health.clone()]);
+        assert_eq!(*rx.borrow().health, std::slice::from_ref(&health));
         let outcome = publisher.publish(compiled(&["a", "b"], &[]));
         assert!(!outcome.health_changed && outcome.table_changed);
         assert_eq!(*rx.borrow().health, [health]);

@@ -258,7 +258,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// `5s`, `500ms`, `1.5s`: the shortest way to write a duration that [`parse_duration`] reads back.
 pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
-    if millis % 1000 == 0 { format!("{}s", millis / 1000) } else { format!("{millis}ms") }
+    if millis.is_multiple_of(1000) { format!("{}s", millis / 1000) } else { format!("{millis}ms") }
 }
 
 /// An absolute path with an optional query, without spaces or control characters (it goes into a request line).
