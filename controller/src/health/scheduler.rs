@@ -1,6 +1,8 @@
 //! One task per target, checking it at once and then every interval, sending each result to the run loop.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use tokio::sync::mpsc;
@@ -30,10 +32,14 @@ impl Scheduler {
             let results = self.results.clone();
             let checked = target.clone();
             let task = tokio::spawn(async move {
+                let mut first = true;
                 loop {
                     let outcome = probe(checked.address, &checked.check).await;
                     let at = Timestamp::now();
-                    let interval = checked.check.interval;
+                    let mut interval = checked.check.interval;
+                    if std::mem::take(&mut first) {
+                        interval += stagger(&checked, interval);
+                    }
                     let observation = Observation { target: checked.clone(), run, outcome, at };
                     // The run loop is gone: so is everyone who wanted to know.
                     if results.send(observation).await.is_err() {
@@ -57,6 +63,16 @@ impl Scheduler {
     }
 }
 
+/// Up to half an interval, different for each target: targets that start together (at start, all of them) keep
+/// checking at different moments rather than in bursts.
+fn stagger(target: &Target, interval: Duration) -> Duration {
+    // `DefaultHasher::new` has fixed keys: the same target gets the same offset, which is all this needs.
+    let mut hasher = DefaultHasher::new();
+    target.hash(&mut hasher);
+    let thousandths = u32::try_from(hasher.finish() % 500).unwrap_or(0);
+    interval * thousandths / 1000
+}
+
 impl Drop for Scheduler {
     fn drop(&mut self) {
         for task in self.tasks.values() {
@@ -71,6 +87,19 @@ mod tests {
     use crate::objects::health_check::HealthCheck;
     use std::time::Duration;
     use tokio::net::TcpListener;
+
+    #[test]
+    fn staggers_differ_between_targets_and_stay_under_half_an_interval() {
+        let interval = Duration::from_secs(10);
+        let staggers: Vec<Duration> = (1..=20)
+            .map(|port| {
+                stagger(&Target { address: ([127, 0, 0, 1], port).into(), check: HealthCheck::tcp(interval) }, interval)
+            })
+            .collect();
+        assert!(staggers.iter().all(|s| *s < interval / 2), "{staggers:?}");
+        let distinct: std::collections::BTreeSet<_> = staggers.iter().collect();
+        assert!(distinct.len() > 10, "{staggers:?}");
+    }
 
     #[tokio::test]
     async fn checks_start_at_once_repeat_and_stop() {
