@@ -280,6 +280,7 @@ warnings:
             path: PathMatch::Prefix("/".into()),
             backends: vec![backend("default/web:80", 1, &[1, 3])],
             source: source("Ingress", "web"),
+            session_cookie: None,
         });
         let health = |port: u16, healthy: bool, failure: Option<&str>| EndpointHealth {
             service: "default/web:80".into(),

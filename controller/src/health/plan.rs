@@ -150,12 +150,19 @@ mod tests {
                 path: PathMatch::Prefix("/".into()),
                 backends: vec![backend("default/web:80", &[1, 2]), backend("default/api:80", &[3])],
                 source: source(),
+                session_cookie: None,
             }],
             default_backend: Some(DefaultBackend {
                 backends: vec![backend("default/web:80", &[1, 2])],
                 source: source(),
             }),
-            tcp: vec![TcpRoute { port: 31000, backends: vec![backend("default/db:5432", &[4])], source: source() }],
+            tcp: vec![TcpRoute {
+                port: 31000,
+                backends: vec![backend("default/db:5432", &[4])],
+                source: source(),
+                source_ip_affinity: false,
+            }],
+            affinity_key: None,
         }
     }
 

@@ -80,6 +80,7 @@ mod tests {
             path: PathMatch::Prefix("/".into()),
             backends,
             source: Source { kind: "Ingress".into(), namespace: "default".into(), name: "x".into() },
+            session_cookie: None,
         };
         let content = Content {
             http: vec![
