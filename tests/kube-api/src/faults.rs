@@ -1,8 +1,8 @@
 //! Fault injection and observation for tests: cut every open watch, pause the API (503), count requests per
-//! verb and resource.
+//! verb and resource, and record which client made which kind of request (to check RBAC rules against).
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
@@ -11,12 +11,32 @@ pub struct Faults {
     paused: AtomicBool,
     cut: watch::Sender<u64>,
     counts: Mutex<BTreeMap<String, u64>>,
+    access: Mutex<BTreeSet<Access>>,
 }
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { paused: AtomicBool::new(false), cut: watch::channel(0).0, counts: Mutex::new(BTreeMap::new()) }
+        Faults {
+            paused: AtomicBool::new(false),
+            cut: watch::channel(0).0,
+            counts: Mutex::new(BTreeMap::new()),
+            access: Mutex::new(BTreeSet::new()),
+        }
     }
+}
+
+/// One kind of request a client made, in the terms of an RBAC rule: who (the User-Agent's product token, e.g.
+/// `kubectl/v1.37.1` or `berth/0.1.0`; empty without one), the verb, the API group (empty for core), the resource
+/// (with `/subresource`), the namespace (none: cluster-wide) and the object's name (for list and watch: the
+/// `metadata.name=` field selector's, which is how RBAC's `resourceNames` applies to them).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Access {
+    pub agent: String,
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
 }
 
 impl Faults {
@@ -49,12 +69,22 @@ impl Faults {
         *counts.entry(format!("{verb} {resource}")).or_default() += 1;
     }
 
+    pub fn record_access(&self, access: Access) {
+        self.access.lock().unwrap_or_else(|p| p.into_inner()).insert(access);
+    }
+
+    /// Every kind of request made since the start (or the last `reset_counts`).
+    pub fn access(&self) -> Vec<Access> {
+        self.access.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
     pub fn counts(&self) -> Counts {
         Counts(self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone())
     }
 
     pub fn reset_counts(&self) {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.access.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 

@@ -1,4 +1,4 @@
-//! Berth's Kubernetes API test server: plain HTTP on loopback, objects as JSON, faithful to the conventions
+//! Berth's Kubernetes API test server: plain HTTP (or HTTPS with `tls`) on loopback, objects as JSON, faithful to the conventions
 //! kube-rs (clients, watchers, leases) and kubectl rely on, with fault injection for tests.
 //!
 //! ```no_run
@@ -22,8 +22,10 @@ mod selector;
 mod server;
 mod status;
 mod store;
+mod tls;
 
-pub use faults::Counts;
+pub use faults::{Access, Counts};
 pub use server::{KubeApi, Options};
 pub use status::ApiError;
 pub use store::{Snapshot, load as load_state, save as save_state};
+pub use tls::TlsOptions;

@@ -1,14 +1,17 @@
 //! `berth-kube-api`: the Kubernetes API test server as a process, for tests that start and stop it.
 
 use anyhow::Context;
-use berth_kube_api::{KubeApi, Options};
+use berth_kube_api::{KubeApi, Options, TlsOptions};
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(version, about = "A Kubernetes API test server: plain HTTP on loopback, for kubectl and kube-rs in tests.")]
+#[command(
+    version,
+    about = "A Kubernetes API test server on loopback (HTTP, or HTTPS with --tls), for kubectl and kube-rs in tests."
+)]
 struct Cli {
     /// Loopback address to serve on; port 0 picks a free one (printed on stdout).
     #[arg(long, env = "BERTH_KUBE_API_LISTEN", default_value = "127.0.0.1:0")]
@@ -32,6 +35,17 @@ struct Cli {
     /// Serve only legacy discovery (clients fall back from aggregated discovery).
     #[arg(long, env = "BERTH_KUBE_API_NO_AGGREGATED_DISCOVERY", default_value_t = false)]
     no_aggregated_discovery: bool,
+    /// Serve HTTPS: a CA and a server certificate (for 127.0.0.1, localhost and every --tls-name) are made at
+    /// start, and the kubeconfig trusts the CA (certificate-authority-data).
+    #[arg(long, env = "BERTH_KUBE_API_TLS", default_value_t = false)]
+    tls: bool,
+    /// With --tls: another name (or IP) the server certificate is valid for; repeat or comma-separate.
+    #[arg(long, env = "BERTH_KUBE_API_TLS_NAME", value_delimiter = ',', requires = "tls")]
+    tls_name: Vec<String>,
+    /// With --tls: keep ca.pem, server.pem and server-key.pem in this directory, reusing them when present, so
+    /// a restarted server keeps the CA its clients trust.
+    #[arg(long, env = "BERTH_KUBE_API_TLS_DIR", requires = "tls")]
+    tls_dir: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -47,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         history_limit: cli.history,
         bookmark_interval: Duration::from_millis(cli.bookmark_ms.max(1)),
         aggregated_discovery: !cli.no_aggregated_discovery,
+        tls: cli.tls.then(|| TlsOptions { names: cli.tls_name.clone(), dir: cli.tls_dir.clone() }),
         ..Options::default()
     };
     let api = KubeApi::start(opts).await.with_context(|| format!("cannot serve on {}", cli.listen))?;

@@ -3,10 +3,11 @@
 
 use crate::api::{self, Query};
 use crate::discovery;
-use crate::faults::{Counts, Faults};
+use crate::faults::{Access, Counts, Faults};
 use crate::registry::StorageKey;
 use crate::status::ApiError;
 use crate::store::{self, Snapshot, Store};
+use crate::tls::{Certificates, TlsListener, TlsOptions};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
@@ -36,6 +37,8 @@ pub struct Options {
     pub bookmark_interval: Duration,
     /// Answer aggregated discovery (`apidiscovery.k8s.io/v2`) when asked; off, clients fall back to the legacy form.
     pub aggregated_discovery: bool,
+    /// Serve HTTPS with a certificate of a CA made for this server (the kubeconfig trusts it); none: plain HTTP.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
             history_limit: 10_000,
             bookmark_interval: Duration::from_secs(1),
             aggregated_discovery: true,
+            tls: None,
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct App {
 pub struct KubeApi {
     addr: SocketAddr,
     app: Arc<App>,
+    /// The CA clients trust (PEM), when serving TLS.
+    ca_pem: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -102,29 +108,38 @@ impl KubeApi {
         }
         let (stop, stopped) = oneshot::channel::<()>();
         let router = router(app.clone());
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(error) = served.await {
-                tracing::warn!(%error, "the test API server stopped");
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let (task, ca_pem) = match &opts.tls {
+            None => (tokio::spawn(serve(listener, router, stopped)), None),
+            Some(tls) => {
+                let certificates = Certificates::load_or_make(tls)?;
+                let listener = TlsListener::new(listener, &certificates)?;
+                (tokio::spawn(serve(listener, router, stopped)), Some(certificates.ca_pem))
             }
-        });
-        Ok(KubeApi { addr, app, stop: Some(stop), task: Some(task) })
+        };
+        Ok(KubeApi { addr, app, ca_pem, stop: Some(stop), task: Some(task) })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` when serving TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
-    /// A kubeconfig (YAML) for kubectl and `kube::Client`.
+    /// The CA certificate (PEM) that signed the server's, when serving TLS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// A kubeconfig (YAML) for kubectl and `kube::Client`; with TLS it trusts the server's CA.
     pub fn kubeconfig(&self) -> String {
-        crate::kubeconfig::render(self.addr)
+        crate::kubeconfig::render(&self.url(), self.ca_pem.as_deref())
     }
 
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
@@ -154,6 +169,11 @@ impl KubeApi {
 
     pub fn counts(&self) -> Counts {
         self.app.faults.counts()
+    }
+
+    /// Which client made which kind of request (see [`Access`]).
+    pub fn access(&self) -> Vec<Access> {
+        self.app.faults.access()
     }
 
     pub fn reset_counts(&self) {
@@ -200,6 +220,16 @@ impl Drop for KubeApi {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+async fn serve<L>(listener: L, router: Router, stopped: impl std::future::Future<Output = ()> + Send + 'static)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(stopped).await {
+        tracing::warn!(%error, "the test API server stopped");
     }
 }
 
@@ -271,6 +301,7 @@ fn router(app: Arc<App>) -> Router {
                 },
             ),
         )
+        .route("/_test/access", get(|State(a): State<Arc<App>>| async move { axum::Json(a.faults.access()) }))
         .route("/_test/snapshot", get(|State(a): State<Arc<App>>| async move { axum::Json(a.store.snapshot()) }))
         .route(
             "/_test/objects",

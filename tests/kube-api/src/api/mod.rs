@@ -12,6 +12,7 @@ pub use query::Query;
 pub use write::create_in;
 
 use crate::discovery;
+use crate::faults::Access;
 use crate::registry::ResourceType;
 use crate::server::App;
 use crate::status::{ApiError, ApiResult};
@@ -86,7 +87,20 @@ fn resource(
     };
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let store = &app.store;
-    let count = |verb: &str| app.faults.count(verb, &label);
+    let count = |verb: &str| {
+        app.faults.count(verb, &label);
+        let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let selected =
+            q.get("fieldSelector").and_then(|f| f.strip_prefix("metadata.name=")).filter(|n| !n.contains(','));
+        app.faults.record_access(Access {
+            agent: agent.split_whitespace().next().unwrap_or_default().to_string(),
+            verb: verb.to_string(),
+            group: rt.group.clone(),
+            resource: label.clone(),
+            namespace: t.namespace.clone(),
+            name: t.name.clone().or_else(|| selected.map(str::to_string)),
+        });
+    };
     match (method.as_str(), t.name.as_deref()) {
         ("GET", Some(name)) => {
             count("get");
