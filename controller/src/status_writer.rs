@@ -4,8 +4,11 @@
 //!   writes them) and `berth.dev/error` (its errors, one per line: the field and what to do), each removed when it
 //!   no longer applies (fixed, not exposed any more, no tcp route).
 //! - Every Ingress Berth serves, with `--ingress-address`: `status.loadBalancer.ingress` (through `/status`).
+//! - With `--ingress-address`, every Ingress Berth served before but serves no more (its class changed, Berth's
+//!   IngressClass is gone): the address Berth wrote is cleared (an address another controller wrote stays).
 //! - A core/v1 Event (type Warning, reason `BerthError`) for every error that appears on a VirtualService or an
-//!   Ingress; not again while the error stays (it is new only once per process: a restart reports it again).
+//!   Ingress, named after the object and the error ([`event_name`]): a restarted controller finds the Event it
+//!   wrote before and adds none; an error that goes away and comes back raises that Event's `count`.
 //!
 //! Writes are JSON merge patches under the field manager `berth`. A merge patch, not server-side apply: removing
 //! an annotation must work whoever last set it (a user's `kubectl apply` of an exported manifest takes over the
@@ -17,7 +20,7 @@
 //! without waiting for any of this, except that a tcp route is served only once its port is recorded on the
 //! object (see [`crate::commands::run`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
@@ -90,7 +93,7 @@ pub fn plan(index: &Index, compiled: &Compiled, ingress_address: Option<&str>) -
         }
     }
     if let Some(address) = ingress_address {
-        let wanted = if address.parse::<std::net::IpAddr>().is_ok() {
+        let ours = if address.parse::<std::net::IpAddr>().is_ok() {
             json!([{"ip": address}])
         } else {
             json!([{"hostname": address}])
@@ -98,9 +101,6 @@ pub fn plan(index: &Index, compiled: &Compiled, ingress_address: Option<&str>) -
         let classes = Classes::from_index(index);
         for entry in index.of_kind(Kind::Ingress) {
             let Object::Ingress(ingress) = &entry.object else { continue };
-            if !classes.serves(ingress) {
-                continue;
-            }
             let current = ingress
                 .status
                 .as_ref()
@@ -108,6 +108,15 @@ pub fn plan(index: &Index, compiled: &Compiled, ingress_address: Option<&str>) -
                 .and_then(|lb| lb.ingress.as_ref())
                 .map(|list| serde_json::to_value(list).unwrap_or_default())
                 .unwrap_or_else(|| json!([]));
+            // An Ingress Berth does not serve (any more: its class changed, or Berth's IngressClass is gone) must
+            // not keep pointing clients at Berth; an address some other controller wrote is left alone.
+            let wanted = if classes.serves(ingress) {
+                ours.clone()
+            } else if current == ours {
+                Value::Null
+            } else {
+                continue;
+            };
             if current != wanted {
                 writes.push(Write {
                     key: entry.object.key(),
@@ -157,15 +166,22 @@ pub fn notes(index: &Index, new_diagnostics: &[Diagnostic]) -> Vec<Note> {
 pub struct Writer {
     plans: watch::Sender<Vec<Write>>,
     notes: mpsc::UnboundedSender<Note>,
+    virtual_service: watch::Sender<Option<ApiResource>>,
 }
 
 impl Writer {
-    /// Starts the writing task. `virtual_service` is the resource VirtualServices are watched through.
-    pub fn spawn(client: Client, virtual_service: Option<ApiResource>) -> (Writer, tokio::task::JoinHandle<()>) {
+    /// Starts the writing task.
+    pub fn spawn(client: Client) -> (Writer, tokio::task::JoinHandle<()>) {
         let (plans, plans_rx) = watch::channel(Vec::new());
         let (notes, notes_rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write_loop(client, virtual_service, plans_rx, notes_rx));
-        (Writer { plans, notes }, task)
+        let (virtual_service, virtual_service_rx) = watch::channel(None);
+        let task = tokio::spawn(write_loop(client, virtual_service_rx, plans_rx, notes_rx));
+        (Writer { plans, notes, virtual_service }, task)
+    }
+
+    /// The resource VirtualServices are read through now (none while their CRD is not installed).
+    pub fn set_virtual_service(&self, resource: Option<ApiResource>) {
+        self.virtual_service.send_replace(resource);
     }
 
     /// Replaces the writes still to make: the latest plan is the whole truth.
@@ -192,23 +208,26 @@ enum Outcome {
 
 async fn write_loop(
     client: Client,
-    virtual_service: Option<ApiResource>,
+    virtual_service: watch::Receiver<Option<ApiResource>>,
     mut plans: watch::Receiver<Vec<Write>>,
     mut notes: mpsc::UnboundedReceiver<Note>,
 ) {
     // The writes made, by object: skipped when planned again against the same resourceVersion.
     let mut done: HashMap<ObjectKey, (Option<String>, Value)> = HashMap::new();
+    // The Events this process wrote or found: the same error again counts on the same Event.
+    let mut recorded: HashSet<String> = HashSet::new();
     let mut unsent: Vec<Note> = Vec::new();
     let mut delay = RETRY_FIRST;
     loop {
         let writes = plans.borrow_and_update().clone();
+        let vs = virtual_service.borrow().clone();
         let mut failed = false;
         for write in writes {
             let made = (write.resource_version.clone(), write.patch.clone());
             if done.get(&write.key) == Some(&made) {
                 continue;
             }
-            match patch(&client, virtual_service.as_ref(), &write).await {
+            match patch(&client, vs.as_ref(), &write).await {
                 Outcome::Done => {
                     info!(object = %write.key, patch = %write.patch, "wrote back");
                     done.insert(write.key, made);
@@ -224,10 +243,17 @@ async fn write_loop(
             }
         }
         for note in std::mem::take(&mut unsent) {
-            if let Err(error) = event(&client, virtual_service.as_ref(), &note).await {
-                warn!(object = %note.key, %error, "cannot record an Event; trying again in {delay:?}");
-                failed = true;
-                unsent.push(note);
+            let name = event_name(&note);
+            match event(&client, vs.as_ref(), &note, recorded.contains(&name)).await {
+                Ok(outcome) => {
+                    debug!(object = %note.key, event = %name, ?outcome, "recorded an Event");
+                    recorded.insert(name);
+                }
+                Err(error) => {
+                    warn!(object = %note.key, %error, "cannot record an Event; trying again in {delay:?}");
+                    failed = true;
+                    unsent.push(note);
+                }
             }
         }
         if failed {
@@ -272,15 +298,62 @@ async fn patch(client: &Client, virtual_service: Option<&ApiResource>, write: &W
     }
 }
 
-async fn event(client: &Client, virtual_service: Option<&ApiResource>, note: &Note) -> Result<(), kube::Error> {
+/// The name of the Event that records `note`: the object's name and a hash of what identifies the error (the
+/// object's kind, namespace, name and uid, and the message). The same error on the same object always has the same
+/// Event, so a restarted controller finds the one it wrote before instead of adding another.
+pub fn event_name(note: &Note) -> String {
+    use sha2::Digest;
+    let identity = [
+        note.key.kind.as_str(),
+        &note.key.namespace,
+        &note.key.name,
+        note.uid.as_deref().unwrap_or_default(),
+        EVENT_REASON,
+        &note.message,
+    ]
+    .join("\n");
+    let hash: String = sha2::Sha256::digest(identity.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    // Object names are DNS subdomains of at most 253 characters, as Event names must be: keep that.
+    let suffix = format!(".berth-{hash}");
+    let room = 253 - suffix.len();
+    let mut name: String = note.key.name.chars().take(room).collect();
+    while name.ends_with(['.', '-']) {
+        name.pop();
+    }
+    format!("{name}{suffix}")
+}
+
+/// What recording a note did.
+#[derive(Debug, PartialEq)]
+enum Recorded {
+    /// A new Event.
+    Created,
+    /// The Event was there already (written before a restart): left as it is.
+    Found,
+    /// The error came back while this process ran: the Event's count and lastTimestamp went up.
+    Repeated,
+    /// The namespace is gone with the object.
+    Gone,
+}
+
+/// Records `note` as an Event named by [`event_name`]: creates it, or, when it exists and this process recorded
+/// it before (`again`: the error went away and came back), counts it once more. An Event this process did not
+/// write is a restarted controller's own earlier record of the same error, so it is left alone.
+async fn event(
+    client: &Client,
+    virtual_service: Option<&ApiResource>,
+    note: &Note,
+    again: bool,
+) -> Result<Recorded, kube::Error> {
     let api_version = match note.key.kind {
         Kind::VirtualService => virtual_service.map_or("networking.istio.io/v1", |r| r.api_version.as_str()),
         _ => "networking.k8s.io/v1",
     };
+    let name = event_name(note);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let event = Event {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{}.", note.key.name)),
+            name: Some(name.clone()),
             namespace: Some(note.key.namespace.clone()),
             ..ObjectMeta::default()
         },
@@ -299,18 +372,24 @@ async fn event(client: &Client, virtual_service: Option<&ApiResource>, note: &No
         source: Some(EventSource { component: Some(FIELD_MANAGER.to_string()), host: None }),
         reporting_component: Some(FIELD_MANAGER.to_string()),
         first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now),
+        last_timestamp: Some(now.clone()),
         count: Some(1),
         ..Event::default()
     };
     let api = Api::<Event>::namespaced(client.clone(), &note.key.namespace);
-    let params = PostParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PostParams::default() };
-    match api.create(&params, &event).await {
-        Ok(_) => Ok(()),
-        // The namespace is gone with the object.
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(error) => Err(error),
+    let post = PostParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PostParams::default() };
+    match api.create(&post, &event).await {
+        Ok(_) => return Ok(Recorded::Created),
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Recorded::Gone),
+        Err(kube::Error::Api(status)) if status.code == 409 && !again => return Ok(Recorded::Found),
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => return Err(error),
     }
+    // Should it expire between the two calls, the error is returned and the next try creates it afresh.
+    let count = api.get(&name).await?.count.unwrap_or(1);
+    let patch = json!({"count": count + 1, "lastTimestamp": now});
+    api.patch(&name, &params(), &Patch::Merge(&patch)).await?;
+    Ok(Recorded::Repeated)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! Every publication goes compile → [`Health::apply`] → publish; a health check result that changes what is
 //! shown republishes the last compilation the same way, so health never touches ports or routes.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ use crate::index::Index;
 use crate::objects::{Kind, Object, annotation};
 use crate::publish::Publisher;
 use crate::server::SourceView;
-use crate::source::{Update, dir, kube};
+use crate::source::{Update, crds, dir, kube};
 use crate::status_writer::{self, Writer};
 use crate::{Error, Result, leader, server, state};
 
@@ -108,26 +109,27 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 namespace: args.namespace.clone(),
             };
             let client = kube::client(&options).await?;
-            let virtual_service = kube::virtual_service_resource(&client).await?;
-            match &virtual_service {
-                Some(resource) => info!(api_version = %resource.api_version, "watching VirtualServices"),
-                None => warn!(
-                    "the API server serves no VirtualService (networking.istio.io v1 or v1beta1): install Istio's \
-                     CRDs and restart berth to serve VirtualServices; Ingresses are served meanwhile"
-                ),
-            }
-            let resources = kube::resources(virtual_service.clone());
-            tasks.extend(kube::spawn(&client, &options, &resources, &updates_tx));
             let campaign = args.leader.leader_elect.then(|| leader::spawn(client.clone(), lease_config(&args)));
-            let (writer, task) = Writer::spawn(client, virtual_service);
+            let (writer, task) = Writer::spawn(client.clone());
             tasks.push(task);
+            tasks.push(kube::spawn_probe(&client, &updates_tx));
+            tasks.extend(crds::spawn(&client, &updates_tx));
+            let mut watches = kube::Watches::new(client, options, updates_tx.clone());
+            for (kind, resource) in kube::builtin_resources() {
+                watches.set(kind, Some(resource));
+            }
+            // Ready once every built-in kind is listed and each CRD's kind is listed or known to be missing.
+            let mut unlisted: Vec<Kind> = kube::builtin_resources().into_iter().map(|(kind, _)| kind).collect();
+            unlisted.extend(crds::OPTIONAL_KINDS.iter().map(|(kind, _, _)| *kind));
             controller.kube = Some(KubeMode {
                 leads: campaign.as_ref().map(|c| c.leads.clone()),
                 campaign,
                 writer,
                 ingress_address: args.ingress_address.clone(),
-                unlisted: resources.iter().map(|(kind, _)| *kind).collect(),
+                unlisted,
                 stale: None,
+                watches,
+                missing: BTreeSet::new(),
             });
             controller.publish_sources();
         }
@@ -243,11 +245,19 @@ struct KubeMode {
     unlisted: Vec<Kind>,
     /// Since when (RFC 3339) and why the cluster cannot be reached.
     stale: Option<(String, String)>,
+    watches: kube::Watches,
+    /// Kinds whose CRD is not installed.
+    missing: BTreeSet<Kind>,
 }
 
 impl Controller {
     /// Takes one update into the index; whether anything that needs a compilation changed.
     fn handle(&mut self, update: Update) -> bool {
+        if let (Some(kube), Some(source)) = (&self.kube, update.source())
+            && !kube.watches.is_current(source)
+        {
+            return false; // in flight from a watch that has ended
+        }
         match update {
             Update::Reset { source, snapshot } => self.index.reset(&source, snapshot.objects, snapshot.diagnostics),
             Update::Apply { source, object } => {
@@ -261,6 +271,21 @@ impl Controller {
             Update::Listed(kind) => {
                 if let Some(kube) = &mut self.kube {
                     kube.unlisted.retain(|k| *k != kind);
+                }
+            }
+            Update::Served { kind, resource } => {
+                let Some(kube) = &mut self.kube else { return false };
+                if resource.is_some() {
+                    kube.missing.remove(&kind);
+                } else {
+                    kube.missing.insert(kind);
+                    kube.unlisted.retain(|k| *k != kind);
+                }
+                if kind == Kind::VirtualService {
+                    kube.writer.set_virtual_service(resource.clone());
+                }
+                if let Some(ended) = kube.watches.set(kind, resource) {
+                    self.index.reset(&ended, Vec::new(), Vec::new());
                 }
             }
             Update::Failing { error } => {
@@ -317,6 +342,9 @@ impl Controller {
         };
         let mut compiled = compile(&self.index, &self.options, &held);
         compiled.content = std::mem::take(&mut compiled.content).with_affinity_key(self.affinity_key);
+        if let Some(kube) = &self.kube {
+            crds::explain_missing(&kube.missing.iter().copied().collect::<Vec<_>>(), &mut compiled);
+        }
         for line in ports::describe_changes(&self.assignments, &compiled.assignments) {
             info!("{line}");
         }

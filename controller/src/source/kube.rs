@@ -3,21 +3,16 @@
 //!
 //! Every kind is watched as a `DynamicObject` and converted with the same parser as files
 //! ([`crate::objects::parse_value`]), so an object that cannot be read is a diagnostic, not a stuck watch. Each
-//! kind is its own index source (`kube:Service`, ...): a relist of one kind replaces that kind alone. A watch that
-//! errors or is cut resumes from its resourceVersion, or relists after 410 Gone (kube-runtime's watcher, with
+//! kind is its own index source (`kube:Service v1`, ...): a relist of one kind replaces that kind alone. A watch
+//! that errors or is cut resumes from its resourceVersion, or relists after 410 Gone (kube-runtime's watcher, with
 //! `default_backoff`), so no change is lost; meanwhile the index keeps what it had and the source is reported
-//! stale. VirtualService is watched at `networking.istio.io/v1`, or `v1beta1` where v1 is not served.
+//! stale. The built-in kinds are watched from the start; VirtualService and PortAllocation from when their CRDs
+//! are installed ([`super::crds`]).
 //!
-//! RBAC: the verbs `berth run --source kube` uses, per resource (the ClusterRole must grant these):
-//! - `get`, `list`, `watch`: `networking.istio.io` `virtualservices`; `networking.k8s.io` `ingresses`,
-//!   `ingressclasses`; core `services`, `nodes`; `discovery.k8s.io` `endpointslices`; `berth.dev`
-//!   `portallocations` (`get` is not called today; grant it for `kubectl`-style tooling and future use).
-//! - `patch`: `networking.istio.io` `virtualservices` (annotations `berth.dev/address`, `berth.dev/error`);
-//!   `networking.k8s.io` `ingresses/status` (`status.loadBalancer.ingress`, only with `--ingress-address`).
-//! - `create`: core `events` (an Event for every new error on a VirtualService or Ingress).
-//! - Discovery (`/api`, `/apis`, `/apis/networking.istio.io`, `/version`) needs no RBAC beyond the default
-//!   `system:discovery` role every authenticated user has.
+//! Requests go out with `User-Agent: berth/<version>`; `controller/deploy/clusterrole.yaml` grants exactly what
+//! they do (each rule says why), and `tests/tests/kubernetes.rs` checks that against the requests made.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -34,7 +29,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{Snapshot, Update};
-use crate::objects::{Kind, ObjectKey, PortAllocation, parse_value};
+use crate::objects::{Kind, ObjectKey, parse_value};
 use crate::{Error, Result};
 
 /// The namespace no workload of users lives in: skipped unless asked for with `--namespace kube-system`.
@@ -74,75 +69,57 @@ pub async fn client(options: &Options) -> Result<Client> {
             failed(format!("no in-cluster configuration and no kubeconfig ({e}); pass --kubeconfig PATH"))
         })?,
     };
+    let mut config = config;
+    // Says who is asking in the API server's audit log (kube-rs sends no User-Agent of its own).
+    if let Ok(agent) = axum::http::HeaderValue::from_str(&format!("berth/{}", env!("CARGO_PKG_VERSION"))) {
+        config.headers.push((axum::http::header::USER_AGENT, agent));
+    }
     Client::try_from(config).map_err(|e| failed(format!("cannot make a client: {e}")))
 }
 
-/// The API resource VirtualServices are read and written through: `networking.istio.io/v1`, or `v1beta1` where
-/// the server does not serve v1. None when the server serves neither (Istio's CRDs are not installed).
-pub async fn virtual_service_resource(client: &Client) -> Result<Option<ApiResource>> {
-    let group = match kube::discovery::group(client, "networking.istio.io").await {
-        Ok(group) => group,
-        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
-        Err(e) => return Err(Error::Kube { reason: format!("cannot discover networking.istio.io: {e}") }),
-    };
-    for version in ["v1", "v1beta1"] {
-        if let Some((resource, _)) =
-            group.versioned_resources(version).into_iter().find(|(r, _)| r.kind == "VirtualService")
-        {
-            return Ok(Some(resource));
-        }
-    }
-    Ok(None)
-}
-
-/// The watched kinds and their API resources.
-pub fn resources(virtual_service: Option<ApiResource>) -> Vec<(Kind, ApiResource)> {
-    let mut all = Vec::new();
-    if let Some(vs) = virtual_service {
-        all.push((Kind::VirtualService, vs));
-    }
-    all.extend([
+/// The kinds every cluster serves, and their API resources. VirtualService and PortAllocation come and go with
+/// their CRDs ([`super::crds`]).
+pub fn builtin_resources() -> Vec<(Kind, ApiResource)> {
+    vec![
         (Kind::Ingress, ApiResource::erase::<Ingress>(&())),
         (Kind::IngressClass, ApiResource::erase::<IngressClass>(&())),
         (Kind::Service, ApiResource::erase::<Service>(&())),
         (Kind::Node, ApiResource::erase::<Node>(&())),
         (Kind::EndpointSlice, ApiResource::erase::<EndpointSlice>(&())),
-        (Kind::PortAllocation, ApiResource::erase::<PortAllocation>(&())),
-    ]);
-    all
+    ]
 }
 
-/// The index source of one kind.
-pub fn source_id(kind: Kind) -> String {
-    format!("kube:{kind}")
+/// The index source of one kind read through one resource: `kube:Service v1`. A kind whose CRD changes the
+/// version it is read at becomes another source, so that what the old watch still delivers can be told apart.
+pub fn source_id(kind: Kind, resource: &ApiResource) -> String {
+    format!("kube:{kind} {}", resource.api_version)
 }
 
-/// Starts a watcher per kind and the reachability probe; they send to `updates` until it closes.
-pub fn spawn(
+/// Starts the watcher of one kind; it sends to `updates` until it closes or the task is aborted.
+pub fn spawn_kind(
     client: &Client,
     options: &Options,
-    resources: &[(Kind, ApiResource)],
+    kind: Kind,
+    resource: &ApiResource,
     updates: &mpsc::Sender<Update>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks: Vec<_> = resources
-        .iter()
-        .map(|(kind, resource)| {
-            let api = if !kind.namespaced() {
-                Api::<DynamicObject>::all_with(client.clone(), resource)
-            } else if let Some(ns) = &options.namespace {
-                Api::namespaced_with(client.clone(), ns, resource)
-            } else {
-                Api::all_with(client.clone(), resource)
-            };
-            let mut config = watcher::Config::default();
-            if kind.namespaced() && options.namespace.is_none() {
-                config = config.fields(&format!("metadata.namespace!={SYSTEM_NAMESPACE}"));
-            }
-            tokio::spawn(watch_kind(*kind, resource.clone(), api, config, updates.clone()))
-        })
-        .collect();
-    tasks.push(tokio::spawn(probe(client.clone(), updates.clone())));
-    tasks
+) -> tokio::task::JoinHandle<()> {
+    let api = if !kind.namespaced() {
+        Api::<DynamicObject>::all_with(client.clone(), resource)
+    } else if let Some(ns) = &options.namespace {
+        Api::namespaced_with(client.clone(), ns, resource)
+    } else {
+        Api::all_with(client.clone(), resource)
+    };
+    let mut config = watcher::Config::default();
+    if kind.namespaced() && options.namespace.is_none() {
+        config = config.fields(&format!("metadata.namespace!={SYSTEM_NAMESPACE}"));
+    }
+    tokio::spawn(watch_kind(kind, resource.clone(), api, config, updates.clone()))
+}
+
+/// Starts the reachability probe.
+pub fn spawn_probe(client: &Client, updates: &mpsc::Sender<Update>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(probe(client.clone(), updates.clone()))
 }
 
 async fn watch_kind(
@@ -152,7 +129,7 @@ async fn watch_kind(
     config: watcher::Config,
     updates: mpsc::Sender<Update>,
 ) {
-    let source = source_id(kind);
+    let source = source_id(kind, &resource);
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut listing: Option<Snapshot> = None;
     let mut listed_once = false;
@@ -243,4 +220,49 @@ fn convert(
         map.insert("kind".into(), resource.kind.clone().into());
     }
     parse_value(&value).map_err(|diagnostic| Box::new((key, diagnostic)))
+}
+
+/// The running watches, one per kind, started, replaced and stopped as CRDs come and go. Dropping it stops them.
+pub struct Watches {
+    client: Client,
+    options: Options,
+    updates: mpsc::Sender<Update>,
+    running: BTreeMap<Kind, (ApiResource, tokio::task::JoinHandle<()>)>,
+}
+
+impl Watches {
+    pub fn new(client: Client, options: Options, updates: mpsc::Sender<Update>) -> Watches {
+        Watches { client, options, updates, running: BTreeMap::new() }
+    }
+
+    /// Watches `kind` through `resource` from now on; none: not at all. When that ends a watch, returns the index
+    /// source its objects are under: they are gone with it (a CRD's objects go with the CRD), or are about to be
+    /// listed again under the new source.
+    pub fn set(&mut self, kind: Kind, resource: Option<ApiResource>) -> Option<String> {
+        if self.running.get(&kind).map(|(r, _)| r) == resource.as_ref() {
+            return None;
+        }
+        let ended = self.running.remove(&kind).map(|(old, task)| {
+            task.abort();
+            source_id(kind, &old)
+        });
+        if let Some(resource) = resource {
+            let task = spawn_kind(&self.client, &self.options, kind, &resource, &self.updates);
+            self.running.insert(kind, (resource, task));
+        }
+        ended
+    }
+
+    /// Whether `source` is the index source of a running watch: what an ended one still had in flight is not.
+    pub fn is_current(&self, source: &str) -> bool {
+        self.running.iter().any(|(kind, (resource, _))| source_id(*kind, resource) == source)
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for (_, task) in self.running.values() {
+            task.abort();
+        }
+    }
 }

@@ -2,10 +2,13 @@
 //! snapshot per kind after every (re)list and single changes in between. Both reach the index through
 //! [`Update`], in one run loop.
 
+pub mod crds;
 pub mod dir;
 pub mod kube;
 
 use std::path::PathBuf;
+
+use ::kube::api::ApiResource;
 
 use crate::Diagnostic;
 use crate::index::SourceId;
@@ -32,8 +35,23 @@ pub enum Update {
     Delete { source: SourceId, key: ObjectKey },
     /// A watched kind finished its first list (readiness waits for every kind's).
     Listed(Kind),
+    /// What a kind served through a CRD is read through now; none: its CRD is not installed (see [`crds`]).
+    Served { kind: Kind, resource: Option<ApiResource> },
     /// The source cannot reach its objects; what is known stays served, marked stale.
     Failing { error: String },
     /// The source reaches its objects again.
     Healthy,
+}
+
+impl Update {
+    /// The index source an update about objects comes from.
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            Update::Reset { source, .. }
+            | Update::Apply { source, .. }
+            | Update::Reject { source, .. }
+            | Update::Delete { source, .. } => Some(source),
+            Update::Listed(_) | Update::Served { .. } | Update::Failing { .. } | Update::Healthy => None,
+        }
+    }
 }
