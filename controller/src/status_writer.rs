@@ -474,4 +474,68 @@ mod tests {
         assert_eq!(notes[0].message, "spec.tcp[0]: bad");
         assert_eq!(notes[0].key.to_string(), "VirtualService shop/db");
     }
+
+    fn ingress(name: &str, class: &str, ip: Option<&str>) -> Object {
+        let status = ip.map_or_else(|| json!({}), |ip| json!({"loadBalancer": {"ingress": [{"ip": ip}]}}));
+        Object::Ingress(
+            serde_json::from_value(json!({
+                "metadata": {"namespace": "shop", "name": name, "resourceVersion": "3"},
+                "spec": {"ingressClassName": class},
+                "status": status,
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn berth_class() -> Object {
+        Object::IngressClass(
+            serde_json::from_value(json!({
+                "metadata": {"name": "berth"},
+                "spec": {"controller": "berth.dev/ingress-controller"},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn an_ingress_berth_does_not_serve_loses_only_berths_own_address() {
+        let mut index = Index::new();
+        index.apply("kube:IngressClass", berth_class(), None).unwrap();
+        for object in [
+            ingress("new", "berth", None),
+            ingress("done", "berth", Some("10.0.0.1")),
+            ingress("left", "other", Some("10.0.0.1")),
+            ingress("theirs", "other", Some("10.9.9.9")),
+            ingress("never", "other", None),
+        ] {
+            index.apply("kube:Ingress", object, None).unwrap();
+        }
+        let writes = plan(&index, &Compiled::default(), Some("10.0.0.1"));
+        let by_name: BTreeMap<&str, &Value> = writes.iter().map(|w| (w.key.name.as_str(), &w.patch)).collect();
+        assert_eq!(by_name.len(), 2, "{writes:?}");
+        assert_eq!(*by_name["new"], json!({"status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}}));
+        assert_eq!(*by_name["left"], json!({"status": {"loadBalancer": {"ingress": null}}}));
+        assert!(plan(&index, &Compiled::default(), None).is_empty(), "without --ingress-address status is left alone");
+    }
+
+    fn note(name: &str, uid: &str, message: &str) -> Note {
+        Note {
+            key: ObjectKey::new(Kind::VirtualService, "shop", name),
+            uid: Some(uid.into()),
+            resource_version: Some("7".into()),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn an_events_name_is_the_same_for_the_same_error_on_the_same_object() {
+        let name = event_name(&note("db", "u1", "bad"));
+        assert!(name.starts_with("db.berth-") && name.len() == "db.berth-".len() + 16, "{name}");
+        assert_eq!(event_name(&Note { resource_version: Some("8".into()), ..note("db", "u1", "bad") }), name);
+        assert_ne!(event_name(&note("db", "u1", "worse")), name, "another error");
+        assert_ne!(event_name(&note("db", "u2", "bad")), name, "a re-created object");
+        assert_ne!(event_name(&note("web", "u1", "bad")), name);
+        let long = event_name(&note(&"a-".repeat(126), "u1", "bad"));
+        assert!(long.len() <= 253 && !long.contains("-.berth"), "{long}");
+    }
 }
