@@ -31,13 +31,29 @@ pub fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> io::Result<Response> {
+    request_with_body(addr, method, host, path, headers, "")
+}
+
+/// The same with a body (and its `Content-Length`).
+pub fn request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     head.push_str("\r\n");
+    head.push_str(body);
     stream.write_all(head.as_bytes())?;
     read_response(&mut BufReader::new(stream))
 }

@@ -1,5 +1,6 @@
 //! A Kubernetes API for end-to-end tests: the `berth-kube-api` test server as a real process (so a test can kill
-//! it and start it again from its state file), and the real `kubectl` driving it the way a user would.
+//! it and start it again from its state file), over HTTP or HTTPS, and the real `kubectl` driving it the way a
+//! user would.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ pub struct KubeApiServer {
     pub addr: SocketAddr,
     pub kubeconfig: PathBuf,
     pub state: PathBuf,
+    /// Serving HTTPS (`--tls`): the kubeconfig trusts the CA kept in `<dir>/kube-api-tls/ca.pem`.
+    pub tls: bool,
     dir: PathBuf,
     process: Process,
 }
@@ -21,23 +24,38 @@ impl KubeApiServer {
     /// Starts the server on a free port, keeping its objects in `<dir>/kube-api-state.json` and writing its
     /// kubeconfig to `<dir>/kubeconfig`; waits until it answers.
     pub fn start(dir: &Path) -> KubeApiServer {
-        let addr = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
-        let kubeconfig = dir.join("kubeconfig");
-        let state = dir.join("kube-api-state.json");
-        let process = KubeApiServer::spawn(addr, &kubeconfig, &state, dir);
-        KubeApiServer { addr, kubeconfig, state, dir: dir.to_path_buf(), process }
+        KubeApiServer::start_with(dir, false)
     }
 
-    fn spawn(addr: SocketAddr, kubeconfig: &Path, state: &Path, dir: &Path) -> Process {
+    /// The same over HTTPS, as an in-cluster API server: a CA and a server certificate for 127.0.0.1 are made at
+    /// start (and kept in `<dir>/kube-api-tls`, so a restart keeps them), and the kubeconfig trusts the CA.
+    pub fn start_tls(dir: &Path) -> KubeApiServer {
+        KubeApiServer::start_with(dir, true)
+    }
+
+    fn start_with(dir: &Path, tls: bool) -> KubeApiServer {
+        let addr = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
+        let (kubeconfig, state) = (dir.join("kubeconfig"), dir.join("kube-api-state.json"));
+        let process = KubeApiServer::spawn(addr, &kubeconfig, &state, dir, tls);
+        KubeApiServer { addr, kubeconfig, state, tls, dir: dir.to_path_buf(), process }
+    }
+
+    fn spawn(addr: SocketAddr, kubeconfig: &Path, state: &Path, dir: &Path, tls: bool) -> Process {
         let mut command = Command::new(paths::kube_api());
         command
             .arg(format!("--listen={addr}"))
             .arg(format!("--kubeconfig-out={}", kubeconfig.display()))
             .arg(format!("--state={}", state.display()));
+        if tls {
+            command.arg("--tls").arg(format!("--tls-dir={}", dir.join("kube-api-tls").display()));
+        }
+        // The server prints this line once it serves (its kubeconfig written); the log keeps earlier runs' lines.
+        let ready = |log: &str| log.matches("listening on ").count();
+        let before = ready(&std::fs::read_to_string(dir.join("kube-api.log")).unwrap_or_default());
         let mut process = Process::spawn("kube-api", &mut command, dir);
         wait::until("the Kubernetes API test server", Duration::from_secs(10), || {
             assert!(process.is_running(), "berth-kube-api exited:\n{}", process.log());
-            client::get(addr, "kube-api", "/version").ok().filter(|r| r.status == 200)
+            (ready(&process.log()) > before).then_some(())
         });
         process
     }
@@ -50,20 +68,54 @@ impl KubeApiServer {
     /// Starts it again on the same address from its state file: objects, resourceVersions and history kept.
     pub fn restart(&mut self) {
         self.process.kill();
-        self.process = KubeApiServer::spawn(self.addr, &self.kubeconfig, &self.state, &self.dir);
+        self.process = KubeApiServer::spawn(self.addr, &self.kubeconfig, &self.state, &self.dir, self.tls);
+    }
+
+    /// `GET` of a test endpoint: plain HTTP, or through kubectl (which speaks TLS with the kubeconfig's CA).
+    fn test_get(&self, path: &str) -> String {
+        if self.tls {
+            return self.kubectl().ok(&["get", "--raw", path]);
+        }
+        let response = client::get(self.addr, "kube-api", path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(response.status, 200, "GET {path}: {}", response.body);
+        response.body
     }
 
     /// `POST /_test/<what>`: `cut-watches`, `compact`, `pause`, `resume`.
     pub fn fault(&self, what: &str) {
-        let response = client::request(self.addr, "POST", "kube-api", &format!("/_test/{what}"), &[])
-            .unwrap_or_else(|e| panic!("POST /_test/{what}: {e}"));
-        assert!(response.status < 300, "POST /_test/{what}: {} {}", response.status, response.body);
+        let path = format!("/_test/{what}");
+        if self.tls {
+            self.kubectl().ok(&["create", "--raw", &path, "-f", "/dev/null"]);
+            return;
+        }
+        let response =
+            client::request(self.addr, "POST", "kube-api", &path, &[]).unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        assert!(response.status < 300, "POST {path}: {} {}", response.status, response.body);
+    }
+
+    /// Creates the objects of `yaml` directly in the store (`POST /_test/objects`), which works while the API is
+    /// paused: a change that lands while every client is locked out.
+    pub fn create_objects(&self, yaml: &str) {
+        assert!(!self.tls, "create_objects speaks plain HTTP");
+        let response = client::request_with_body(self.addr, "POST", "kube-api", "/_test/objects", &[], yaml)
+            .unwrap_or_else(|e| panic!("POST /_test/objects: {e}"));
+        assert_eq!(response.status, 200, "POST /_test/objects: {}", response.body);
     }
 
     /// Requests served, `{"patch virtualservices": 3, ...}`.
     pub fn counts(&self) -> serde_json::Value {
-        let response = client::get(self.addr, "kube-api", "/_test/counts").expect("GET /_test/counts");
-        serde_json::from_str(&response.body).expect("counts JSON")
+        serde_json::from_str(&self.test_get("/_test/counts")).expect("counts JSON")
+    }
+
+    /// One count of [`KubeApiServer::counts`], e.g. `count("create events")`.
+    pub fn count(&self, key: &str) -> u64 {
+        self.counts()[key].as_u64().unwrap_or(0)
+    }
+
+    /// Which client made which kind of request: `[{"agent": "berth/0.1.0", "verb": "list", "group": "",
+    /// "resource": "services", "namespace": null, "name": null}, ...]`.
+    pub fn access(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.test_get("/_test/access")).expect("access JSON")
     }
 
     /// Every write (create, update, patch, delete) served so far.
@@ -96,6 +148,8 @@ impl Kubectl {
             .args(["--request-timeout=10s"])
             .args(args)
             .env("HOME", &self.home)
+            // Relative paths in arguments (`-k controller/deploy`) are the workspace's.
+            .current_dir(paths::workspace())
             .output()
             .expect("run kubectl")
     }
@@ -127,19 +181,74 @@ impl Kubectl {
     }
 }
 
+/// The CRDs a cluster running Berth has: Berth's PortAllocation (as shipped in controller/deploy) and Istio's
+/// VirtualService (a stand-in with Istio's names and versions).
+pub enum Crd {
+    PortAllocation,
+    VirtualService,
+}
+
+impl Crd {
+    pub fn yaml(&self) -> String {
+        let path = match self {
+            Crd::PortAllocation => "controller/deploy/crds/portallocation.yaml",
+            Crd::VirtualService => "tests/fixtures/virtualservice-crd.yaml",
+        };
+        std::fs::read_to_string(paths::workspace().join(path)).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    }
+}
+
+/// One Event as `kubectl get events` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventView {
+    pub name: String,
+    pub object: String,
+    pub reason: String,
+    pub message: String,
+    pub count: u64,
+}
+
 impl Kubectl {
-    /// `kubectl apply`s the CRDs a cluster running Berth has: Berth's PortAllocation and Istio's VirtualService.
+    /// `kubectl apply`s both CRDs.
     pub fn install_crds(&self) {
-        let crd = |path: &str| std::fs::read_to_string(paths::workspace().join(path)).expect("read CRD");
-        self.apply(&crd("controller/deploy/crds/portallocation.yaml"));
-        self.apply(&crd("tests/fixtures/virtualservice-crd.yaml"));
+        self.install(&Crd::PortAllocation);
+        self.install(&Crd::VirtualService);
+    }
+
+    pub fn install(&self, crd: &Crd) {
+        self.apply(&crd.yaml());
     }
 
     /// The port in a VirtualService's `berth.dev/address: HOST:PORT`, once the controller has written it.
     pub fn wait_address(&self, vs: &str) -> u16 {
         wait::until(&format!("berth.dev/address on {vs}"), Duration::from_secs(20), || {
-            let address = self.jsonpath(&["virtualservice", vs], "{.metadata.annotations['berth\\.dev/address']}");
+            let address = self.annotation(&["virtualservice", vs], "berth.dev/address");
             address.rsplit_once(':')?.1.trim().parse().ok()
         })
+    }
+
+    /// The annotation `key` of the object `what` (e.g. `["virtualservice", "web"]`); empty when absent.
+    pub fn annotation(&self, what: &[&str], key: &str) -> String {
+        self.jsonpath(what, &format!("{{.metadata.annotations['{}']}}", key.replace('.', "\\.")))
+    }
+
+    /// The Events in the default namespace about the object named `object`.
+    pub fn events_about(&self, object: &str) -> Vec<EventView> {
+        let out = self.ok(&["get", "events", "-o", "json"]);
+        let list: serde_json::Value = serde_json::from_str(&out).expect("events JSON");
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| EventView {
+                name: text(&e["metadata"]["name"]),
+                object: text(&e["involvedObject"]["name"]),
+                reason: text(&e["reason"]),
+                message: text(&e["message"]),
+                count: e["count"].as_u64().unwrap_or(0),
+            })
+            .filter(|e| e.object == object)
+            .collect()
     }
 }

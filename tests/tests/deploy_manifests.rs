@@ -5,64 +5,15 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
+use berth_tests::kube::KubeApiServer;
 use berth_tests::manifests::{self, ManifestDir, Rule};
 use berth_tests::process::Process;
 use berth_tests::{Backend, Controller, client, envoy, paths, wait};
 use serde_json::{Value, json};
-
-fn kubectl_path() -> PathBuf {
-    std::env::var_os("BERTH_KUBECTL").map(PathBuf::from).unwrap_or_else(|| paths::workspace().join(".venv/bin/kubectl"))
-}
-
-fn kube_api_path() -> PathBuf {
-    let path = paths::berth().with_file_name("berth-kube-api");
-    assert!(path.exists(), "{} not found: run `make test`", path.display());
-    path
-}
-
-/// The Kubernetes API test server as a process, with a kubeconfig for kubectl.
-struct KubeApi {
-    kubeconfig: PathBuf,
-    home: PathBuf,
-    _process: Process,
-}
-
-impl KubeApi {
-    fn start(work: &Path) -> KubeApi {
-        let addr = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
-        let kubeconfig = work.join("kubeconfig");
-        let mut command = Command::new(kube_api_path());
-        command.arg(format!("--listen={addr}")).arg("--kubeconfig-out").arg(&kubeconfig);
-        let mut process = Process::spawn("kube-api", &mut command, work);
-        wait::until("the Kubernetes API test server", Duration::from_secs(20), || {
-            assert!(process.is_running(), "berth-kube-api exited:\n{}", process.log());
-            (kubeconfig.exists() && client::get(addr, "kube", "/version").is_ok()).then_some(())
-        });
-        KubeApi { kubeconfig, home: work.to_path_buf(), _process: process }
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(kubectl_path())
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env("HOME", &self.home)
-            .current_dir(paths::workspace())
-            .output()
-            .expect("run kubectl")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "kubectl {args:?} failed:\n{stdout}\n{stderr}");
-        stdout.into_owned()
-    }
-}
 
 /// The test server serves the kinds Berth reads; the kinds only an operator applies (Deployments, RBAC, Istio's
 /// EnvoyFilter) are stood in for by CRDs of the same group, version and kind, so kubectl maps and sends them as on
@@ -92,17 +43,16 @@ fn stand_ins() -> String {
 #[test]
 fn kubectl_applies_the_deploy_manifests_and_the_envoy_filter() {
     let work = tempfile::tempdir().unwrap();
-    let api = KubeApi::start(work.path());
-    let stand_in_file = work.path().join("stand-ins.yaml");
-    std::fs::write(&stand_in_file, stand_ins()).unwrap();
-    api.ok(&["apply", "-f", stand_in_file.to_str().unwrap()]);
+    let server = KubeApiServer::start(work.path());
+    let api = server.kubectl();
+    api.apply(&stand_ins());
 
     // The kustomization builds and lists every manifest of the directory except the example.
     let built = api.ok(&["kustomize", "controller/deploy"]);
     for kind in ["Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"] {
         assert!(built.contains(&format!("kind: {kind}\n")), "{kind} missing from the kustomization:\n{built}");
     }
-    for kind in ["Role", "RoleBinding", "Deployment", "Service"] {
+    for kind in ["Deployment", "Service"] {
         assert!(built.contains(&format!("kind: {kind}\n")), "{kind} missing from the kustomization:\n{built}");
     }
     assert!(built.contains("image: ghcr.io/berth-dev/berth:0.1.0"), "{built}");
@@ -111,16 +61,13 @@ fn kubectl_applies_the_deploy_manifests_and_the_envoy_filter() {
     // server has no ServiceAccounts: a gap of the test server, not of the manifest).
     let without_sa: Vec<&str> =
         built.split("\n---\n").filter(|doc| !doc.lines().any(|line| line == "kind: ServiceAccount")).collect();
-    let applied = work.path().join("built.yaml");
-    std::fs::write(&applied, without_sa.join("\n---\n")).unwrap();
-    let out = api.ok(&["apply", "-f", applied.to_str().unwrap()]);
+    let out = api.apply(&without_sa.join("\n---\n"));
     for name in [
         "namespace/berth-system created",
         "customresourcedefinition.apiextensions.k8s.io/portallocations.berth.dev created",
         "deployment.apps/berth-controller created",
         "service/berth-controller created",
         "clusterrole.rbac.authorization.k8s.io/berth created",
-        "rolebinding.rbac.authorization.k8s.io/berth created",
         "clusterrolebinding.rbac.authorization.k8s.io/berth created",
     ] {
         assert!(out.contains(name), "{name}:\n{out}");

@@ -2,35 +2,17 @@
 //! as a user would, `berth run --source kube` watching it and writing back, real Envoy with the built filter
 //! routing to loopback backends.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth_tests::kube::{KubeApiServer, Kubectl};
 use berth_tests::manifests::{self, HttpRoute, Rule, node_port_service, port_allocation, tcp_virtual_service};
 use berth_tests::tcp_client::{connect, read_exact};
-use berth_tests::{Backend, Controller, Envoy, TcpBackend, paths, wait};
+use berth_tests::{Backend, Controller, Envoy, TcpBackend, wait};
 
 const EXPOSED: &str = "  annotations:\n    berth.dev/expose: \"true\"\n";
 
-/// `kubectl apply`s the CRDs a cluster running Berth has: Berth's PortAllocation and Istio's VirtualService.
-fn install_crds(kubectl: &Kubectl) {
-    let crd = |path: &Path| std::fs::read_to_string(path).expect("read CRD");
-    kubectl.apply(&crd(&paths::workspace().join("controller/deploy/crds/portallocation.yaml")));
-    kubectl.apply(&crd(&paths::workspace().join("tests/fixtures/virtualservice-crd.yaml")));
-}
-
 fn annotation(kubectl: &Kubectl, vs: &str, name: &str) -> String {
-    let path = format!("{{.metadata.annotations['{}']}}", name.replace('.', "\\."));
-    kubectl.jsonpath(&["virtualservice", vs], &path)
-}
-
-/// The port in `berth.dev/address: tcp.example.com:PORT`, once the controller has written it.
-fn wait_address(kubectl: &Kubectl, vs: &str) -> u16 {
-    wait::until(&format!("berth.dev/address on {vs}"), Duration::from_secs(10), || {
-        let yaml = kubectl.ok(&["get", "virtualservice", vs, "-o", "yaml"]);
-        let line = yaml.lines().find(|l| l.trim_start().starts_with("berth.dev/address:"))?;
-        line.trim().strip_prefix("berth.dev/address: tcp.example.com:")?.trim().parse().ok()
-    })
+    kubectl.annotation(&["virtualservice", vs], name)
 }
 
 fn wait_greeting(port: u16, greeting: &str) {
@@ -46,7 +28,7 @@ fn kubectl_drives_routing_and_berth_writes_back() {
     let work = tempfile::tempdir().expect("temp dir");
     let api = KubeApiServer::start(work.path());
     let kubectl = api.kubectl();
-    install_crds(&kubectl);
+    kubectl.install_crds();
 
     let (web, shop) = (Backend::start("web"), Backend::start("shop"));
     let db = TcpBackend::greeting("db ready\n");
@@ -81,7 +63,8 @@ fn kubectl_drives_routing_and_berth_writes_back() {
     kubectl.ok(&["annotate", "virtualservice", "web", "berth.dev/expose=true"]);
     envoy.wait_for_backend("web.example.com", "/", "web");
     kubectl.ok(&["annotate", "virtualservice", "db", "berth.dev/expose=true"]);
-    let port = wait_address(&kubectl, "db");
+    let port = kubectl.wait_address("db");
+    assert_eq!(annotation(&kubectl, "db", "berth.dev/address"), format!("tcp.example.com:{port}"));
     assert!((range.0..=range.1).contains(&port), "{port} in {range:?}");
     wait_greeting(port, "db ready\n");
 
@@ -98,13 +81,7 @@ fn kubectl_drives_routing_and_berth_writes_back() {
     });
     assert!(error.contains("missing"), "the annotation names what is wrong: {error}");
     wait::until("an Event for broken", Duration::from_secs(10), || {
-        let events = kubectl.ok(&[
-            "get",
-            "events",
-            "-o",
-            "jsonpath={range .items[*]}{.involvedObject.name}|{.reason}|{.message}{\"\\n\"}{end}",
-        ]);
-        events.lines().find(|l| l.starts_with("broken|BerthError|") && l.contains("missing")).map(str::to_string)
+        kubectl.events_about("broken").into_iter().find(|e| e.reason == "BerthError" && e.message.contains("missing"))
     });
     envoy.wait_for_backend("www.example.com", "/", "web");
     wait_greeting(port, "db ready\n");
@@ -134,7 +111,7 @@ fn a_cut_watch_loses_nothing_and_an_outage_keeps_the_last_table() {
     let work = tempfile::tempdir().expect("temp dir");
     let mut api = KubeApiServer::start(work.path());
     let kubectl = api.kubectl();
-    install_crds(&kubectl);
+    kubectl.install_crds();
     let web = Backend::start("web");
     kubectl.apply(
         &[
@@ -152,6 +129,18 @@ fn a_cut_watch_loses_nothing_and_an_outage_keeps_the_last_table() {
     api.fault("cut-watches");
     kubectl.ok(&["patch", "virtualservice", "web", "--type=merge", "-p", r#"{"spec":{"hosts":["b.example.com"]}}"#]);
     envoy.wait_for_backend("b.example.com", "/", "web");
+
+    // Locked out (503) while a change lands and the history is compacted: the watches come back to 410 Gone,
+    // relist, and the change arrives all the same.
+    api.fault("pause");
+    api.create_objects(&manifests::virtual_service(
+        "late",
+        &["late.example.com"],
+        &[HttpRoute("prefix", "/", "web", 80)],
+    ));
+    api.fault("compact");
+    api.fault("resume");
+    envoy.wait_for_backend("late.example.com", "/", "web");
 
     // The API server dies: Envoy keeps routing by the last table, and berth says the source is stale.
     api.kill();
@@ -171,4 +160,92 @@ fn a_cut_watch_loses_nothing_and_an_outage_keeps_the_last_table() {
     kubectl.ok(&["patch", "virtualservice", "web", "--type=merge", "-p", r#"{"spec":{"hosts":["c.example.com"]}}"#]);
     envoy.wait_for_backend("c.example.com", "/", "web");
     assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn the_controller_watches_an_api_server_over_https() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let api = KubeApiServer::start_tls(work.path());
+    let kubeconfig = std::fs::read_to_string(&api.kubeconfig).expect("kubeconfig");
+    assert!(kubeconfig.contains("server: https://127.0.0.1:"), "{kubeconfig}");
+    assert!(kubeconfig.contains("certificate-authority-data: "), "{kubeconfig}");
+    // kubectl, too, talks TLS to it, trusting the CA of the kubeconfig.
+    let kubectl = api.kubectl();
+    kubectl.install_crds();
+    let web = Backend::start("web");
+    kubectl.apply(
+        &[
+            manifests::node("n1", "127.0.0.1"),
+            node_port_service("web", 80, web.addr.port()),
+            manifests::virtual_service("web", &["a.example.com"], &[HttpRoute("prefix", "/", "web", 80)]),
+        ]
+        .join("---\n"),
+    );
+
+    let controller = Controller::start_kube(&api.kubeconfig, work.path(), &[]);
+    let envoy = Envoy::start(controller.addr, work.path());
+    envoy.wait_for_backend("a.example.com", "/", "web");
+
+    // Changes arrive through the watch, and write-back goes out, over TLS.
+    kubectl.ok(&["patch", "virtualservice", "web", "--type=merge", "-p", r#"{"spec":{"hosts":["b.example.com"]}}"#]);
+    envoy.wait_for_backend("b.example.com", "/", "web");
+    kubectl.apply(&manifests::virtual_service("broken", &["c.example.com"], &[HttpRoute("prefix", "/", "gone", 80)]));
+    let error = wait::until("berth.dev/error on broken", Duration::from_secs(10), || {
+        Some(annotation(&kubectl, "broken", "berth.dev/error")).filter(|e| !e.is_empty())
+    });
+    assert!(error.contains("gone"), "{error}");
+}
+
+/// The hosts of the http routes a controller serves.
+fn hosts(controller: &Controller) -> Vec<String> {
+    let routes = controller.routes();
+    let http = routes["table"]["http"].as_array().cloned().unwrap_or_default();
+    let mut hosts: Vec<String> = http.iter().map(|r| r["host"].as_str().unwrap_or_default().to_string()).collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+#[test]
+fn namespaced_objects_are_read_from_every_namespace_but_kube_system_or_from_the_one_given() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let api = KubeApiServer::start(work.path());
+    let kubectl = api.kubectl();
+    kubectl.install_crds();
+    kubectl.ok(&["create", "namespace", "shop"]);
+    let mut objects = vec![manifests::node("n1", "127.0.0.1")];
+    for (namespace, host) in
+        [("default", "default.example.com"), ("shop", "shop.example.com"), ("kube-system", "system.example.com")]
+    {
+        let in_namespace = |yaml: String| yaml.replace("namespace: default", &format!("namespace: {namespace}"));
+        objects.push(in_namespace(node_port_service("web", 80, 30080)));
+        objects.push(in_namespace(manifests::virtual_service("web", &[host], &[HttpRoute("prefix", "/", "web", 80)])));
+    }
+    kubectl.apply(&objects.join("---\n"));
+
+    // Ready means every kind is listed and compiled: what is served now is all the lists held.
+    let dir = |name: &str| {
+        let dir = work.path().join(name);
+        std::fs::create_dir_all(&dir).expect("log dir");
+        dir
+    };
+    let everywhere = Controller::start_kube(&api.kubeconfig, &dir("all"), &[]);
+    assert_eq!(hosts(&everywhere), ["default.example.com", "shop.example.com"], "kube-system is left out");
+    let shop = Controller::start_kube(&api.kubeconfig, &dir("shop"), &["--namespace=shop".into()]);
+    assert_eq!(hosts(&shop), ["shop.example.com"]);
+    let system = Controller::start_kube(&api.kubeconfig, &dir("system"), &["--namespace=kube-system".into()]);
+    assert_eq!(hosts(&system), ["system.example.com"], "kube-system when asked for");
+
+    // Changes follow the same scoping: one in default reaches only the controller that reads default.
+    let patch = r#"{"spec":{"hosts":["default2.example.com"]}}"#;
+    kubectl.ok(&["patch", "virtualservice", "web", "-n", "default", "--type=merge", "-p", patch]);
+    let patch = r#"{"spec":{"hosts":["shop2.example.com"]}}"#;
+    kubectl.ok(&["patch", "virtualservice", "web", "-n", "shop", "--type=merge", "-p", patch]);
+    wait::until("both changes in the controller reading every namespace", Duration::from_secs(10), || {
+        (hosts(&everywhere) == ["default2.example.com", "shop2.example.com"]).then_some(())
+    });
+    wait::until("the shop change in the controller reading shop", Duration::from_secs(10), || {
+        (hosts(&shop) == ["shop2.example.com"]).then_some(())
+    });
+    assert_eq!(hosts(&system), ["system.example.com"]);
 }
