@@ -1,6 +1,6 @@
 //! Kubernetes mode without the CRDs it reads: Berth starts, serves what it can and says what is missing; when
-//! Istio's VirtualService CRD and Berth's PortAllocation CRD are installed later, it picks them up without a
-//! restart.
+//! Istio's VirtualService CRD and Berth's PortAllocation CRD are installed later (or removed), it follows without
+//! a restart.
 
 use std::time::Duration;
 
@@ -81,4 +81,13 @@ fn crds_installed_after_the_start_are_picked_up_and_missing_ones_are_explained()
     });
     let routes = controller.routes();
     assert!(!routes.to_string().contains("not installed"), "neither error nor warning is left: {routes}");
+
+    // Istio's CRD is removed (and with it every VirtualService): their routes go, the rest stays.
+    kubectl.ok(&["delete", "customresourcedefinition", "virtualservices.networking.istio.io"]);
+    wait::until("web.example.com to be unrouted", Duration::from_secs(10), || {
+        (envoy.get("web.example.com", "/").status == 404).then_some(())
+    });
+    envoy.wait_for_backend("shop.example.com", "/", "shop");
+    let routes = controller.routes();
+    assert!(routes.to_string().contains("virtualservices.networking.istio.io is not installed"), "{routes}");
 }
