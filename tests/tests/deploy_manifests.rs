@@ -52,7 +52,7 @@ fn kubectl_applies_the_deploy_manifests_and_the_envoy_filter() {
     for kind in ["Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"] {
         assert!(built.contains(&format!("kind: {kind}\n")), "{kind} missing from the kustomization:\n{built}");
     }
-    for kind in ["Deployment", "Service"] {
+    for kind in ["Role", "RoleBinding", "Deployment", "Service"] {
         assert!(built.contains(&format!("kind: {kind}\n")), "{kind} missing from the kustomization:\n{built}");
     }
     assert!(built.contains("image: ghcr.io/berth-dev/berth:0.1.0"), "{built}");
@@ -68,6 +68,7 @@ fn kubectl_applies_the_deploy_manifests_and_the_envoy_filter() {
         "deployment.apps/berth-controller created",
         "service/berth-controller created",
         "clusterrole.rbac.authorization.k8s.io/berth created",
+        "rolebinding.rbac.authorization.k8s.io/berth created",
         "clusterrolebinding.rbac.authorization.k8s.io/berth created",
     ] {
         assert!(out.contains(name), "{name}:\n{out}");

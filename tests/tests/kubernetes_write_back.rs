@@ -1,5 +1,5 @@
 //! What Berth writes onto cluster objects, over time: one Event per error however often the controller restarts,
-//! the Ingress address taken back when Berth stops serving an Ingress, and the ClusterRole of
+//! the Ingress address taken back when Berth stops serving an Ingress, and the ClusterRole and Role of
 //! `controller/deploy` granting exactly the requests the controller makes.
 
 use std::time::Duration;
@@ -14,7 +14,7 @@ fn ingress_ip(kubectl: &Kubectl, name: &str) -> String {
 }
 
 #[test]
-fn an_error_keeps_one_event_across_restarts_and_the_cluster_role_grants_exactly_what_is_used() {
+fn an_error_keeps_one_event_across_restarts_and_the_rbac_grants_exactly_what_is_used() {
     let work = tempfile::tempdir().expect("temp dir");
     let api = KubeApiServer::start(work.path());
     let kubectl = api.kubectl();
@@ -33,7 +33,16 @@ fn an_error_keeps_one_event_across_restarts_and_the_cluster_role_grants_exactly_
         ]
         .join("---\n"),
     );
-    let args = ["--ingress-address=127.0.0.1".to_string()];
+    // As deployed: leader election through a Lease in berth-system (the restarted container keeps its pod's name,
+    // so it renews the Lease at once), Ingress addresses written.
+    kubectl.ok(&["create", "namespace", "berth-system"]);
+    let args = [
+        "--ingress-address=127.0.0.1",
+        "--leader-elect",
+        "--leader-elect-namespace=berth-system",
+        "--leader-elect-identity=berth-0",
+    ]
+    .map(String::from);
     let controller = Controller::start_kube(&api.kubeconfig, work.path(), &args);
     let first = wait::until("an Event for broken", Duration::from_secs(10), || {
         kubectl.events_about("broken").into_iter().find(|e| e.reason == "BerthError")
@@ -70,25 +79,26 @@ fn an_error_keeps_one_event_across_restarts_and_the_cluster_role_grants_exactly_
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!((events[0].name.as_str(), events[0].count), (first.name.as_str(), 2), "{events:?}");
 
-    check_cluster_role(&api.access());
+    check_rbac(&api.access());
 }
 
-/// One grant of a ClusterRole rule: verb, API group, resource, and the one name it is limited to (if any).
-type Grant = (String, String, String, Option<String>);
+/// One grant of an RBAC rule: the namespace it holds in (none: a ClusterRole's, everywhere), verb, API group,
+/// resource, and the one name it is limited to (none: any).
+type Grant = (Option<String>, String, String, String, Option<String>);
 
-/// Every request the controller made (`User-Agent: berth/...`) is granted by `controller/deploy/clusterrole.yaml`,
-/// and everything it grants was requested: the manifest holds only the verbs the controller uses.
-fn check_cluster_role(access: &[Value]) {
-    let text = std::fs::read_to_string(paths::workspace().join("controller/deploy/clusterrole.yaml")).expect("read");
+/// The grants of the rules of `kind` (ClusterRole or Role) in one of `controller/deploy`'s files.
+fn grants(file: &str, kind: &str) -> Vec<Grant> {
+    let text = std::fs::read_to_string(paths::workspace().join("controller/deploy").join(file)).expect("read");
     let role = text
         .split("\n---\n")
         .map(|doc| serde_yaml::from_str::<Value>(doc).expect("YAML"))
-        .find(|doc| doc["kind"] == "ClusterRole")
-        .expect("a ClusterRole");
+        .find(|doc| doc["kind"] == kind)
+        .unwrap_or_else(|| panic!("a {kind} in {file}"));
+    let namespace = role["metadata"]["namespace"].as_str().map(str::to_string);
     let list = |v: &Value| -> Vec<String> {
         v.as_array().into_iter().flatten().map(|s| s.as_str().unwrap_or_default().to_string()).collect()
     };
-    let mut granted: Vec<Grant> = Vec::new();
+    let mut granted = Vec::new();
     for rule in role["rules"].as_array().expect("rules") {
         let names: Vec<Option<String>> = match list(&rule["resourceNames"]) {
             names if names.is_empty() => vec![None],
@@ -98,28 +108,42 @@ fn check_cluster_role(access: &[Value]) {
             for group in list(&rule["apiGroups"]) {
                 for resource in list(&rule["resources"]) {
                     for name in &names {
-                        granted.push((verb.clone(), group.clone(), resource.clone(), name.clone()));
+                        granted.push((namespace.clone(), verb.clone(), group.clone(), resource.clone(), name.clone()));
                     }
                 }
             }
         }
     }
+    granted
+}
+
+/// Every request the controller made (`User-Agent: berth/...`) is granted by the ClusterRole or (in its own
+/// namespace) the Role of `controller/deploy`, and everything they grant was requested: the manifests hold only
+/// what the controller uses.
+fn check_rbac(access: &[Value]) {
+    let mut granted = grants("clusterrole.yaml", "ClusterRole");
+    granted.extend(grants("role.yaml", "Role"));
     let used: Vec<Grant> = access
         .iter()
         .filter(|a| a["agent"].as_str().is_some_and(|agent| agent.starts_with("berth/")))
         .map(|a| {
             let text = |key: &str| a[key].as_str().unwrap_or_default().to_string();
-            (text("verb"), text("group"), text("resource"), a["name"].as_str().map(str::to_string))
+            let optional = |key: &str| a[key].as_str().map(str::to_string);
+            (optional("namespace"), text("verb"), text("group"), text("resource"), optional("name"))
         })
         .collect();
     assert!(!used.is_empty(), "no request of berth's was recorded: {access:?}");
-    let allows = |(verb, group, resource, limited): &Grant, (v, g, r, name): &Grant| {
-        verb == v && group == g && resource == r && (limited.is_none() || limited == name)
+    let allows = |(scope, verb, group, resource, limited): &Grant, (ns, v, g, r, name): &Grant| {
+        (scope.is_none() || scope == ns)
+            && verb == v
+            && group == g
+            && resource == r
+            && (limited.is_none() || limited == name)
     };
     let refused: Vec<&Grant> = used.iter().filter(|u| !granted.iter().any(|g| allows(g, u))).collect();
-    assert!(refused.is_empty(), "the ClusterRole does not grant these requests of the controller: {refused:?}");
+    assert!(refused.is_empty(), "controller/deploy does not grant these requests of the controller: {refused:?}");
     let unused: Vec<&Grant> = granted.iter().filter(|g| !used.iter().any(|u| allows(g, u))).collect();
-    assert!(unused.is_empty(), "the ClusterRole grants what the controller never does: {unused:?}");
+    assert!(unused.is_empty(), "controller/deploy grants what the controller never does: {unused:?}");
 }
 
 #[test]
