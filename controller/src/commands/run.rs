@@ -130,6 +130,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 stale: None,
                 watches,
                 missing: BTreeSet::new(),
+                noted: false,
             });
             controller.publish_sources();
         }
@@ -248,6 +249,10 @@ struct KubeMode {
     watches: kube::Watches,
     /// Kinds whose CRD is not installed.
     missing: BTreeSet<Kind>,
+    /// Whether every error of the last publication has been given to the writer as an Event, which happens only
+    /// while leading: a replica that starts to lead notes them all (Events are named per error, so one the
+    /// previous leader recorded is found, not repeated).
+    noted: bool,
 }
 
 impl Controller {
@@ -368,14 +373,19 @@ impl Controller {
         let health = self.health.apply(&self.index, &mut compiled);
         let (http, tcp) = (compiled.content.http.len(), compiled.content.tcp.len());
         let errors = compiled.diagnostics.iter().filter(|d| !d.is_warning()).count();
+        let catch_up = self.kube.as_ref().is_some_and(|k| leading && !k.noted).then(|| compiled.diagnostics.clone());
         let outcome = self.publisher.publish_with_health(compiled, health);
         for diagnostic in &outcome.new_diagnostics {
             warn!("{diagnostic}");
         }
-        if let Some(kube) = self.kube.as_ref().filter(|_| leading) {
-            for note in status_writer::notes(&self.index, &outcome.new_diagnostics) {
-                kube.writer.note(note);
+        if let Some(kube) = &mut self.kube {
+            if leading {
+                let to_note = catch_up.as_deref().unwrap_or(&outcome.new_diagnostics);
+                for note in status_writer::notes(&self.index, to_note) {
+                    kube.writer.note(note);
+                }
             }
+            kube.noted = leading;
         }
         if outcome.changed() {
             info!("serving table version {}: {http} http routes, {tcp} tcp routes, {errors} errors", outcome.version);
