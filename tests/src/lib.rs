@@ -9,6 +9,7 @@ pub mod controller;
 pub mod envoy;
 pub mod fake_controller;
 pub mod kube;
+pub mod load;
 pub mod manifests;
 pub mod paths;
 pub mod process;
