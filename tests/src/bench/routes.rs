@@ -217,8 +217,28 @@ mod tests {
         }
     }
 
+    /// The generated bootstraps are ones Envoy accepts (the benchmark would otherwise fail only when run).
     #[test]
-    fn native_routes_keep_bersths_precedence_and_share_clusters() {
+    fn native_bootstraps_validate_in_envoy() {
+        let work = tempfile::tempdir().unwrap();
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let config =
+            berth_tests::envoy::render(addr(7070), addr(8080), addr(9901), work.path(), &["--tcp-ports=31000".into()]);
+        let rendered = std::fs::read_to_string(config).unwrap();
+        let mut table = Table::new(1);
+        table.http.push(route("a.example", PathMatch::Segments("/api".into()), &[1, 2]));
+        table.http.push(route("*.b.example", PathMatch::Exact("/x".into()), &[3]));
+        let native = native_bootstrap(&rendered, &table, addr(8081), addr(9902)).unwrap();
+        let tcp = native_tcp_bootstrap(&rendered, addr(31001), addr(7), addr(9903)).unwrap();
+        for (name, yaml) in [("native.yaml", native), ("native-tcp.yaml", tcp)] {
+            let file = work.path().join(name);
+            std::fs::write(&file, &yaml).unwrap();
+            assert_eq!(berth_tests::envoy::validate(&file), Ok(()), "{yaml}");
+        }
+    }
+
+    #[test]
+    fn native_routes_keep_berths_precedence_and_share_clusters() {
         let mut table = Table::new(1);
         table.http.push(route("a.example", PathMatch::Prefix("/".into()), &[1]));
         table.http.push(route("a.example", PathMatch::Segments("/api/".into()), &[2]));
