@@ -44,7 +44,7 @@ fn met(ok: bool) -> &'static str {
 }
 
 fn size(n: usize) -> String {
-    if n >= 1000 && n % 1000 == 0 { format!("{},000", n / 1000) } else { n.to_string() }
+    if n >= 1000 && n.is_multiple_of(1000) { format!("{},000", n / 1000) } else { n.to_string() }
 }
 
 pub fn markdown(results: &Results, options: &Options) -> String {

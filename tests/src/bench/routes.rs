@@ -47,12 +47,15 @@ pub fn ingress(set: &str, i: usize, services: usize) -> String {
     manifests::ingress(&format!("{set}-{i}"), &[Rule(&host, "/", "Prefix", &service, 80)])
 }
 
+/// A host's routes: index in the table, path, backends.
+type HostRoutes<'a> = Vec<(usize, &'a PathMatch, &'a [Backend])>;
+
 /// Envoy's own routing for `table`'s HTTP routes: a virtual host per host, routes in Berth's precedence order (an
 /// exact path first, then longer prefixes first, ties in table order), and one static cluster per distinct set
 /// of endpoints. Returns `(route_config, clusters)`.
 pub fn native_routes(table: &Table) -> (Value, Vec<Value>) {
     let mut clusters: BTreeMap<Vec<SocketAddr>, String> = BTreeMap::new();
-    let mut by_host: Vec<(String, Vec<(usize, &PathMatch, &[Backend])>)> = Vec::new();
+    let mut by_host: Vec<(String, HostRoutes<'_>)> = Vec::new();
     for (index, route) in table.http.iter().enumerate() {
         let entry = match by_host.iter().position(|(host, _)| *host == route.host) {
             Some(at) => &mut by_host[at].1,
