@@ -140,13 +140,17 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// Writes `svg` next to `png` and converts it; an error says what is missing.
+/// Converts `svg` to `png` (through a file next to it, removed afterwards); an error says what is missing.
 pub fn write_png(svg: &str, png: &Path) -> anyhow::Result<()> {
     let source = png.with_extension("svg");
     std::fs::write(&source, svg)?;
     let status = Command::new("rsvg-convert").arg("-o").arg(png).arg(&source).status();
     match status {
-        Ok(status) if status.success() => Ok(()),
+        Ok(status) if status.success() => {
+            // The PNG is what the report shows; the SVG was only its source.
+            let _ = std::fs::remove_file(&source);
+            Ok(())
+        }
         other => anyhow::bail!("rsvg-convert (Debian librsvg2-bin) could not draw {}: {other:?}", png.display()),
     }
 }
