@@ -17,8 +17,13 @@ use super::{BerthStack, envoy_options, free_addr, rss_mib, wait_routed};
 #[derive(Debug, Clone)]
 pub struct HttpResult {
     pub hosts: usize,
+    /// Saturating runs (`wrk_connections` connections): throughput, and latency under queueing.
     pub berth: Vec<Run>,
     pub native: Vec<Run>,
+    /// One connection, one request at a time: latency is the time a request takes, not time spent queueing,
+    /// so the difference between the sides is what the filter adds to a request.
+    pub berth_latency: Vec<Run>,
+    pub native_latency: Vec<Run>,
     pub berth_rss_mib: f64,
     pub native_rss_mib: f64,
 }
@@ -82,7 +87,9 @@ fn compare(options: &Options, backends: &[std::net::SocketAddr], size: usize) ->
     for side in [berth.envoy.http, native.http] {
         wrk::run(side, &warmup, &script, &list)?;
     }
+    let single = Load { connections: 1, ..load.clone() };
     let (mut berth_runs, mut native_runs) = (Vec::new(), Vec::new());
+    let (mut berth_latency, mut native_latency) = (Vec::new(), Vec::new());
     for round in 0..options.rounds {
         // A then B, then B then A: whatever else the machine does falls on both sides alike.
         let berth_first = round % 2 == 0;
@@ -97,13 +104,23 @@ fn compare(options: &Options, backends: &[std::net::SocketAddr], size: usize) ->
                 result.p99_us,
                 result.errors
             );
-            if berth_turn { berth_runs.push(result) } else { native_runs.push(result) }
+            let latency = wrk::run(target, &single, &script, &list)?;
+            eprintln!("    one connection: p50 {} µs, p99 {} µs", latency.p50_us, latency.p99_us);
+            if berth_turn {
+                berth_runs.push(result);
+                berth_latency.push(latency);
+            } else {
+                native_runs.push(result);
+                native_latency.push(latency);
+            }
         }
     }
     Ok(HttpResult {
         hosts: size,
         berth: berth_runs,
         native: native_runs,
+        berth_latency,
+        native_latency,
         berth_rss_mib: rss_mib(berth.envoy.pid()),
         native_rss_mib: rss_mib(native.pid()),
     })
