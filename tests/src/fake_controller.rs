@@ -108,6 +108,7 @@ pub fn table_routing(version: u64, host: &str, backend: SocketAddr) -> Vec<u8> {
             endpoints: vec![Endpoint { address: backend }],
         }],
         source: Source { kind: "Ingress".into(), namespace: "default".into(), name: "web".into() },
+        session_cookie: None,
     });
     berth_table::encode(&table)
 }

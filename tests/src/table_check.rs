@@ -5,7 +5,9 @@
 //! The reference scans every route on every request: slow, but simple enough to check by reading, so that the fast
 //! `HttpRouter` can be compared with it on any table, including tables decoded from garbage.
 
-use berth_table::{Backend, HttpRouter, PathMatch, Table, TcpRouter, choose_endpoint};
+use berth_table::{
+    AffinityKey, Backend, ClientAffinity, HttpRouter, PathMatch, StickyEndpoints, Table, TcpRouter, choose_endpoint,
+};
 
 /// The route the README's rules pick for `host` and `path`, found by brute force.
 pub fn reference_match(table: &Table, host: &str, path: &str) -> Option<usize> {
@@ -99,5 +101,35 @@ pub fn check_endpoint(backends: &[Backend], n: u64) -> Result<(), String> {
         Some(endpoint) => Err(format!("endpoint {} is not one of the route's", endpoint.address)),
         None if any => Err(format!("no endpoint chosen for request {n} although the route has some")),
         None => Ok(()),
+    }
+}
+
+/// A session cookie can only keep a client on an endpoint of its own route: whatever `cookie_value` says (a
+/// forgery, another route's endpoint, an endpoint the table never had), the sticky lookup of route `index` finds
+/// nothing or one of that route's endpoints; and each of the route's endpoints is found by its own value.
+pub fn check_sticky(table: &Table, key: &AffinityKey, index: usize, cookie_value: &str) -> Result<(), String> {
+    let route = table.http.get(index).ok_or_else(|| format!("route {index} is not in the table"))?;
+    let sticky = StickyEndpoints::new(key, &route.backends);
+    let own = |address| route.backends.iter().any(|b| b.endpoints.iter().any(|e| e.address == address));
+    if let Some(found) = sticky.find(cookie_value).filter(|found| !own(*found)) {
+        return Err(format!("cookie {cookie_value:?} chose {found}, which route {index} does not list"));
+    }
+    for endpoint in route.backends.iter().flat_map(|b| &b.endpoints) {
+        let found = sticky.find(&key.cookie_value(endpoint.address));
+        if found != Some(endpoint.address) {
+            return Err(format!("route {index}: the cookie of {} finds {found:?}", endpoint.address));
+        }
+    }
+    Ok(())
+}
+
+/// Client-address affinity picks one of the route's own endpoints, for any client.
+pub fn check_client_affinity(backends: &[Backend], key: &AffinityKey, client: u64) -> Result<(), String> {
+    let chosen = ClientAffinity::new(key, backends).choose(backends, client, |_| true);
+    match chosen {
+        Some(endpoint) if !backends.iter().any(|b| b.endpoints.iter().any(|e| std::ptr::eq(e, endpoint))) => {
+            Err(format!("client {client:#x} went to {}, not an endpoint of the route", endpoint.address))
+        }
+        _ => Ok(()),
     }
 }

@@ -3,8 +3,10 @@
 //! random wire bytes (decoding never panics; whatever decodes routes only to its own endpoints), and a corpus of
 //! hostile JSON. Bounded to a few seconds; `table/fuzz` runs the same checks open-ended under cargo-fuzz.
 
-use berth_table::{Backend, Endpoint, HttpRoute, HttpRouter, PathMatch, Source, Table, TcpRoute, TcpRouter};
-use berth_tests::table_check::{check_http, check_tcp};
+use berth_table::{
+    AffinityKey, Backend, Endpoint, HttpRoute, HttpRouter, PathMatch, Source, Table, TcpRoute, TcpRouter,
+};
+use berth_tests::table_check::{check_client_affinity, check_http, check_sticky, check_tcp};
 
 /// splitmix64: tiny, fast, and good enough to spread test cases.
 struct Rng(u64);
@@ -66,11 +68,13 @@ fn random_table(rng: &mut Rng) -> Table {
             _ => PathMatch::Segments(path),
         };
         let host = rng.pick(&HOSTS).to_string();
-        table.http.push(HttpRoute { host, path, backends: random_backends(rng), source: source(i) });
+        let session_cookie = rng.chance(20).then(|| "berth-session".to_string());
+        table.http.push(HttpRoute { host, path, backends: random_backends(rng), source: source(i), session_cookie });
     }
     for i in 0..rng.below(5) {
         let port = 31_000 + rng.below(4) as u16;
-        table.tcp.push(TcpRoute { port, backends: random_backends(rng), source: source(i) });
+        let source_ip_affinity = rng.chance(20);
+        table.tcp.push(TcpRoute { port, backends: random_backends(rng), source: source(i), source_ip_affinity });
     }
     table
 }
@@ -104,6 +108,7 @@ fn random_request_path(rng: &mut Rng) -> String {
 
 fn check_requests(rng: &mut Rng, table: &Table, requests: usize) {
     let (http, tcp) = (HttpRouter::new(table), TcpRouter::new(table));
+    check_affinity(rng, table);
     for _ in 0..requests {
         let (host, path) = (random_request_host(rng), random_request_path(rng));
         let n = if rng.chance(10) { u64::MAX - rng.below(3) as u64 } else { rng.below(1000) as u64 };
@@ -113,6 +118,39 @@ fn check_requests(rng: &mut Rng, table: &Table, requests: usize) {
         let port = 30_999 + rng.below(6) as u16;
         if let Err(problem) = check_tcp(table, &tcp, port, n) {
             panic!("{problem}\ntable: {}", String::from_utf8_lossy(&berth_table::encode(table)));
+        }
+    }
+}
+
+/// Session cookies and client-address affinity stay within each route, whatever the client sends: forged values,
+/// values naming other routes' endpoints or an address the table never had, or garbage.
+fn check_affinity(rng: &mut Rng, table: &Table) {
+    let key = AffinityKey::from_bytes(rng.next().to_le_bytes().repeat(2).try_into().unwrap());
+    let elsewhere = ["127.0.0.99:1".parse().unwrap(), "10.0.0.1:80".parse().unwrap()];
+    let mut values: Vec<String> = table
+        .http
+        .iter()
+        .flat_map(|r| &r.backends)
+        .chain(table.tcp.iter().flat_map(|r| &r.backends))
+        .flat_map(|b| &b.endpoints)
+        .map(|e| e.address)
+        .chain(elsewhere)
+        .map(|address| key.cookie_value(address))
+        .collect();
+    values.extend([String::new(), "0".into(), "ffffffffffffffff".into(), "-1".into(), "127.0.0.99:1".into()]);
+    values.push(format!("{:x}", rng.next()));
+    for index in 0..table.http.len() {
+        for value in &values {
+            if let Err(problem) = check_sticky(table, &key, index, value) {
+                panic!("{problem}\ntable: {}", String::from_utf8_lossy(&berth_table::encode(table)));
+            }
+        }
+    }
+    for route in &table.tcp {
+        for client in [0, u64::MAX, rng.next()] {
+            if let Err(problem) = check_client_affinity(&route.backends, &key, client) {
+                panic!("{problem}");
+            }
         }
     }
 }
@@ -257,7 +295,13 @@ fn large_tables_route_like_the_reference() {
         let host = if i % 50 == 0 { format!("*.h{}.example", i % 7) } else { format!("h{}.example", i % 700) };
         let path = format!("/{}", "p/".repeat(rng.below(5)));
         let path = if rng.chance(50) { PathMatch::Prefix(path) } else { PathMatch::Segments(path) };
-        table.http.push(HttpRoute { host, path, backends: random_backends(&mut rng), source: source(i) });
+        table.http.push(HttpRoute {
+            host,
+            path,
+            backends: random_backends(&mut rng),
+            source: source(i),
+            session_cookie: None,
+        });
     }
     let router = HttpRouter::new(&table);
     for i in 0..5_000 {

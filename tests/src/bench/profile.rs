@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use berth_filter::cache::{TABLE_KEY, TableCache, VERSION_KEY};
-use berth_filter::host::Host;
-use berth_filter::http::{HttpView, Verdict, on_request_headers};
+use berth_filter::cache::{TABLE_KEY, VERSION_KEY};
+use berth_filter::host::{CasError, Host};
+use berth_filter::http::{HttpRouting, Verdict, on_request_headers};
 use berth_table::{Backend, Endpoint, HttpRoute, PathMatch, Source, Table};
 
 use super::routes::host;
@@ -37,6 +37,7 @@ pub fn table(routes: usize) -> Table {
                 endpoints: vec![Endpoint { address: ([127, 0, 0, 1], 30_080 + (i % 2) as u16).into() }],
             }],
             source: Source { kind: "Ingress".into(), namespace: "default".into(), name: format!("h-{i}") },
+            session_cookie: None,
         });
     }
     table
@@ -60,6 +61,12 @@ impl Host for BenchHost {
         }
     }
     fn set_shared_data(&self, _: &str, _: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+    fn shared_data_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        (self.shared_data(key), None)
+    }
+    fn set_shared_data_cas(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), CasError> {
         Ok(())
     }
     fn now_ms(&self) -> u64 {
@@ -87,6 +94,9 @@ impl Host for BenchHost {
     fn send_reply(&self, _: u32, _: &[(&str, &str)], _: &str) -> Result<(), String> {
         Ok(())
     }
+    fn add_response_header(&self, _: &str, _: &str) -> Result<(), String> {
+        Ok(())
+    }
     fn property(&self, _: &[&str]) -> Option<Vec<u8>> {
         None
     }
@@ -108,20 +118,21 @@ pub fn profile_filter(routes: usize, requests: usize) -> anyhow::Result<()> {
     let authorities = (0..routes).map(|i| format!("{}:8080", host("h", i)).into_bytes()).collect();
     let envoy =
         BenchHost { table: berth_table::encode(&table), version: b"1".to_vec(), authorities, current: Cell::new(0) };
-    let mut cache = TableCache::<HttpView>::default();
+    let mut routing = HttpRouting::default();
     // The first request loads the table; that is not the per-request cost.
-    anyhow::ensure!(on_request_headers(&envoy, &mut cache) == Verdict::Forwarded, "the table did not load");
-    let forwarded = request_loop(&envoy, &mut cache, routes, requests);
+    let first = on_request_headers(&envoy, &mut routing);
+    anyhow::ensure!(matches!(first, Verdict::Forwarded(_)), "the table did not load: {first:?}");
+    let forwarded = request_loop(&envoy, &mut routing, routes, requests);
     anyhow::ensure!(forwarded == requests, "only {forwarded} of {requests} requests were forwarded");
     Ok(())
 }
 
 #[inline(never)]
-fn request_loop(envoy: &BenchHost, cache: &mut TableCache<HttpView>, routes: usize, requests: usize) -> usize {
+fn request_loop(envoy: &BenchHost, routing: &mut HttpRouting, routes: usize, requests: usize) -> usize {
     let mut forwarded = 0;
     for i in 0..requests {
         envoy.current.set(i % routes);
-        forwarded += usize::from(on_request_headers(envoy, cache) == Verdict::Forwarded);
+        forwarded += usize::from(matches!(on_request_headers(envoy, routing), Verdict::Forwarded(_)));
     }
     std::hint::black_box(forwarded)
 }

@@ -217,6 +217,7 @@ mod tests {
                 endpoints: ports.iter().map(|p| Endpoint { address: ([127, 0, 0, 1], *p).into() }).collect(),
             }],
             source: Source { kind: "Ingress".into(), namespace: "default".into(), name: "x".into() },
+            session_cookie: None,
         }
     }
 
