@@ -36,6 +36,7 @@ help:
 	@echo "make build  build $(WASM) and $(BERTH)"
 	@echo "make lint   rustfmt and clippy (native and wasm32)"
 	@echo "make setup  install the wasm toolchain and Envoy if missing"
+	@echo "make bench  measure Berth against Envoy's own routing, write BENCHMARKS.md (QUICK=1: a smoke run)"
 
 setup: $(ENVOY) $(BERTH_KUBECTL)
 ifdef NEED_DEBIAN_WASM
@@ -76,6 +77,18 @@ lint: setup
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	$(WASM_CLIPPY) $(WASM_CARGO) clippy --profile wasm --target wasm32-unknown-unknown $(WASM_FLAGS) \
 	  -p berth-filter --target-dir $(WASM_TARGET_DIR) -- -D warnings
+
+# Not part of `make test`: minutes of load on this machine. QUICK=1 is a smoke run, written to target/bench/.
+BENCH_TOOLS := wrk:wrk hyperfine:hyperfine rsvg-convert:librsvg2-bin valgrind:valgrind callgrind_annotate:valgrind
+bench: build
+	missing=$$(for tool in $(BENCH_TOOLS); do command -v $${tool%%:*} >/dev/null || echo $${tool#*:}; done | sort -u)
+	if [ -n "$$missing" ]; then
+	  echo "installing from Debian:" $$missing
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq $$missing >/dev/null
+	fi
+	cargo build --release -p berth-tests --bin berth-bench
+	target/release/berth-bench $(if $(QUICK),--quick --out target/bench,--out .)
 
 clean:
 	cargo clean

@@ -58,7 +58,8 @@ pub fn request_with_body(
     read_response(&mut BufReader::new(stream))
 }
 
-fn read_response(reader: &mut impl BufRead) -> io::Result<Response> {
+/// Reads one response (status line, headers, body) from `reader`, leaving the connection at the next one.
+pub fn read_response(reader: &mut impl BufRead) -> io::Result<Response> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
     let mut line = String::new();
     reader.read_line(&mut line)?;

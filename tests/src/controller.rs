@@ -105,6 +105,10 @@ impl Controller {
         self.process.log()
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// SIGKILL, as a crash.
     pub fn kill(&mut self) {
         self.process.kill();

@@ -53,31 +53,21 @@ impl Envoy {
         work: &Path,
         args: &[String],
     ) -> Envoy {
-        let config = work.join("envoy.yaml");
-        let mut render = vec![
-            "envoy-config".to_string(),
-            format!("--controller={controller}"),
-            format!("--wasm={}", paths::wasm().display()),
-            format!("--http-listen={http}"),
-            format!("--admin={admin}"),
-        ];
-        render.extend_from_slice(args);
-        let rendered = berth(&render.iter().map(String::as_str).collect::<Vec<_>>());
-        assert!(rendered.status.success(), "berth envoy-config: {}", String::from_utf8_lossy(&rendered.stderr));
-        std::fs::write(&config, &rendered.stdout).expect("write envoy.yaml");
+        let config = render(controller, http, admin, work, args);
+        Envoy::run("envoy", &config, http, admin, work, TEST_OPTIONS)
+    }
 
+    /// Starts Envoy on the bootstrap `config` (listening on `http`, admin on `admin`) with these command-line
+    /// `options`, logging to `<work>/<name>.log`, and waits until its admin interface reports LIVE.
+    pub fn run(name: &str, config: &Path, http: SocketAddr, admin: SocketAddr, work: &Path, options: &[&str]) -> Envoy {
         let mut command = Command::new(paths::envoy());
-        command
-            .arg("-c")
-            .arg(&config)
-            .args(["--use-dynamic-base-id", "--concurrency", "2", "--log-level", "info"])
-            .args(["--component-log-level", "wasm:debug"]);
-        let mut process = Process::spawn("envoy", &mut command, work);
+        command.arg("-c").arg(config).arg("--use-dynamic-base-id").args(options);
+        let mut process = Process::spawn(name, &mut command, work);
         wait::until("Envoy's admin /ready", Duration::from_secs(30), || {
             assert!(process.is_running(), "envoy exited:\n{}", process.log());
             client::get(admin, "admin", "/ready").ok().filter(|r| r.status == 200)
         });
-        Envoy { http, admin, config, process }
+        Envoy { http, admin, config: config.to_path_buf(), process }
     }
 
     /// `GET path` with `Host: host` through the listener.
@@ -112,6 +102,30 @@ impl Envoy {
     pub fn is_running(&mut self) -> bool {
         self.process.is_running()
     }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+}
+
+/// Envoy's options in tests: two workers, and the filter's debug logs in the log file.
+pub const TEST_OPTIONS: &[&str] = &["--concurrency", "2", "--log-level", "info", "--component-log-level", "wasm:debug"];
+
+/// Renders `berth envoy-config` (plus `args`) for a controller at `controller` into `<work>/envoy.yaml`.
+pub fn render(controller: SocketAddr, http: SocketAddr, admin: SocketAddr, work: &Path, args: &[String]) -> PathBuf {
+    let config = work.join("envoy.yaml");
+    let mut render = vec![
+        "envoy-config".to_string(),
+        format!("--controller={controller}"),
+        format!("--wasm={}", paths::wasm().display()),
+        format!("--http-listen={http}"),
+        format!("--admin={admin}"),
+    ];
+    render.extend_from_slice(args);
+    let rendered = berth(&render.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(rendered.status.success(), "berth envoy-config: {}", String::from_utf8_lossy(&rendered.stderr));
+    std::fs::write(&config, &rendered.stdout).expect("write envoy.yaml");
+    config
 }
 
 /// `envoy --mode validate -c config`: Ok, or Envoy's complaint.
