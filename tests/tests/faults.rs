@@ -95,14 +95,20 @@ fn start_dying_backend() -> (SocketAddr, mpsc::Sender<()>) {
     let addr = listener.local_addr().unwrap();
     let (die, dying) = mpsc::channel::<()>();
     std::thread::spawn(move || {
-        let (stream, _) = listener.accept().unwrap();
-        let mut reader = BufReader::new(&stream);
+        // The controller's health checks connect and close without a request: skip those connections.
+        let (stream, mut reader) = loop {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            if reader.read_line(&mut String::new()).is_ok_and(|n| n > 0) {
+                break (stream, reader);
+            }
+        };
         while reader.read_line(&mut String::new()).is_ok_and(|n| n > 2) {}
         let head = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-backend: dying\r\n\r\n5\r\nfirst\r\n";
         (&stream).write_all(head.as_bytes()).unwrap();
         let _ = dying.recv();
         // The process is gone: its connections and its listener close.
-        drop((stream, listener));
+        drop((stream, reader, listener));
     });
     (addr, die)
 }
