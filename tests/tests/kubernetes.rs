@@ -24,7 +24,6 @@ fn wait_greeting(port: u16, greeting: &str) {
 
 #[test]
 fn kubectl_drives_routing_and_berth_writes_back() {
-    let started = Instant::now();
     let work = tempfile::tempdir().expect("temp dir");
     let api = KubeApiServer::start(work.path());
     let kubectl = api.kubectl();
@@ -102,12 +101,10 @@ fn kubectl_drives_routing_and_berth_writes_back() {
         assert_eq!(api.writes(), before + 1, "only kubectl's patch: {}", api.counts());
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 }
 
 #[test]
 fn a_cut_watch_loses_nothing_and_an_outage_keeps_the_last_table() {
-    let started = Instant::now();
     let work = tempfile::tempdir().expect("temp dir");
     let mut api = KubeApiServer::start(work.path());
     let kubectl = api.kubectl();
@@ -159,7 +156,6 @@ fn a_cut_watch_loses_nothing_and_an_outage_keeps_the_last_table() {
     });
     kubectl.ok(&["patch", "virtualservice", "web", "--type=merge", "-p", r#"{"spec":{"hosts":["c.example.com"]}}"#]);
     envoy.wait_for_backend("c.example.com", "/", "web");
-    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
 }
 
 #[test]
