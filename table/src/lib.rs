@@ -1,5 +1,6 @@
 //! The contract between Berth's controller and its Envoy filter: the routing table's model, its wire format,
-//! the HTTP matcher, the endpoint chooser and session affinity. Pure code with no I/O, built for wasm32 and tested natively.
+//! the HTTP and server-name (SNI) matchers, the endpoint chooser and session affinity. Pure code with no I/O,
+//! built for wasm32 and tested natively.
 #![forbid(unsafe_code)]
 
 mod affinity;
@@ -8,13 +9,15 @@ mod http_match;
 mod model;
 mod ports;
 mod siphash;
+mod sni_match;
 mod tcp_match;
 mod wire;
 
 pub use affinity::{AffinityKey, ClientAffinity, StickyEndpoints, find_cookie, is_cookie_name};
 pub use choose::{choose_endpoint, choose_endpoint_where, mix64};
 pub use http_match::{HttpRouter, RouteId, normalize_host};
-pub use model::{Backend, DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, Table, TcpRoute};
+pub use model::{Backend, DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, Table, TcpRoute, TlsRoute};
 pub use ports::{Allocation, PortClaim, PortRange, PortRangeError, allocate, allocate_where, parse_ranges};
+pub use sni_match::{SniRouter, check_sni_pattern, normalize_sni};
 pub use tcp_match::TcpRouter;
 pub use wire::{DecodeError, FORMAT, decode, encode};

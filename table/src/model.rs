@@ -27,6 +27,9 @@ pub struct Table {
     /// The secret behind session cookies and client-address hashes; present when a route has session affinity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity_key: Option<AffinityKey>,
+    /// TLS passthrough routes, by server name; oldest object first, like `http`.
+    #[serde(default)]
+    pub tls: Vec<TlsRoute>,
 }
 
 impl Table {
@@ -38,6 +41,7 @@ impl Table {
             default_backend: None,
             tcp: Vec::new(),
             affinity_key: None,
+            tls: Vec::new(),
         }
     }
 }
@@ -69,6 +73,21 @@ pub struct TcpRoute {
 
 fn is_false(value: &bool) -> bool {
     !*value
+}
+
+/// TLS connections whose ClientHello names a server matching `sni` go, still encrypted, to `backends`
+/// (passthrough: Envoy never terminates TLS, the backend presents its own certificate).
+///
+/// There is no port: every TLS passthrough port of a proxy serves one set of names. A server name is a DNS name,
+/// which clients resolve to the proxy whatever port they then use, and the port Envoy listens on is often not the
+/// one clients dial (a Service maps 443 to the pod's port); keeping it out also keeps routing at one property read
+/// per connection. See [`crate::SniRouter`] for how names match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsRoute {
+    /// A lower-case server name, or `*.suffix` for every name below `suffix` ([`crate::check_sni_pattern`]).
+    pub sni: String,
+    pub backends: Vec<Backend>,
+    pub source: Source,
 }
 
 /// How a route's path is compared with a request's path (query string excluded).

@@ -95,4 +95,17 @@ mod tests {
         let bad = String::from_utf8(encode(&sample())).unwrap().replace("127.0.0.1:30080", "evil.example:80");
         assert!(decode(bad.as_bytes()).is_err());
     }
+
+    #[test]
+    fn tls_routes_round_trip_and_a_table_without_them_still_decodes() {
+        let mut table = sample();
+        table.tls.push(crate::TlsRoute {
+            sni: "*.k8s.example.com".into(),
+            backends: table.http[0].backends.clone(),
+            source: table.http[0].source.clone(),
+        });
+        assert_eq!(decode(&encode(&table)).unwrap(), table);
+        let old = br#"{"format":"berth.table/v1","version":3,"http":[],"tcp":[]}"#;
+        assert!(decode(old).unwrap().tls.is_empty(), "written before TLS routes existed");
+    }
 }
