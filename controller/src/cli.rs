@@ -84,6 +84,11 @@ pub struct RunArgs {
     /// they pass again; see the README's "Health checks".
     #[arg(long, env = "BERTH_HEALTH_INTERVAL", default_value = "5s", value_parser = parse_health_interval)]
     pub health_interval: Duration,
+    /// The port clients reach TLS passthrough routes at (VirtualService `tls` routes, routed by server name): written
+    /// into their addresses (`a.example.com:443`), and the only `port` a tls match may name. Envoy's TLS listener
+    /// (`berth envoy-config --tls-port`) serves it.
+    #[arg(long, env = "BERTH_TLS_PORT", default_value_t = crate::compiler::tls::DEFAULT_TLS_PORT)]
+    pub tls_port: u16,
     #[command(flatten)]
     pub leader: LeaderArgs,
 }
@@ -135,6 +140,9 @@ pub struct CheckArgs {
     /// run` would keep. None (the default): ports are handed out afresh.
     #[arg(long, env = "BERTH_STATE", value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// As for `berth run`.
+    #[arg(long, env = "BERTH_TLS_PORT", default_value_t = crate::compiler::tls::DEFAULT_TLS_PORT)]
+    pub tls_port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +170,10 @@ pub struct EnvoyConfigArgs {
     /// comma-separated or repeated. None (the default): no TCP listener.
     #[arg(long, env = "BERTH_TCP_PORTS", value_delimiter = ',', value_name = "RANGES")]
     pub tcp_ports: Vec<berth_table::PortRange>,
+    /// Port to listen on for TLS passthrough routes (by server name), at the HTTP listener's IP: the port given to
+    /// `berth run --tls-port`. None (the default): no TLS listener.
+    #[arg(long, env = "BERTH_TLS_PORT", value_name = "PORT")]
+    pub tls_port: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +196,10 @@ pub struct IstioConfigArgs {
     /// listener.
     #[arg(long, env = "BERTH_TCP_PORTS", value_delimiter = ',', value_name = "RANGES")]
     pub tcp_ports: Vec<berth_table::PortRange>,
+    /// The gateway pod's port for TLS passthrough routes, as for `berth envoy-config`. None (the default): no TLS
+    /// listener.
+    #[arg(long, env = "BERTH_TLS_PORT", value_name = "PORT")]
+    pub tls_port: Option<u16>,
     /// The gateway pods' labels (`KEY=VALUE`, comma-separated or repeated) the EnvoyFilter applies to.
     #[arg(long, env = "BERTH_GATEWAY_SELECTOR", value_delimiter = ',', default_value = "istio=ingressgateway")]
     pub gateway_selector: Vec<crate::istio_config::Label>,

@@ -1,6 +1,7 @@
 //! Renders the Envoy bootstrap that runs Berth's filter in stock Envoy: the singleton fetcher service, the
-//! controller and `ORIGINAL_DST` clusters, the HTTP listener with the filter in front of the router, and the TCP
-//! listener (every allocatable port) with the filter in front of `tcp_proxy`.
+//! controller and `ORIGINAL_DST` clusters, the HTTP listener with the filter in front of the router, the TCP
+//! listener (every allocatable port) with the filter in front of `tcp_proxy`, and the TLS passthrough listener
+//! (`tls_inspector`, then the filter choosing by server name, then `tcp_proxy`).
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -22,6 +23,8 @@ pub struct EnvoyConfig {
     pub admin: SocketAddr,
     /// The ports TCP routes may be allocated on, listened on at the HTTP listener's IP. Empty: no TCP listener.
     pub tcp_ports: Vec<PortRange>,
+    /// The port TLS passthrough routes are served on, at the HTTP listener's IP. None: no TLS listener.
+    pub tls_port: Option<u16>,
 }
 
 impl EnvoyConfig {
@@ -38,12 +41,20 @@ impl EnvoyConfig {
         if self.admin.ip() == ip || self.admin.ip().is_unspecified() || ip.is_unspecified() {
             taken.push(("admin interface", self.admin));
         }
-        for (what, address) in taken {
+        for (what, address) in &taken {
             if ports.contains(&address.port()) {
                 return Err(format!(
                     "TCP port {} is also the {what}'s ({address}); take it out of --tcp-ports or move the {what}",
                     address.port()
                 ));
+            }
+        }
+        if let Some(tls) = self.tls_port {
+            if let Some((what, address)) = taken.iter().find(|(_, address)| address.port() == tls) {
+                return Err(format!("TLS port {tls} is also the {what}'s ({address}); choose another --tls-port"));
+            }
+            if ports.contains(&tls) {
+                return Err(format!("TLS port {tls} is also in --tcp-ports; take it out of one of them"));
             }
         }
         Ok(())
@@ -58,6 +69,8 @@ pub const CONTROLLER_CLUSTER: &str = "berth_controller";
 pub const ORIGINAL_DST_CLUSTER: &str = "berth_original_dst";
 /// The TCP listener's name and `tcp_proxy` stat prefix.
 pub const TCP_LISTENER: &str = "berth_tcp";
+/// The TLS passthrough listener's name and `tcp_proxy` stat prefix.
+pub const TLS_LISTENER: &str = "berth_tls";
 
 /// The bootstrap as YAML, ready for `envoy -c`.
 pub fn render(config: &EnvoyConfig) -> String {
@@ -87,7 +100,10 @@ fn bootstrap(config: &EnvoyConfig) -> Value {
             },
         }],
         "static_resources": {
-            "listeners": std::iter::once(http_listener(config)).chain(tcp_listener(config)).collect::<Vec<_>>(),
+            "listeners": std::iter::once(http_listener(config))
+                .chain(tcp_listener(config))
+                .chain(tls_listener(config))
+                .collect::<Vec<_>>(),
             "clusters": [
                 {
                     "name": CONTROLLER_CLUSTER,
@@ -187,7 +203,7 @@ fn tcp_listener(config: &EnvoyConfig) -> Option<Value> {
                     "name": "envoy.filters.network.wasm",
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
-                        "config": tcp_plugin(config),
+                        "config": network_plugin(config, "berth_tcp", "tcp"),
                     },
                 },
                 {
@@ -207,9 +223,49 @@ fn tcp_listener(config: &EnvoyConfig) -> Option<Value> {
     Some(listener)
 }
 
-/// The TCP filter's plugin: same VM as the others, and the same failure policy as the HTTP filter's.
-fn tcp_plugin(config: &EnvoyConfig) -> Value {
-    let mut plugin = plugin(config, "berth_tcp", &json!({ "role": "tcp" }));
+/// The TLS passthrough listener: `tls_inspector` reads the server name from the ClientHello (without terminating
+/// TLS), the filter picks the destination by it, `tcp_proxy` carries the still-encrypted bytes there. A connection
+/// that sends no ClientHello (or no TLS at all) reaches the filter without a name and is closed; one that sends
+/// nothing is closed by the listener-filter timeout (Envoy's default, 15 s).
+fn tls_listener(config: &EnvoyConfig) -> Option<Value> {
+    let port = config.tls_port?;
+    Some(json!({
+        "name": TLS_LISTENER,
+        "address": socket_address(SocketAddr::new(config.http_listen.ip(), port)),
+        "listener_filters": [{
+            "name": "envoy.filters.listener.tls_inspector",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+            },
+        }],
+        "filter_chains": [{
+            "filters": [
+                {
+                    // Sets the connection's destination in `on_new_connection`, or closes it before `tcp_proxy`
+                    // sees it.
+                    "name": "envoy.filters.network.wasm",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
+                        "config": network_plugin(config, "berth_tls", "tls"),
+                    },
+                },
+                {
+                    "name": "envoy.filters.network.tcp_proxy",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                        "stat_prefix": TLS_LISTENER,
+                        "cluster": ORIGINAL_DST_CLUSTER,
+                    },
+                },
+            ],
+        }],
+    }))
+}
+
+/// A network filter's plugin (`role` tcp or tls): same VM as the others, and the same failure policy as the HTTP
+/// filter's.
+fn network_plugin(config: &EnvoyConfig, name: &str, role: &str) -> Value {
+    let mut plugin = plugin(config, name, &json!({ "role": role }));
     plugin["failure_policy"] = json!("FAIL_RELOAD");
     plugin
 }
@@ -256,6 +312,7 @@ mod tests {
             http_listen: "0.0.0.0:8080".parse().unwrap(),
             admin: "127.0.0.1:9901".parse().unwrap(),
             tcp_ports: Vec::new(),
+            tls_port: None,
         }
     }
 
@@ -389,6 +446,51 @@ mod tests {
         assert!(config.check().is_err(), "but it does with a TCP listener on every IP");
     }
 
+    fn listener_named<'a>(yaml: &'a serde_yaml::Value, name: &str) -> &'a serde_yaml::Value {
+        let listeners = yaml["static_resources"]["listeners"].as_sequence().unwrap();
+        listeners.iter().find(|l| l["name"] == name).unwrap_or_else(|| panic!("no listener {name}"))
+    }
+
+    #[test]
+    fn tls_listener_inspects_the_client_hello_then_routes_by_server_name_through_tcp_proxy() {
+        let mut config = with_tcp("31000-31002");
+        config.tls_port = Some(8443);
+        config.http_listen = "10.1.2.3:8080".parse().unwrap();
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&render(&config)).unwrap();
+        assert_eq!(yaml["static_resources"]["listeners"].as_sequence().unwrap().len(), 3);
+        let tls = listener_named(&yaml, TLS_LISTENER);
+        assert_eq!(tls["address"]["socket_address"]["address"], "10.1.2.3");
+        assert_eq!(port_of(&tls["address"]), 8443);
+        let inspectors = tls["listener_filters"].as_sequence().unwrap();
+        assert_eq!(inspectors.len(), 1);
+        assert_eq!(inspectors[0]["name"], "envoy.filters.listener.tls_inspector");
+        let filters = tls["filter_chains"][0]["filters"].as_sequence().unwrap();
+        assert_eq!(filters.len(), 2);
+        assert_eq!(filters[0]["name"], "envoy.filters.network.wasm");
+        let plugin = &filters[0]["typed_config"]["config"];
+        assert_eq!(plugin_configuration(plugin), json!({ "role": "tls" }));
+        assert_eq!(plugin["failure_policy"], "FAIL_RELOAD");
+        let fetcher = &yaml["bootstrap_extensions"][0]["typed_config"]["config"];
+        assert_eq!(plugin["vm_config"], fetcher["vm_config"], "same VM as the fetcher, so it sees the shared table");
+        assert_eq!(filters[1]["name"], "envoy.filters.network.tcp_proxy");
+        assert_eq!(filters[1]["typed_config"]["stat_prefix"], TLS_LISTENER);
+        assert_eq!(filters[1]["typed_config"]["cluster"], ORIGINAL_DST_CLUSTER);
+        assert!(listener_named(&yaml, TCP_LISTENER)["listener_filters"].is_null(), "plain TCP is not inspected");
+        assert!(parsed()["static_resources"]["listeners"].as_sequence().unwrap().len() == 1, "none without a port");
+    }
+
+    #[test]
+    fn the_tls_port_may_not_take_another_listeners_port() {
+        let with_tls = |tcp: &str, tls: u16| EnvoyConfig { tls_port: Some(tls), ..with_tcp(tcp) };
+        assert_eq!(with_tls("31000-31010", 8443).check(), Ok(()));
+        for (tcp, tls, named) in
+            [("", 8080, "HTTP listener"), ("", 9901, "admin interface"), ("31000-31010", 31005, "--tcp-ports")]
+        {
+            let err = with_tls(tcp, tls).check().unwrap_err();
+            assert!(err.contains(&format!("TLS port {tls}")) && err.contains(named), "{err}");
+        }
+    }
+
     #[test]
     fn ipv6_addresses_render_without_brackets() {
         let mut config = sample();
@@ -409,8 +511,15 @@ mod tests {
             eprintln!("skipped: {envoy:?} or {wasm:?} does not exist");
             return;
         }
-        for (name, ranges) in [("http", ""), ("tcp11", "31000-31010"), ("tcp1000", "30000-30499,31000-31499")] {
+        for (name, ranges, tls_port) in [
+            ("http", "", None),
+            ("tcp11", "31000-31010", None),
+            ("tcp1000", "30000-30499,31000-31499", None),
+            ("tls", "", Some(8443)),
+            ("tcp-tls", "31000-31010", Some(8443)),
+        ] {
             let mut config = with_tcp(ranges);
+            config.tls_port = tls_port;
             config.wasm = wasm.clone().into();
             let file = std::env::temp_dir().join(format!("berth-envoy-config-{}-{name}.yaml", std::process::id()));
             std::fs::write(&file, render(&config)).unwrap();

@@ -3,7 +3,8 @@
 //! the controller (`vm_config.code.remote`, checked against its sha256) instead of read from a file, and the
 //! controller is reached through its Service name.
 //!
-//! Berth gets listeners of its own on the gateway (HTTP on `http_port`, TCP on the allocatable ports) rather than a
+//! Berth gets listeners of its own on the gateway (HTTP on `http_port`, TCP on the allocatable ports, TLS
+//! passthrough on `tls_port`) rather than a
 //! filter in Istio's listeners: on those, Istio's router sends every request to Istio's clusters (so the
 //! destination the filter picks would be ignored), and the filter would answer 404 for every host Istio serves and
 //! Berth does not know. Its own listeners route everything to `berth_original_dst`, exactly as in plain Envoy.
@@ -30,6 +31,8 @@ pub struct IstioConfig {
     pub http_port: u16,
     /// The ports TCP routes may be allocated on. Empty: no TCP listener.
     pub tcp_ports: Vec<PortRange>,
+    /// The gateway pod's port for TLS passthrough routes. None: no TLS listener.
+    pub tls_port: Option<u16>,
     /// The gateway pods' labels.
     pub selector: Vec<Label>,
     /// The gateway's namespace: an EnvoyFilter with a selector applies to pods of its own namespace.
@@ -45,6 +48,14 @@ impl IstioConfig {
                  HTTP listener",
                 self.http_port
             ));
+        }
+        if let Some(tls) = self.tls_port {
+            if tls == self.http_port {
+                return Err(format!("TLS port {tls} is also the HTTP listener's (--http-port); choose another"));
+            }
+            if self.tcp_ports.iter().any(|range| range.contains(tls)) {
+                return Err(format!("TLS port {tls} is also in --tcp-ports; take it out of one of them"));
+            }
         }
         if self.selector.is_empty() {
             return Err("--gateway-selector is empty: the EnvoyFilter would apply to every proxy".to_string());
@@ -189,6 +200,7 @@ fn plain_pieces(config: &IstioConfig) -> Value {
         http_listen: ([0, 0, 0, 0], config.http_port).into(),
         admin: ([127, 0, 0, 1], 0).into(),
         tcp_ports: config.tcp_ports.clone(),
+        tls_port: config.tls_port,
     };
     serde_yaml::from_str(&envoy_config::render(&plain)).unwrap_or(Value::Null)
 }
@@ -241,6 +253,7 @@ mod tests {
             wasm_sha256: "ab".repeat(32),
             http_port: 8080,
             tcp_ports: Vec::new(),
+            tls_port: None,
             selector: vec!["istio=ingressgateway".parse().unwrap()],
             namespace: "istio-system".into(),
         }
@@ -359,9 +372,34 @@ mod tests {
     }
 
     #[test]
+    fn a_tls_port_adds_berths_tls_passthrough_listener_loading_the_module_remotely() {
+        let yaml = parsed(&IstioConfig { tls_port: Some(8443), ..with_tcp("31000-31002") });
+        let all = patches(&yaml);
+        let listeners: Vec<&serde_yaml::Value> =
+            applied_to(&all, "LISTENER").iter().map(|p| &p["patch"]["value"]).collect();
+        assert_eq!(listeners.len(), 3);
+        let tls = listeners[2];
+        assert_eq!(tls["name"], crate::envoy_config::TLS_LISTENER);
+        assert_eq!(tls["address"]["socket_address"]["address"], "0.0.0.0");
+        assert_eq!(tls["address"]["socket_address"]["port_value"], 8443);
+        assert_eq!(tls["listener_filters"][0]["name"], "envoy.filters.listener.tls_inspector");
+        let filters = &tls["filter_chains"][0]["filters"];
+        assert!(filters[0]["typed_config"]["config"]["vm_config"]["code"]["remote"].is_mapping());
+        assert_eq!(filters[1]["typed_config"]["cluster"], ORIGINAL_DST_CLUSTER);
+        let mut found = Vec::new();
+        vm_configs(&yaml, &mut found);
+        assert_eq!(found.len(), 4, "fetcher, HTTP, TCP and TLS filters");
+        assert!(found.iter().all(|vm| *vm == found[0]), "one VM id and its shared data");
+    }
+
+    #[test]
     fn refuses_an_http_port_among_the_tcp_ports_and_an_empty_selector() {
         let err = with_tcp("8079-8081").check().unwrap_err();
         assert!(err.contains("TCP port 8080"), "{err}");
+        let err = IstioConfig { tls_port: Some(8080), ..sample() }.check().unwrap_err();
+        assert!(err.contains("TLS port 8080"), "{err}");
+        let err = IstioConfig { tls_port: Some(31001), ..with_tcp("31000-31002") }.check().unwrap_err();
+        assert!(err.contains("--tcp-ports"), "{err}");
         assert!(IstioConfig { selector: vec![], ..sample() }.check().is_err());
         assert!(sample().check().is_ok());
     }

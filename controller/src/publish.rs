@@ -17,17 +17,19 @@ use berth_table::Table;
 use tokio::sync::watch;
 
 use crate::Diagnostic;
-use crate::compiler::{Assignments, Compiled, Content};
+use crate::compiler::{Assignment, Assignments, Compiled, Content};
 use crate::health::EndpointHealth;
 use crate::server::SourceView;
 
-/// What readers see: the current table (none until the first compilation), the current diagnostics, and the
-/// ports handed out to tcp routes.
+/// What readers see: the current table (none until the first compilation), the current diagnostics, the ports
+/// handed out to tcp routes and the addresses of tls routes.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub table: Option<Arc<Published>>,
     pub diagnostics: Arc<Vec<Diagnostic>>,
     pub assignments: Arc<Assignments>,
+    /// Where clients reach the tls routes served.
+    pub tls_addresses: Arc<Vec<Assignment>>,
     /// How each source is doing: a stale source's objects are the last it delivered.
     pub sources: Arc<Vec<SourceView>>,
     /// Every checked endpoint's health, by service then address.
@@ -111,7 +113,8 @@ impl Publisher {
         let new_diagnostics: Vec<Diagnostic> =
             compiled.diagnostics.iter().filter(|d| !before.contains(d)).cloned().collect();
         let diagnostics_changed = *previous.diagnostics != compiled.diagnostics;
-        let assignments_changed = *previous.assignments != compiled.assignments;
+        let assignments_changed =
+            *previous.assignments != compiled.assignments || *previous.tls_addresses != compiled.tls_addresses;
         let health_changed = *previous.health != health;
         let version = table.table.version;
         if table_changed || diagnostics_changed || assignments_changed || health_changed {
@@ -119,6 +122,7 @@ impl Publisher {
                 table: Some(table),
                 diagnostics: Arc::new(compiled.diagnostics),
                 assignments: Arc::new(compiled.assignments),
+                tls_addresses: Arc::new(compiled.tls_addresses),
                 sources: previous.sources.clone(),
                 health: Arc::new(health),
             });
@@ -156,6 +160,7 @@ mod tests {
             content: Content { http, ..Content::default() },
             diagnostics: errors.iter().map(|e| Diagnostic::new(*e)).collect(),
             assignments: Assignments::new(),
+            ..Compiled::default()
         }
     }
 

@@ -49,9 +49,9 @@ pub fn describe_backends_with_health(backends: &[Backend], health: &[EndpointHea
     if parts.is_empty() { "(no backends)".to_string() } else { parts.join("; ") }
 }
 
-/// The whole report: a summary line, the http routes and the tcp routes as aligned columns, the default backend,
-/// the addresses handed out to tcp routes, the health of checked endpoints, then every error and warning.
-/// `version` is left out for tables that were never published (`berth check`), as is health (never checked).
+/// The whole report: a summary line, the http, tcp and tls routes as aligned columns, the default backend, the
+/// addresses of tcp and tls routes, the health of checked endpoints, then every error and warning. `version` is left
+/// out for tables that were never published (`berth check`), as is health (never checked).
 pub fn render(
     table: &Table,
     version: Option<u64>,
@@ -62,9 +62,10 @@ pub fn render(
 ) -> String {
     let mut out = String::new();
     let mut summary = format!(
-        "{}, {}, {}",
+        "{}, {}, {}, {}",
         plural(table.http.len(), "http route"),
         plural(table.tcp.len(), "tcp route"),
+        plural(table.tls.len(), "tls route"),
         plural(errors.len(), "error")
     );
     if !warnings.is_empty() {
@@ -109,6 +110,18 @@ pub fn render(
                 describe_backends_with_health(&route.backends, health),
                 source,
             ]);
+        }
+        columns(&mut out, &rows);
+    }
+
+    out.push('\n');
+    if table.tls.is_empty() {
+        out.push_str("no tls routes\n");
+    } else {
+        let mut rows = vec![["SERVER NAME".to_string(), "BACKENDS".to_string(), "SOURCE".to_string()]];
+        for route in &table.tls {
+            let backends = describe_backends_with_health(&route.backends, health);
+            rows.push([route.sni.clone(), backends, route.source.to_string()]);
         }
         columns(&mut out, &rows);
     }
@@ -238,7 +251,7 @@ mod tests {
         let warnings = ["VirtualService default/db: spec.tcp[0]: keeps port".to_string()];
         let text = render(&table, Some(42), &addresses, &errors, &warnings, &[]);
         let expected = "\
-table version 42: 2 http routes, 1 tcp route, 1 error, 1 warning
+table version 42: 2 http routes, 1 tcp route, 0 tls routes, 1 error, 1 warning
 
 HOST             PATH                  BACKENDS                                                                                    SOURCE
 website8080.com  segments /            default/service1:8080 → 127.0.0.1:30081                                                     Ingress default/websites
@@ -246,6 +259,8 @@ website.com      prefix /eightyeighty  default/a:80 weight 90 → 127.0.0.1:1, 1
 
 PORT   ADDRESS                BACKENDS                              SOURCE
 31000  tcp.example.com:31000  default/mysql:3306 → 127.0.0.1:30306  VirtualService default/db
+
+no tls routes
 
 default backend: default/default-http-backend:80 → 127.0.0.1:30404 (Ingress default/websites)
 
@@ -266,7 +281,7 @@ warnings:
         let text = render(&Table::new(1), None, &[], &[], &[], &[]);
         assert_eq!(
             text,
-            "0 http routes, 0 tcp routes, 0 errors\n\nno http routes\n\nno tcp routes\n\n\
+            "0 http routes, 0 tcp routes, 0 tls routes, 0 errors\n\nno http routes\n\nno tcp routes\n\nno tls routes\n\n\
              default backend: none (unmatched requests get 404)\n"
         );
     }
@@ -298,12 +313,14 @@ warnings:
         ];
         let text = render(&table, Some(7), &[], &[], &[], &health);
         let expected = "\
-table version 7: 1 http route, 0 tcp routes, 0 errors, 1 unhealthy endpoint
+table version 7: 1 http route, 0 tcp routes, 0 tls routes, 0 errors, 1 unhealthy endpoint
 
 HOST         PATH      BACKENDS                                                            SOURCE
 web.example  prefix /  default/web:80 → 127.0.0.1:1, 127.0.0.1:2 (unhealthy), 127.0.0.1:3  Ingress default/web
 
 no tcp routes
+
+no tls routes
 
 default backend: none (unmatched requests get 404)
 
@@ -312,6 +329,42 @@ health checks:
   127.0.0.1:1  default/web:80  healthy since 2025-01-01T00:00:00Z    http GET /healthz expecting 200 every 5s  -
   127.0.0.1:2  default/web:80  unhealthy since 2025-01-01T00:00:00Z  http GET /healthz expecting 200 every 5s  HTTP 500, expected 200 (2025-01-01T00:00:09Z)
   127.0.0.1:3  default/web:80  healthy since 2025-01-01T00:00:00Z    http GET /healthz expecting 200 every 5s  timed out after 2s (2025-01-01T00:00:09Z)
+";
+        assert_eq!(text, expected, "\n{text}");
+    }
+
+    #[test]
+    fn renders_tls_routes_by_server_name_and_their_addresses() {
+        let mut table = Table::new(7);
+        for (sni, name, port) in [("a.example.com", "a", 30443), ("*.apps.example.com", "apps", 30444)] {
+            table.tls.push(berth_table::TlsRoute {
+                sni: sni.into(),
+                backends: vec![backend(&format!("default/{name}:443"), 100, &[port])],
+                source: source("VirtualService", name),
+            });
+        }
+        let addresses = [AddressView {
+            object: "VirtualService default/a".into(),
+            route: "tls[0]".into(),
+            address: "a.example.com:443".into(),
+            port: 443,
+        }];
+        let text = render(&table, Some(7), &addresses, &[], &[], &[]);
+        let expected = "\
+table version 7: 0 http routes, 0 tcp routes, 2 tls routes, 0 errors
+
+no http routes
+
+no tcp routes
+
+SERVER NAME         BACKENDS                            SOURCE
+a.example.com       default/a:443 → 127.0.0.1:30443     VirtualService default/a
+*.apps.example.com  default/apps:443 → 127.0.0.1:30444  VirtualService default/apps
+
+default backend: none (unmatched requests get 404)
+
+addresses:
+  VirtualService default/a tls[0] → a.example.com:443
 ";
         assert_eq!(text, expected, "\n{text}");
     }

@@ -4,8 +4,9 @@
 //!   otherwise held up to `wait` seconds (at most 60) for a new one, then `304 Not Modified`. `If-None-Match:
 //!   "N"` stands for `version=N`. The `etag` is the quoted version.
 //! - `GET /v1/routes`: `{"table": .., "addresses": [..], "errors": [..], "warnings": [..]}` for people and
-//!   `berth routes`. `addresses` lists every port handed out to a tcp route, with the address clients use: in
-//!   directory mode this (with the state file and `berth routes`) is where addresses show, not the user's YAML.
+//!   `berth routes`. `addresses` lists every port handed out to a tcp route, with the address clients use, and
+//!   the address of every tls route served: in directory mode this (with the state file and `berth routes`) is
+//!   where addresses show, not the user's YAML.
 //!   `stale` is true when a source cannot reach its objects (the table then holds the last ones it delivered);
 //!   `sources` says which, since when and why. `health` lists every health-checked endpoint of the table's
 //!   backends: healthy or not (unhealthy ones are left out of `table`, as out of the table Envoy gets), since when,
@@ -163,7 +164,7 @@ pub struct RoutesView {
     pub table: Table,
     /// Ports handed out to tcp routes, by claim (`VirtualService default/db tcp[0]`), including those of objects
     /// not served at the moment (their errors say why). Ports without an address (no PortAllocation left) are not
-    /// listed.
+    /// listed. Then the addresses of the tls routes served (`tls[0]`, `a.example.com:443`), one per server name.
     #[serde(default)]
     pub addresses: Vec<AddressView>,
     pub errors: Vec<DiagnosticView>,
@@ -219,7 +220,12 @@ async fn routes(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response 
     };
     let view = RoutesView {
         table: published.table.clone(),
-        addresses: snapshot.assignments.values().filter_map(AddressView::of).collect(),
+        addresses: snapshot
+            .assignments
+            .values()
+            .chain(snapshot.tls_addresses.iter())
+            .filter_map(AddressView::of)
+            .collect(),
         errors: snapshot.diagnostics.iter().filter(|d| !d.is_warning()).map(DiagnosticView::from).collect(),
         warnings: snapshot.diagnostics.iter().filter(|d| d.is_warning()).map(DiagnosticView::from).collect(),
         stale: snapshot.sources.iter().any(|s| s.stale),
@@ -270,6 +276,7 @@ mod tests {
                 Diagnostic::new("outside").object("VirtualService default/db").warning(),
             ],
             assignments: Assignments::from([(assignment.key(), assignment)]),
+            ..Compiled::default()
         }
     }
 

@@ -1,8 +1,8 @@
 //! Write-back in Kubernetes mode: what Berth decided, written onto the objects users edit.
 //!
-//! - Every VirtualService: `berth.dev/address` (the address(es) of its tcp routes, as [`ports::address_annotation`]
-//!   writes them) and `berth.dev/error` (its errors, one per line: the field and what to do), each removed when it
-//!   no longer applies (fixed, not exposed any more, no tcp route).
+//! - Every VirtualService: `berth.dev/address` (the address(es) of its tcp and tls routes, as
+//!   [`tls::address_annotation`] writes them) and `berth.dev/error` (its errors, one per line: the field and what to
+//!   do), each removed when it no longer applies (fixed, not exposed any more, no tcp or tls route).
 //! - Every Ingress Berth serves, with `--ingress-address`: `status.loadBalancer.ingress` (through `/status`).
 //! - With `--ingress-address`, every Ingress Berth served before but serves no more (its class changed, Berth's
 //!   IngressClass is gone): the address Berth wrote is cleared (an address another controller wrote stays).
@@ -33,7 +33,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::Diagnostic;
-use crate::compiler::ports::{ADDRESS_ANNOTATION, address_annotation};
+use crate::compiler::ports::ADDRESS_ANNOTATION;
+use crate::compiler::tls;
 use crate::compiler::{Classes, Compiled, EXPOSE_ANNOTATION};
 use crate::index::Index;
 use crate::objects::{Kind, Object, ObjectKey, annotation};
@@ -78,7 +79,8 @@ pub fn plan(index: &Index, compiled: &Compiled, ingress_address: Option<&str>) -
         let exposed = annotation(&vs.metadata, EXPOSE_ANNOTATION) == Some("true");
         let (address, error) = if exposed {
             let mine: Vec<_> = compiled.assignments.values().filter(|a| a.object == object).collect();
-            let address = (!mine.is_empty()).then(|| address_annotation(mine));
+            let tls: Vec<_> = compiled.tls_addresses.iter().filter(|a| a.object == object).collect();
+            let address = tls::address_annotation(mine, tls);
             (address, error_text(&compiled.diagnostics, &object))
         } else {
             (None, None)

@@ -52,10 +52,11 @@ impl<V: View> TableCache<V> {
         match host.shared_data(TABLE_KEY).as_deref().map(berth_table::decode) {
             Some(Ok(table)) => {
                 info!(
-                    "routing table version {} loaded ({} http routes, {} tcp routes)",
+                    "routing table version {} loaded ({} http routes, {} tcp routes, {} tls routes)",
                     table.version,
                     table.http.len(),
-                    table.tcp.len()
+                    table.tcp.len(),
+                    table.tls.len()
                 );
                 self.view = Some(V::build(table, host.now_ms()));
             }

@@ -2,7 +2,8 @@
 //!
 //! Fetcher: `{"role":"fetcher","cluster":"berth_controller","authority":"berth-controller","path":"/v1/table",
 //! "wait_seconds":30,"retry_ms":500}` (everything but `role` optional, with those defaults).
-//! HTTP filter: `{"role":"http"}`. TCP (network) filter: `{"role":"tcp"}`. Unknown roles, unknown keys and out-of-range values are errors, so a typo fails
+//! HTTP filter: `{"role":"http"}`. TCP (network) filter: `{"role":"tcp"}`. TLS passthrough (network) filter:
+//! `{"role":"tls"}`. Unknown roles, unknown keys and out-of-range values are errors, so a typo fails
 //! `on_configure` loudly instead of running with a default nobody asked for.
 
 use std::time::Duration;
@@ -18,6 +19,8 @@ pub enum Role {
     Http,
     /// The network filter: routes each connection by the local port it arrived on.
     Tcp,
+    /// The network filter behind `tls_inspector`: routes each connection by its TLS server name (SNI).
+    Tls,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -87,6 +90,7 @@ enum Raw {
     Fetcher(FetcherConfig),
     Http(HttpConfig),
     Tcp(TcpConfig),
+    Tls(TlsConfig),
 }
 
 #[derive(Deserialize)]
@@ -97,12 +101,16 @@ struct HttpConfig {}
 #[serde(deny_unknown_fields)]
 struct TcpConfig {}
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsConfig {}
+
 /// Parses a plugin configuration; the error says what is wrong and what is expected.
 pub fn parse(bytes: &[u8]) -> Result<Role, String> {
     let raw: Raw = serde_json::from_slice(bytes).map_err(|e| {
         format!(
             "plugin configuration {:?} is not valid: {e}; expected JSON like {{\"role\":\"http\"}}, \
-             {{\"role\":\"tcp\"}} or {{\"role\":\"fetcher\",\"cluster\":\"berth_controller\"}}",
+             {{\"role\":\"tcp\"}}, {{\"role\":\"tls\"}} or {{\"role\":\"fetcher\",\"cluster\":\"berth_controller\"}}",
             String::from_utf8_lossy(bytes)
         )
     })?;
@@ -113,6 +121,7 @@ pub fn parse(bytes: &[u8]) -> Result<Role, String> {
         }
         Raw::Http(HttpConfig {}) => Ok(Role::Http),
         Raw::Tcp(TcpConfig {}) => Ok(Role::Tcp),
+        Raw::Tls(TlsConfig {}) => Ok(Role::Tls),
     }
 }
 
@@ -128,6 +137,12 @@ mod tests {
     #[test]
     fn tcp_role() {
         assert_eq!(parse(br#"{"role":"tcp"}"#).unwrap(), Role::Tcp);
+    }
+
+    #[test]
+    fn tls_role() {
+        assert_eq!(parse(br#"{"role":"tls"}"#).unwrap(), Role::Tls);
+        assert!(parse(br#"{"role":"tls","port":443}"#).is_err());
     }
 
     #[test]

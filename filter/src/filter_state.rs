@@ -5,6 +5,11 @@
 //! `SetEnvoyFilterStateArguments { string path = 1; string value = 2; LifeSpan span = 3; }` with
 //! `LifeSpan { FilterChain = 0; DownstreamRequest = 1; DownstreamConnection = 2; }` (`declare_property.proto`).
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use berth_table::Backend;
+
 /// The key the `ORIGINAL_DST` cluster reads its destination from (value `IP:PORT`). With it set, the cluster
 /// ignores every request header, so a client cannot pick the destination.
 pub const ORIGINAL_DST_ADDRESS: &str = "envoy.network.transport_socket.original_dst_address";
@@ -17,6 +22,22 @@ pub enum LifeSpan {
     DownstreamRequest = 1,
     /// One downstream connection: what a network (TCP) filter uses.
     DownstreamConnection = 2,
+}
+
+/// The [`ORIGINAL_DST_ADDRESS`] argument for every endpoint of `backends`, encoded once per table so that routing
+/// a connection or request allocates nothing to name its destination.
+pub fn original_dst_arguments<'a>(
+    backends: impl IntoIterator<Item = &'a Backend>,
+    span: LifeSpan,
+) -> HashMap<SocketAddr, Box<[u8]>> {
+    backends
+        .into_iter()
+        .flat_map(|backend| &backend.endpoints)
+        .map(|endpoint| {
+            let encoded = encode(ORIGINAL_DST_ADDRESS, &endpoint.address.to_string(), span);
+            (endpoint.address, encoded.into_boxed_slice())
+        })
+        .collect()
 }
 
 /// Encodes `SetEnvoyFilterStateArguments { path, value, span }`.

@@ -1,8 +1,8 @@
 //! Berth's proxy-wasm filter for stock Envoy: a singleton fetcher publishes the controller's routing table in
-//! shared data; the HTTP filter routes each request by it, and the TCP (network) filter each connection, through an
-//! `ORIGINAL_DST` cluster.
+//! shared data; the HTTP filter routes each request by it, the TCP (network) filter each connection by its port and
+//! the TLS passthrough (network) filter each connection by its server name, through an `ORIGINAL_DST` cluster.
 //!
-//! The proxy-wasm trait impls (`root`, `http::HttpFilter`, `tcp::TcpFilter`) are thin; the logic sits in plain code over the
+//! The proxy-wasm trait impls (`root`, `http::HttpFilter`, `tcp::TcpFilter`, `tls::TlsFilter`) are thin; the logic sits in plain code over the
 //! [`host::Host`] trait and is unit-tested natively with a fake host.
 
 pub mod cache;
@@ -15,6 +15,7 @@ pub mod http;
 pub mod passive_health;
 pub mod root;
 pub mod tcp;
+pub mod tls;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);

@@ -1,5 +1,5 @@
-//! The root context: reads the plugin configuration, becomes the fetcher, the HTTP filter's root or the TCP
-//! filter's root, and tells the SDK which kind of per-stream context to create.
+//! The root context: reads the plugin configuration, becomes the fetcher, the HTTP filter's root, the TCP
+//! filter's root or the TLS passthrough filter's root, and tells the SDK which kind of per-stream context to create.
 //!
 //! One module serves every role, and the SDK is given only `set_root_context`: a global `set_http_context` would
 //! make it build HTTP contexts for network filters too. `get_type` answers from the configured role.
@@ -18,6 +18,7 @@ use crate::fetcher::Fetcher;
 use crate::host::Envoy;
 use crate::http::{HttpFilter, HttpRouting};
 use crate::tcp::{TcpFilter, TcpRouting};
+use crate::tls::{TlsFilter, TlsRouting};
 
 /// The fetcher's first tick, which sends its first poll.
 const FIRST_TICK: Duration = Duration::from_millis(10);
@@ -33,6 +34,8 @@ pub enum Root {
     Http(Rc<RefCell<HttpRouting>>),
     /// The table cache of its connections, with the VM's unrouted counter.
     Tcp(Rc<RefCell<TcpRouting>>),
+    /// The table cache of its connections, with the VM's unrouted TLS counter.
+    Tls(Rc<RefCell<TlsRouting>>),
 }
 
 impl Context for Root {
@@ -77,6 +80,7 @@ impl RootContext for Root {
             }
             Role::Http => Root::Http(Rc::default()),
             Role::Tcp => Root::Tcp(Rc::new(RefCell::new(TcpRouting::new(&Envoy)))),
+            Role::Tls => Root::Tls(Rc::new(RefCell::new(TlsRouting::new(&Envoy)))),
         };
         true
     }
@@ -98,7 +102,7 @@ impl RootContext for Root {
         // still gets HTTP contexts, which answer 503 rather than route. (Envoy creates no filter for a plugin whose
         // `on_configure` failed, so an unconfigured root never meets a connection.)
         match self {
-            Root::Tcp(_) => Some(ContextType::StreamContext),
+            Root::Tcp(_) | Root::Tls(_) => Some(ContextType::StreamContext),
             Root::Unconfigured | Root::Fetcher { .. } | Root::Http(_) => Some(ContextType::HttpContext),
         }
     }
@@ -106,13 +110,14 @@ impl RootContext for Root {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let routing = match self {
             Root::Http(routing) => Some(Rc::clone(routing)),
-            Root::Unconfigured | Root::Fetcher { .. } | Root::Tcp(_) => None,
+            Root::Unconfigured | Root::Fetcher { .. } | Root::Tcp(_) | Root::Tls(_) => None,
         };
         Some(Box::new(HttpFilter::new(routing)))
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
         let routing = match self {
+            Root::Tls(routing) => return Some(Box::new(TlsFilter::new(Rc::clone(routing)))),
             Root::Tcp(routing) => Some(Rc::clone(routing)),
             Root::Unconfigured | Root::Fetcher { .. } | Root::Http(_) => None,
         };

@@ -21,7 +21,8 @@ pub fn check(args: CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let compiled = match compile_path(&args.path, &Options { backends: args.backends }, &held) {
+    let options = Options { backends: args.backends, tls_port: args.tls_port };
+    let compiled = match compile_path(&args.path, &options, &held) {
         Ok(compiled) => compiled,
         Err(error) => {
             eprintln!("berth check: {error}");
@@ -31,7 +32,8 @@ pub fn check(args: CheckArgs) -> ExitCode {
     let (warnings, errors): (Vec<_>, Vec<_>) = compiled.diagnostics.iter().partition(|d| d.is_warning());
     let errors: Vec<String> = errors.into_iter().map(ToString::to_string).collect();
     let warnings: Vec<String> = warnings.into_iter().map(ToString::to_string).collect();
-    let addresses: Vec<AddressView> = compiled.assignments.values().filter_map(AddressView::of).collect();
+    let addresses: Vec<AddressView> =
+        compiled.assignments.values().chain(&compiled.tls_addresses).filter_map(AddressView::of).collect();
     print!("{}", report::render(&compiled.content.to_table(0), None, &addresses, &errors, &warnings, &[]));
     if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

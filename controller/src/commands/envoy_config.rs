@@ -1,4 +1,4 @@
-//! `berth envoy-config`: prints the Envoy bootstrap for the given addresses and TCP ports.
+//! `berth envoy-config`: prints the Envoy bootstrap for the given addresses, TCP ports and TLS port.
 
 use std::process::ExitCode;
 
@@ -13,6 +13,7 @@ pub fn envoy_config(args: EnvoyConfigArgs) -> ExitCode {
         http_listen: args.http_listen,
         admin: args.admin,
         tcp_ports: args.tcp_ports,
+        tls_port: args.tls_port,
     };
     // Envoy itself would accept the bootstrap and fail only when binding; say so before anything is printed.
     if let Err(problem) = config.check() {

@@ -20,6 +20,7 @@ pub fn istio_config(args: IstioConfigArgs) -> ExitCode {
         wasm_sha256: module.sha256,
         http_port: args.http_port,
         tcp_ports: args.tcp_ports,
+        tls_port: args.tls_port,
         selector: args.gateway_selector,
         namespace: args.namespace,
     };

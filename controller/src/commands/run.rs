@@ -49,7 +49,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let mut controller = Controller {
         index: Index::new(),
         publisher: Publisher::starting_now(),
-        options: Options { backends: args.backends },
+        options: Options { backends: args.backends, tls_port: args.tls_port },
         assignments: Assignments::new(),
         held: HeldPorts::new(),
         // Kubernetes mode has no state file: there a restart makes a new key and sessions move once.
@@ -371,7 +371,7 @@ impl Controller {
         let Some(mut compiled) = self.compiled.clone() else { return };
         let leading = self.kube.as_ref().is_none_or(KubeMode::leads);
         let health = self.health.apply(&self.index, &mut compiled);
-        let (http, tcp) = (compiled.content.http.len(), compiled.content.tcp.len());
+        let (http, tcp, tls) = (compiled.content.http.len(), compiled.content.tcp.len(), compiled.content.tls.len());
         let errors = compiled.diagnostics.iter().filter(|d| !d.is_warning()).count();
         let catch_up = self.kube.as_ref().is_some_and(|k| leading && !k.noted).then(|| compiled.diagnostics.clone());
         let outcome = self.publisher.publish_with_health(compiled, health);
@@ -388,7 +388,10 @@ impl Controller {
             kube.noted = leading;
         }
         if outcome.changed() {
-            info!("serving table version {}: {http} http routes, {tcp} tcp routes, {errors} errors", outcome.version);
+            info!(
+                "serving table version {}: {http} http routes, {tcp} tcp routes, {tls} tls routes, {errors} errors",
+                outcome.version
+            );
         }
     }
 

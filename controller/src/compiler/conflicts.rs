@@ -1,8 +1,9 @@
-//! Conflicts: when two objects claim the same host and path (or both bring a default backend), the older one
-//! keeps it and the younger one is left out entirely, with a diagnostic naming the winner.
+//! Conflicts: when two objects claim the same host and path, the same tls server name, or both bring a default
+//! backend, the older one keeps it and the younger one is left out entirely, with a diagnostic naming the winner.
 //!
 //! "Same path" means the same kind of match on the same string: `prefix /a` and `exact /a` are different routes
-//! and the matcher's precedence decides between them. Repeats within one object are not conflicts: the first
+//! and the matcher's precedence decides between them. Likewise `a.example.com` and `*.example.com` are different
+//! server names. Repeats within one object are not conflicts: the first
 //! one listed is kept, as a first-match router would.
 
 use std::collections::HashMap;
@@ -31,6 +32,10 @@ enum Claim {
         path: String,
     },
     DefaultBackend,
+    /// A tls server name (or `*.domain` pattern).
+    Tls {
+        sni: String,
+    },
 }
 
 /// Claims routes for `claimants`, given oldest first; returns the table content and one diagnostic per lost claim.
@@ -49,6 +54,12 @@ pub fn resolve(claimants: Vec<Claimant>) -> (Content, Vec<Diagnostic>) {
         if let Some((field, _)) = &wants.default_backend {
             claims.push((Claim::DefaultBackend, field));
         }
+        for wanted in &wants.tls {
+            let claim = Claim::Tls { sni: wanted.route.sni.clone() };
+            if !claims.iter().any(|(c, _)| *c == claim) {
+                claims.push((claim, &wanted.field));
+            }
+        }
 
         let lost: Vec<Problem> = claims
             .iter()
@@ -57,6 +68,7 @@ pub fn resolve(claimants: Vec<Claimant>) -> (Content, Vec<Diagnostic>) {
                 let what = match claim {
                     Claim::Http { host, path } => format!("host {host} path {path}"),
                     Claim::DefaultBackend => "the default backend".to_string(),
+                    Claim::Tls { sni } => format!("tls server name {sni}"),
                 };
                 let message = format!(
                     "{what} is already routed by {winner}, which is older; this object is not served until the \
@@ -84,6 +96,13 @@ pub fn resolve(claimants: Vec<Claimant>) -> (Content, Vec<Diagnostic>) {
         }
         // Tcp routes cannot conflict: allocation gave each its own port.
         content.tcp.extend(wants.tcp);
+        for wanted in wants.tls {
+            let claim = Claim::Tls { sni: wanted.route.sni.clone() };
+            if !taken.contains(&claim) {
+                taken.push(claim);
+                content.tls.push(wanted.route);
+            }
+        }
         for claim in taken {
             owners.insert(claim, key.clone());
         }

@@ -2,14 +2,16 @@
 //! ports handed out now, and the problems found on the way.
 //!
 //! First the tcp routes of exposed VirtualServices get their ports; see [`ports`]. Then every object is compiled
-//! on its own into routes or problems. An object with any problem contributes nothing (a half-applied object is
-//! harder to reason about than an absent one). Then objects claim their routes oldest first; see [`conflicts`].
+//! on its own into routes or problems (VirtualServices' tls routes in [`tls`]). An object with any problem
+//! contributes nothing (a half-applied object is harder to reason about than an absent one). Then objects claim
+//! their routes oldest first; see [`conflicts`].
 
 pub mod affinity;
 mod backends;
 pub mod conflicts;
 mod ingress;
 pub mod ports;
+pub mod tls;
 mod virtual_service;
 
 pub use backends::{BACKENDS_ANNOTATION, BackendMode, PortRef, Resolver, Unresolved};
@@ -18,7 +20,7 @@ pub use ports::{Assignment, Assignments, HeldPorts};
 
 use std::path::PathBuf;
 
-use berth_table::{AffinityKey, DefaultBackend, HttpRoute, Source, Table, TcpRoute};
+use berth_table::{AffinityKey, DefaultBackend, HttpRoute, Source, Table, TcpRoute, TlsRoute};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::Diagnostic;
@@ -28,10 +30,19 @@ use crate::objects::{Kind, Object, annotation};
 /// A VirtualService is served only when it asks for it.
 pub const EXPOSE_ANNOTATION: &str = "berth.dev/expose";
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Where Services' traffic goes unless a Service says otherwise.
     pub backends: BackendMode,
+    /// The port clients reach TLS passthrough routes at: written into their addresses, and the only `port` a tls
+    /// match may name.
+    pub tls_port: u16,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { backends: BackendMode::default(), tls_port: tls::DEFAULT_TLS_PORT }
+    }
 }
 
 /// What the table holds, without its version: two compilations are the same table when these are equal.
@@ -44,6 +55,8 @@ pub struct Content {
     pub tcp: Vec<TcpRoute>,
     /// The controller's secret for session affinity, set by [`Content::with_affinity_key`].
     pub affinity_key: Option<AffinityKey>,
+    /// Oldest object first; within an object, in the order it lists them. Server names are distinct.
+    pub tls: Vec<TlsRoute>,
 }
 
 impl Content {
@@ -53,6 +66,7 @@ impl Content {
         table.default_backend = self.default_backend.clone();
         table.tcp = self.tcp.clone();
         table.affinity_key = self.affinity_key;
+        table.tls = self.tls.clone();
         table
     }
 
@@ -76,6 +90,9 @@ pub struct Compiled {
     /// object asks for it). The run loop feeds [`ports::held_ports`] of this to the next compilation and writes it
     /// back: to the state file in directory mode (never into the user's YAML), to the objects in Kubernetes mode.
     pub assignments: Assignments,
+    /// Where clients reach the tls routes served (`a.example.com:443`), labelled `tls[i]` like tcp ports are
+    /// `tcp[i]`. Nothing is held for them: they follow from the objects alone.
+    pub tls_addresses: Vec<Assignment>,
 }
 
 /// One thing wrong with one object: the field (a path from the object's root) and what to do about it.
@@ -105,6 +122,8 @@ pub struct Wants {
     pub default_backend: Option<(String, DefaultBackend)>,
     /// Tcp routes, on the ports allocated to them.
     pub tcp: Vec<TcpRoute>,
+    /// Tls routes, by server name.
+    pub tls: Vec<tls::WantedTls>,
 }
 
 /// Compiles `index`; `held` is what the previous compilation handed out ([`ports::held_ports`] of its
@@ -148,7 +167,10 @@ pub fn compile(index: &Index, options: &Options, held: &HeldPorts) -> Compiled {
         let key = entry.object.key();
         let compiled = match &entry.object {
             Object::Ingress(ingress) => ingress::compile(ingress, &resolver),
-            Object::VirtualService(vs) => virtual_service::compile(vs, &resolver, &allocated),
+            Object::VirtualService(vs) => with_tls(
+                virtual_service::compile(vs, &resolver, &allocated),
+                tls::compile(vs, &resolver, options.tls_port),
+            ),
             _ => continue,
         };
         let result = match (compiled, allocated.problems.remove(&key)) {
@@ -167,9 +189,26 @@ pub fn compile(index: &Index, options: &Options, held: &HeldPorts) -> Compiled {
             }
         }
     }
+    let tls_addresses = tls::addresses(&claimants, options.tls_port);
     let (content, conflicts) = conflicts::resolve(claimants);
     diagnostics.extend(conflicts);
-    Compiled { content, diagnostics, assignments: allocated.assignments }
+    let tls_addresses = tls::served(tls_addresses, &content);
+    Compiled { content, diagnostics, assignments: allocated.assignments, tls_addresses }
+}
+
+/// An object's http and tcp routes with its tls routes, or every problem of either.
+fn with_tls(
+    wants: Result<Wants, Vec<Problem>>,
+    tls: Result<Vec<tls::WantedTls>, Vec<Problem>>,
+) -> Result<Wants, Vec<Problem>> {
+    match (wants, tls) {
+        (Ok(wants), Ok(tls)) => Ok(Wants { tls, ..wants }),
+        (Ok(_), Err(problems)) | (Err(problems), Ok(_)) => Err(problems),
+        (Err(mut problems), Err(more)) => {
+            problems.extend(more);
+            Err(problems)
+        }
+    }
 }
 
 /// The order of objects: those with a `creationTimestamp` by it, then those without in the order they were first

@@ -70,7 +70,7 @@ impl Assignment {
     }
 
     /// `tcp.example.com:31000`, or `port 31000` when there is no host.
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         self.address().unwrap_or_else(|| format!("port {}", self.port))
     }
 }
@@ -131,7 +131,9 @@ pub fn address_annotation<'a>(assignments: impl IntoIterator<Item = &'a Assignme
 }
 
 /// The ports a `berth.dev/address` value records, by route (`tcp[0]`): the inverse of [`address_annotation`].
-/// Parts that do not end in a port are skipped (a user's edit must not stop the controller).
+/// Parts that do not end in a port are skipped (a user's edit must not stop the controller), and so are the
+/// addresses of tls routes (`tls[0]=a.example.com:443`, see [`super::tls::address_annotation`]): no port is held
+/// for them.
 pub fn parse_address_annotation(value: &str) -> BTreeMap<String, u16> {
     let port_of = |address: &str| address.trim().rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok());
     let value = value.trim();
@@ -144,11 +146,12 @@ pub fn parse_address_annotation(value: &str) -> BTreeMap<String, u16> {
             let (route, address) = part.split_once('=')?;
             Some((route.trim().to_string(), port_of(address)?))
         })
+        .filter(|(route, _)| route.starts_with("tcp["))
         .filter(|(_, port)| *port != 0)
         .collect()
 }
 
-fn route_index(route: &str) -> usize {
+pub(crate) fn route_index(route: &str) -> usize {
     route.trim_start_matches("tcp[").trim_end_matches(']').parse().unwrap_or(usize::MAX)
 }
 

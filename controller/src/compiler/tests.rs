@@ -14,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use super::*;
 use crate::objects::{Destination, HttpMatch, HttpRule, PortSelector, RouteDestination, StringMatch, VirtualService};
 
+mod tls;
+
 // ---- builders ----
 
 fn meta(ns: Option<&str>, name: &str) -> ObjectMeta {
@@ -154,6 +156,7 @@ fn mk_vs(ns: &str, name: &str, hosts: &[&str], http: Vec<HttpRule>) -> Object {
             hosts: hosts.iter().map(ToString::to_string).collect(),
             http,
             tcp: vec![],
+            ..Default::default()
         },
     };
     annotated(Object::VirtualService(vs), EXPOSE_ANNOTATION, "true")
@@ -650,7 +653,11 @@ fn pod_cluster() -> Vec<Object> {
 fn pod_mode_uses_ready_endpoints_of_the_services_slices_on_the_named_port() {
     let expected =
         ["a.com segments / → shop/web:80@100=[127.0.1.1:8080,127.0.1.2:8080,127.0.1.4:8080] (Ingress shop/web)"];
-    let compiled = compile(&index_of(pod_cluster()), &Options { backends: BackendMode::Pods }, &HeldPorts::new());
+    let compiled = compile(
+        &index_of(pod_cluster()),
+        &Options { backends: BackendMode::Pods, ..Options::default() },
+        &HeldPorts::new(),
+    );
     assert_eq!(errors(&compiled), Vec::<String>::new());
     assert_eq!(routes(&compiled), expected);
 
@@ -1204,7 +1211,7 @@ fn a_tcp_only_virtual_service_needs_no_hosts_and_an_empty_one_is_an_error() {
     assert_eq!(
         errors(&empty),
         [
-            "none.yaml: VirtualService default/none: spec.http: empty; berth exposes a VirtualService's http and tcp routes"
+            "none.yaml: VirtualService default/none: spec.http: empty; berth exposes a VirtualService's http, tcp and tls routes"
         ]
     );
 }

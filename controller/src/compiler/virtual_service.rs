@@ -27,8 +27,8 @@ pub fn compile(vs: &VirtualService, resolver: &Resolver<'_>, ports: &Allocated) 
     if hosts.is_empty() && !vs.spec.http.is_empty() {
         problems.push(Problem::new("spec.hosts", "empty; list the host names to route"));
     }
-    if vs.spec.http.is_empty() && vs.spec.tcp.is_empty() {
-        problems.push(Problem::new("spec.http", "empty; berth exposes a VirtualService's http and tcp routes"));
+    if vs.spec.http.is_empty() && vs.spec.tcp.is_empty() && vs.spec.tls.is_empty() {
+        problems.push(Problem::new("spec.http", "empty; berth exposes a VirtualService's http, tcp and tls routes"));
     }
     let cookie = session_cookie(&vs.metadata, !vs.spec.http.is_empty()).unwrap_or_else(|problem| {
         problems.push(problem);
@@ -136,7 +136,7 @@ fn tcp_backends(
 }
 
 /// The weighted backends of one route list; `at` is the rule's field path, e.g. `spec.http[0]`.
-fn destinations(
+pub(super) fn destinations(
     route: &[RouteDestination],
     at: &str,
     namespace: &str,

@@ -22,14 +22,16 @@ pub fn backends(content: &Content) -> impl Iterator<Item = &Backend> {
     let http = content.http.iter().flat_map(|route| &route.backends);
     let default = content.default_backend.iter().flat_map(|default| &default.backends);
     let tcp = content.tcp.iter().flat_map(|route| &route.backends);
-    http.chain(default).chain(tcp)
+    let tls = content.tls.iter().flat_map(|route| &route.backends);
+    http.chain(default).chain(tcp).chain(tls)
 }
 
 fn backends_mut(content: &mut Content) -> impl Iterator<Item = &mut Backend> {
     let http = content.http.iter_mut().flat_map(|route| &mut route.backends);
     let default = content.default_backend.iter_mut().flat_map(|default| &mut default.backends);
     let tcp = content.tcp.iter_mut().flat_map(|route| &mut route.backends);
-    http.chain(default).chain(tcp)
+    let tls = content.tls.iter_mut().flat_map(|route| &mut route.backends);
+    http.chain(default).chain(tcp).chain(tls)
 }
 
 /// The Service a backend names: its `service` is `namespace/name:port`, as the compiler writes it.
@@ -110,7 +112,7 @@ mod tests {
     use super::*;
     use crate::health::book::Observation;
     use crate::objects::health_check::{HealthCheck, Probe};
-    use berth_table::{DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, TcpRoute};
+    use berth_table::{DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, TcpRoute, TlsRoute};
     use k8s_openapi::api::core::v1::Service;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use k8s_openapi::jiff::Timestamp;
@@ -142,7 +144,8 @@ mod tests {
         Source { kind: "Ingress".into(), namespace: "default".into(), name: "x".into() }
     }
 
-    /// An http route to `web` (ports 1, 2) and `api` (port 3), a default backend on `web`, a tcp route to `db`.
+    /// An http route to `web` (ports 1, 2) and `api` (port 3), a default backend on `web`, a tcp route and a tls
+    /// route to `db`.
     fn content() -> Content {
         Content {
             http: vec![HttpRoute {
@@ -163,6 +166,11 @@ mod tests {
                 source_ip_affinity: false,
             }],
             affinity_key: None,
+            tls: vec![TlsRoute {
+                sni: "db.example".into(),
+                backends: vec![backend("default/db:5432", &[4])],
+                source: source(),
+            }],
         }
     }
 
@@ -220,6 +228,7 @@ mod tests {
         assert_eq!(ports(&content.http[0].backends), [vec![1], vec![3]]);
         assert_eq!(ports(&content.default_backend.as_ref().unwrap().backends), [vec![1]]);
         assert_eq!(ports(&content.tcp[0].backends), [Vec::<u16>::new()], "all down: no endpoints, so 503/close");
+        assert_eq!(ports(&content.tls[0].backends), [Vec::<u16>::new()], "tls routes too");
         assert_eq!((content.http[0].host.as_str(), content.tcp[0].port), ("a.example", 31000));
         assert_eq!(content.http[0].backends[0].weight, before.http[0].backends[0].weight);
     }

@@ -5,6 +5,7 @@ pub mod health_check;
 mod parse;
 pub mod port_allocation;
 mod virtual_service;
+mod virtual_service_tls;
 
 pub use parse::{Parsed, parse_value, parse_yaml};
 pub use port_allocation::{PortAllocation, PortAllocationSpec, PortRangeSpec};
@@ -12,6 +13,7 @@ pub use virtual_service::{
     Destination, HttpMatch, HttpRule, PortSelector, RouteDestination, StringMatch, TcpMatch, TcpRule, VirtualService,
     VirtualServiceSpec,
 };
+pub use virtual_service_tls::{TlsMatch, TlsRule};
 
 use std::fmt;
 

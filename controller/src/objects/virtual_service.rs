@@ -27,6 +27,9 @@ pub struct VirtualServiceSpec {
     /// Raw TCP routes: each gets a port of its own from a PortAllocation (Berth routes by that port alone).
     #[serde(default)]
     pub tcp: Vec<TcpRule>,
+    /// TLS passthrough routes, by server name (see [`super::TlsRule`]).
+    #[serde(default)]
+    pub tls: Vec<super::TlsRule>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
