@@ -17,6 +17,8 @@ pub mod stack;
 pub mod table_check;
 pub mod tcp_backend;
 pub mod tcp_client;
+pub mod tls_backend;
+pub mod tls_client;
 pub mod wait;
 
 pub use backend::Backend;
@@ -25,3 +27,4 @@ pub use controller::Controller;
 pub use envoy::Envoy;
 pub use stack::Stack;
 pub use tcp_backend::TcpBackend;
+pub use tls_backend::{TestCa, TlsBackend};

@@ -133,3 +133,16 @@ pub fn port_allocation(name: &str, host: &str, first: u16, last: u16) -> String 
          ranges:\n  - start: {first}\n    end: {last}\n"
     )
 }
+
+/// A VirtualService in `default`, exposed, passing TLS connections whose server name matches `sni_hosts` (each
+/// within `hosts`) through to `service` port `port`.
+pub fn tls_virtual_service(name: &str, hosts: &[&str], sni_hosts: &[&str], service: &str, port: u16) -> String {
+    let quoted = |names: &[&str]| names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ");
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: {name}\n  namespace: default\n  \
+         annotations:\n    berth.dev/expose: \"true\"\nspec:\n  hosts: [{}]\n  tls:\n  - match:\n    - sniHosts: [{}]\n    \
+         route:\n    - destination:\n        host: {service}\n        port:\n          number: {port}\n",
+        quoted(hosts),
+        quoted(sni_hosts)
+    )
+}

@@ -156,13 +156,15 @@ fn the_envoy_filter_runs_in_envoy_loading_the_module_from_the_controller() {
     assert!(headers.contains(&format!("etag: \"{sha}\"")), "{headers}");
 
     // (b) The EnvoyFilter for this controller, its Envoy parts as a bootstrap.
-    let (http_port, tcp_first) = (wait::free_port(), wait::free_port_range(2).0);
+    // Two TCP ports and, after them, the TLS passthrough port.
+    let (http_port, tcp_first) = (wait::free_port(), wait::free_port_range(3).0);
     let rendered = berth_tests::controller::berth(&[
         "istio-config",
         &format!("--controller-service=127.0.0.1:{}", addr.port()),
         &format!("--wasm={}", wasm.display()),
         &format!("--http-port={http_port}"),
         &format!("--tcp-ports={tcp_first}-{}", tcp_first + 1),
+        &format!("--tls-port={}", tcp_first + 2),
     ]);
     assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
     let text = String::from_utf8(rendered.stdout).unwrap();

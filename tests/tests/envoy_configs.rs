@@ -19,6 +19,30 @@ fn rendered_bootstrap_validates() {
 }
 
 #[test]
+fn rendered_bootstrap_with_tcp_and_tls_passthrough_listeners_validates() {
+    let work = tempfile::tempdir().unwrap();
+    let output = berth_tests::controller::berth(&[
+        "envoy-config",
+        "--controller=127.0.0.1:8081",
+        &format!("--wasm={}", paths::wasm().display()),
+        "--http-listen=127.0.0.1:8080",
+        "--admin=127.0.0.1:9901",
+        "--tcp-ports=31000-31010",
+        "--tls-port=8443",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("envoy.filters.listener.tls_inspector"), "{text}");
+    let config = work.path().join("envoy.yaml");
+    std::fs::write(&config, &output.stdout).unwrap();
+    envoy::validate(&config).unwrap();
+
+    let refused = berth_tests::controller::berth(&["envoy-config", "--tcp-ports=31000-31010", "--tls-port=31005"]);
+    assert_eq!(refused.status.code(), Some(2), "a TLS port inside the TCP ports would fail to bind");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("TLS port 31005"));
+}
+
+#[test]
 fn shipped_envoy_configs_validate() {
     let dir = paths::workspace().join("envoy");
     let configs: Vec<_> = std::fs::read_dir(&dir)
