@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
-use berth_tests::manifests::{self, node_port_service, tls_virtual_service};
-use berth_tests::tcp_client::is_closed_on_connect;
+use berth_tests::kube::KubeApiServer;
+use berth_tests::manifests::{self, node_port_service, port_allocation, tls_virtual_service};
+use berth_tests::tcp_client::{connect, is_closed_on_connect, read_exact};
 use berth_tests::tls_client::{TlsClient, closed_by_peer, handshake};
-use berth_tests::{Stack, TestCa, TlsBackend, admin, wait};
+use berth_tests::{Controller, Envoy, Stack, TcpBackend, TestCa, TlsBackend, admin, wait};
 
 const UNROUTED: &str = "wasmcustom.berth_tls_unrouted";
 
@@ -149,4 +150,47 @@ fn a_manifest_change_moves_a_name_live_and_exact_names_beat_wildcards() {
     stack.manifests.remove("wild.yaml");
     wait_closed(port, &ca, "c.example.com");
     reach(port, &ca, "a.example.com", "a v2\n");
+}
+
+#[test]
+fn in_kubernetes_mode_the_addresses_of_tcp_and_tls_routes_share_the_annotation_and_both_route() {
+    let work = tempfile::tempdir().unwrap();
+    let api = KubeApiServer::start(work.path());
+    let kubectl = api.kubectl();
+    kubectl.install_crds();
+    let ca = TestCa::new();
+    let api_backend = TlsBackend::start(&ca, "api\n", &["api.example.com"]);
+    let db = TcpBackend::greeting("db ready\n");
+    // Two TCP ports, then the TLS port.
+    let range = wait::free_port_range(3);
+    let (tcp_last, port) = (range.0 + 1, range.1);
+    let both = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: both\n  namespace: default\n  \
+                annotations:\n    berth.dev/expose: \"true\"\nspec:\n  hosts: [api.example.com]\n  tcp:\n  - route:\n    \
+                - destination: {host: db, port: {number: 5432}}\n  tls:\n  - match:\n    - sniHosts: [api.example.com]\n    \
+                route:\n    - destination: {host: api, port: {number: 443}}\n";
+    kubectl.apply(
+        &[
+            manifests::node("n1", "127.0.0.1"),
+            port_allocation("tcp", "tcp.example.com", range.0, tcp_last),
+            node_port_service("api", 443, api_backend.addr.port()),
+            node_port_service("db", 5432, db.addr.port()),
+            both.to_string(),
+        ]
+        .join("---\n"),
+    );
+    let controller = Controller::start_kube(&api.kubeconfig, work.path(), &[format!("--tls-port={port}")]);
+    let envoy_args = [format!("--tcp-ports={}-{tcp_last}", range.0), format!("--tls-port={port}")];
+    let _envoy = Envoy::start_with(controller.addr, work.path(), &envoy_args);
+
+    // Every entry labelled once a tls address is among them; the tcp port is read back from it as recorded.
+    let expected = format!("tcp[0]=tcp.example.com:{}, tls[0]=api.example.com:{port}", range.0);
+    wait::until("berth.dev/address on both", Duration::from_secs(20), || {
+        let address = kubectl.jsonpath(&["virtualservice", "both"], "{.metadata.annotations['berth\\.dev/address']}");
+        (address == expected).then_some(())
+    });
+    let client = reach(port, &ca, "api.example.com", "api\n");
+    assert_eq!(client.peer_certificate(), Some(api_backend.certificate.clone()));
+    wait::until("the tcp route, served once its port is on record", Duration::from_secs(10), || {
+        read_exact(&mut connect(range.0), 9).ok().filter(|g| g == "db ready\n")
+    });
 }
