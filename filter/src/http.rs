@@ -101,16 +101,8 @@ impl View for HttpView {
         let router = HttpRouter::new(&table);
         let routes = table.http.iter().map(|route| &route.backends);
         let defaults = table.default_backend.iter().map(|default| &default.backends);
-        let destinations = routes
-            .chain(defaults)
-            .flatten()
-            .flat_map(|backend| &backend.endpoints)
-            .map(|endpoint| {
-                let value = endpoint.address.to_string();
-                let encoded = filter_state::encode(ORIGINAL_DST_ADDRESS, &value, LifeSpan::DownstreamRequest);
-                (endpoint.address, encoded.into_boxed_slice())
-            })
-            .collect();
+        let destinations =
+            filter_state::original_dst_arguments(routes.chain(defaults).flatten(), LifeSpan::DownstreamRequest);
         // Each worker VM counts on its own, and every table change restarts the count: starting from the same
         // slot each time would favour the first slots of a weighted rotation (90/10 sends its first 13 requests
         // to the 90) wherever tables change more often than a round completes. Any round is exact (see

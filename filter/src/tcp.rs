@@ -53,16 +53,8 @@ impl View for TcpView {
         let router = TcpRouter::new(&table);
         // Only the TCP routes are kept: the HTTP filter's root holds its own view of the rest.
         let Table { version, tcp: routes, affinity_key, .. } = table;
-        let destinations = routes
-            .iter()
-            .flat_map(|route| &route.backends)
-            .flat_map(|backend| &backend.endpoints)
-            .map(|endpoint| {
-                let value = endpoint.address.to_string();
-                let encoded = filter_state::encode(ORIGINAL_DST_ADDRESS, &value, LifeSpan::DownstreamConnection);
-                (endpoint.address, encoded.into_boxed_slice())
-            })
-            .collect();
+        let backends = routes.iter().flat_map(|route| &route.backends);
+        let destinations = filter_state::original_dst_arguments(backends, LifeSpan::DownstreamConnection);
         // Started from the seed for the reason the HTTP view gives.
         let counters = vec![mix64(seed); routes.len()];
         let affinity = routes.iter().map(|route| client_affinity(route, affinity_key.as_ref())).collect();

@@ -98,10 +98,10 @@ impl TlsBackend {
             let Ok(listener) = TcpListener::from_std(listener) else { return };
             let mut open = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let (acceptor, greeting) = (acceptor.clone(), greeting.clone());
+                let (acceptor, greeting, counter) = (acceptor.clone(), greeting.clone(), counter.clone());
                 open.spawn(async move {
                     let Ok(mut stream) = acceptor.accept(stream).await else { return };
+                    counter.fetch_add(1, Ordering::SeqCst);
                     if stream.write_all(greeting.as_bytes()).await.is_err() || stream.flush().await.is_err() {
                         return;
                     }
@@ -122,7 +122,8 @@ impl TlsBackend {
         TlsBackend { addr, certificate, connections, server: Some(server) }
     }
 
-    /// Connections accepted so far (TCP, whether or not the handshake then succeeded).
+    /// TLS sessions established so far (a bare TCP connection, such as the controller's health check, does not
+    /// count).
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::SeqCst)
     }
