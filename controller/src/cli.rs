@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::compiler::BackendMode;
+use crate::objects::health_check::{MIN_INTERVAL, format_duration, parse_duration};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -108,25 +109,10 @@ pub struct LeaderArgs {
     pub leader_elect_lease: String,
     /// How long a leader that stopped renewing keeps the Lease before another replica takes over.
     #[arg(long, env = "BERTH_LEADER_ELECT_DURATION", default_value = "15s", value_parser = parse_duration)]
-    pub leader_elect_duration: std::time::Duration,
+    pub leader_elect_duration: Duration,
     /// This replica's name in the Lease. Default: the pod name, else the host name and process id.
     #[arg(long, env = "POD_NAME", value_name = "NAME")]
     pub leader_elect_identity: Option<String>,
-}
-
-/// `15s`, `500ms`, `2m`, or a bare number of seconds.
-fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => value.split_at(at),
-        None => (value, "s"),
-    };
-    let number: u64 = number.parse().map_err(|_| format!("{value:?} is not a duration like 15s, 500ms or 2m"))?;
-    match unit {
-        "ms" => Ok(std::time::Duration::from_millis(number)),
-        "s" => Ok(std::time::Duration::from_secs(number)),
-        "m" => Ok(std::time::Duration::from_secs(number * 60)),
-        _ => Err(format!("{value:?}: unknown unit {unit:?}; use ms, s or m")),
-    }
 }
 
 #[derive(Debug, Args)]
@@ -243,7 +229,6 @@ impl fmt::Display for Source {
 }
 
 fn parse_health_interval(s: &str) -> Result<Duration, String> {
-    use crate::objects::health_check::{MIN_INTERVAL, format_duration, parse_duration};
     let interval = parse_duration(s)?;
     if interval < MIN_INTERVAL {
         return Err(format!("{s:?} is shorter than {}", format_duration(MIN_INTERVAL)));
@@ -314,16 +299,20 @@ mod tests {
     }
 
     #[test]
-    fn leader_election_is_off_unless_asked_and_durations_read_like_kubectls() {
-        let cli = Cli::try_parse_from(["berth", "run", "--source", "kube"]).unwrap();
-        let Command::Run(args) = cli.command else { panic!("not run") };
-        assert!(!args.leader.leader_elect);
-        assert_eq!(args.leader.leader_elect_duration, std::time::Duration::from_secs(15));
-        assert_eq!(parse_duration("500ms"), Ok(std::time::Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(std::time::Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(std::time::Duration::from_secs(3)));
-        assert!(parse_duration("3h").unwrap_err().contains("unknown unit"));
-        assert!(parse_duration("soon").unwrap_err().contains("like 15s"));
+    fn leader_election_is_off_unless_asked_and_its_duration_reads_like_other_durations() {
+        let run = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["berth", "run", "--source", "kube"].iter().chain(args))?;
+            let Command::Run(args) = cli.command else { panic!("not run") };
+            Ok::<_, clap::Error>(args.leader)
+        };
+        let leader = run(&[]).unwrap();
+        assert!(!leader.leader_elect);
+        assert_eq!(leader.leader_elect_duration, Duration::from_secs(15));
+        let leader = run(&["--leader-elect", "--leader-elect-duration", "2m"]).unwrap();
+        assert_eq!((leader.leader_elect, leader.leader_elect_duration), (true, Duration::from_secs(120)));
+        assert_eq!(run(&["--leader-elect-duration", "1.5s"]).unwrap().leader_elect_duration, Duration::from_millis(1500));
+        let error = run(&["--leader-elect-duration", "soon"]).unwrap_err().to_string();
+        assert!(error.contains("is not a duration; write it like 5s, 500ms or 1m"), "{error}");
     }
 
     #[test]

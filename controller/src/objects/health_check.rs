@@ -233,7 +233,8 @@ pub fn health_check(meta: &ObjectMeta, default_interval: Duration) -> (Option<He
     (Some(check), problems)
 }
 
-/// `500ms`, `5s`, `1m`, `1.5s`: a number and a unit (ms, s or m), as in Kubernetes and Go durations.
+/// `500ms`, `5s`, `1m`, `1.5s`: a number and a unit (ms, s or m), as in Kubernetes and Go durations. Berth's one
+/// duration syntax: the health check annotations and the command line's durations all read through it.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("{text:?} is not a duration; write it like 5s, 500ms or 1m");
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
