@@ -5,7 +5,7 @@
 //!
 //! | annotation | value | default |
 //! | --- | --- | --- |
-//! | `berth.dev/health-check` | `tcp`, `http` or `none` | `http` when a path is given, else `tcp` |
+//! | `berth.dev/health-check` | `tcp`, `http` or `none` | `http` when a path, status or host is given, else `tcp` |
 //! | `berth.dev/health-check-path` | an absolute path, e.g. `/healthz` | `/` |
 //! | `berth.dev/health-check-status` | a code (`200`) or a range (`200-299`) | `200-399` |
 //! | `berth.dev/health-check-host` | the `Host` header to send | the endpoint's `IP:PORT` |
