@@ -55,7 +55,7 @@ pub struct Changes {
 /// One endpoint's health as reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
-    pub healthy: bool,
+    state: EndpointState,
     /// When the current state began (for a healthy endpoint never failed: when checking began).
     pub since: Timestamp,
     /// Why the last failed check failed, and when. Repeated failures of an unhealthy endpoint for the same reason
@@ -63,10 +63,15 @@ pub struct Status {
     pub last_failure: Option<(String, Timestamp)>,
 }
 
+impl Status {
+    pub fn is_healthy(&self) -> bool {
+        self.state.is_healthy()
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Tracked {
     run: u64,
-    state: EndpointState,
     status: Status,
 }
 
@@ -96,8 +101,8 @@ impl Book {
             if !self.tracked.contains_key(target) {
                 let run = self.next_run;
                 self.next_run += 1;
-                let status = Status { healthy: true, since: now, last_failure: None };
-                self.tracked.insert(target.clone(), Tracked { run, state: EndpointState::default(), status });
+                let status = Status { state: EndpointState::default(), since: now, last_failure: None };
+                self.tracked.insert(target.clone(), Tracked { run, status });
                 changes.start.push((target.clone(), run));
             }
         }
@@ -110,10 +115,9 @@ impl Book {
         };
         let check = &observation.target.check;
         let thresholds = Thresholds { healthy: check.healthy_threshold, unhealthy: check.unhealthy_threshold };
-        let flipped = tracked.state.record(observation.outcome.is_ok(), thresholds);
         let status = &mut tracked.status;
+        let flipped = status.state.record(observation.outcome.is_ok(), thresholds);
         if flipped {
-            status.healthy = tracked.state.is_healthy();
             status.since = observation.at;
         }
         match (observation.outcome, flipped) {
@@ -121,7 +125,7 @@ impl Book {
             (Ok(()), false) => Recorded::Same,
             // An unhealthy endpoint failing again for the same reason is no news: nothing to publish.
             (Err(reason), false)
-                if !status.healthy && status.last_failure.as_ref().is_some_and(|(last, _)| *last == reason) =>
+                if !status.is_healthy() && status.last_failure.as_ref().is_some_and(|(last, _)| *last == reason) =>
             {
                 Recorded::Same
             }
@@ -134,19 +138,11 @@ impl Book {
 
     /// Unknown targets count as healthy: only what is checked can be found wanting.
     pub fn is_healthy(&self, target: &Target) -> bool {
-        self.tracked.get(target).is_none_or(|t| t.state.is_healthy())
+        self.tracked.get(target).is_none_or(|t| t.status.is_healthy())
     }
 
     pub fn status(&self, target: &Target) -> Option<&Status> {
         self.tracked.get(target).map(|t| &t.status)
-    }
-
-    pub fn len(&self) -> usize {
-        self.tracked.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tracked.is_empty()
     }
 }
 
@@ -181,7 +177,7 @@ mod tests {
         let changes = book.sync(&BTreeSet::from([target(1), target(2), target(3)]), at(3));
         assert_eq!(changes.start, [(target(1), 3)]);
         assert_eq!(book.record(result(&target(1), 0, Err("refused"), 4)), Recorded::Ignored);
-        assert_eq!(book.len(), 3);
+        assert_eq!(book.tracked.len(), 3);
     }
 
     #[test]
@@ -189,7 +185,8 @@ mod tests {
         let mut book = Book::new();
         book.sync(&BTreeSet::from([target(1)]), at(5));
         assert!(book.is_healthy(&target(1)));
-        assert_eq!(book.status(&target(1)), Some(&Status { healthy: true, since: at(5), last_failure: None }));
+        let status = book.status(&target(1)).unwrap();
+        assert_eq!((status.is_healthy(), status.since, &status.last_failure), (true, at(5), &None));
         assert!(book.is_healthy(&target(9)), "unchecked endpoints are not held back");
         assert_eq!(book.status(&target(9)), None);
     }
@@ -208,7 +205,7 @@ mod tests {
         );
         assert!(!book.is_healthy(&t));
         let status = book.status(&t).unwrap();
-        assert_eq!((status.healthy, status.since), (false, at(3)));
+        assert_eq!((status.is_healthy(), status.since), (false, at(3)));
         assert_eq!(status.last_failure, Some(("connection refused".to_string(), at(3))));
         assert_eq!(book.record(result(&t, 0, Err("connection refused"), 4)), Recorded::Same, "no news");
         assert_eq!(book.record(result(&t, 0, Err("timed out after 1s"), 5)), Recorded::Failure, "news");
@@ -217,7 +214,7 @@ mod tests {
         assert_eq!(book.record(result(&t, 0, Ok(()), 7)), Recorded::Same);
         assert_eq!(book.record(result(&t, 0, Ok(()), 8)), Recorded::Returned);
         let status = book.status(&t).unwrap();
-        assert_eq!((status.healthy, status.since), (true, at(8)));
+        assert_eq!((status.is_healthy(), status.since), (true, at(8)));
         assert_eq!(status.last_failure, Some(("connection refused".to_string(), at(6))), "kept for people to see");
     }
 
@@ -225,6 +222,6 @@ mod tests {
     fn results_for_untracked_targets_are_ignored() {
         let mut book = Book::new();
         assert_eq!(book.record(result(&target(1), 0, Err("refused"), 1)), Recorded::Ignored);
-        assert!(book.is_empty());
+        assert!(book.tracked.is_empty());
     }
 }

@@ -53,14 +53,6 @@ impl Scheduler {
             }
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.tasks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
-    }
 }
 
 /// Up to half an interval, different for each target: targets that start together (at start, all of them) keep
@@ -114,7 +106,7 @@ mod tests {
             assert_eq!((&observation.target, observation.run, &observation.outcome), (&target, 7, &Ok(())));
         }
         scheduler.apply(Changes { start: vec![], stop: vec![target] });
-        assert!(scheduler.is_empty());
+        assert!(scheduler.tasks.is_empty());
         // Whatever was in flight drains; then nothing more comes, and the channel closes with the last sender.
         drop(scheduler);
         let end = loop {

@@ -48,7 +48,7 @@ pub fn endpoint_health(content: &Content, checks: &Checks, book: &Book) -> Vec<E
                 service: backend.service.clone(),
                 address: endpoint.address,
                 check: check.to_string(),
-                healthy: status.healthy,
+                healthy: status.is_healthy(),
                 since: status.since.to_string(),
                 last_failure: status.last_failure.as_ref().map(|(reason, _)| reason.clone()),
                 last_failure_at: status.last_failure.as_ref().map(|(_, at)| at.to_string()),
