@@ -58,8 +58,6 @@ pub struct Outcome {
     pub new_diagnostics: Vec<Diagnostic>,
     pub diagnostics_changed: bool,
     pub assignments_changed: bool,
-    /// Endpoint health as shown changed (whether or not the table did): not worth a log line of its own.
-    pub health_changed: bool,
 }
 
 impl Outcome {
@@ -89,14 +87,9 @@ impl Publisher {
         self.tx.subscribe()
     }
 
-    /// Publishes `compiled`, keeping the endpoint health last published.
-    pub fn publish(&mut self, compiled: Compiled) -> Outcome {
-        let health = self.tx.borrow().health.to_vec();
-        self.publish_with_health(compiled, health)
-    }
-
-    /// Publishes `compiled` (from which unhealthy endpoints are already left out) and `health`, together.
-    pub fn publish_with_health(&mut self, compiled: Compiled, health: Vec<EndpointHealth>) -> Outcome {
+    /// Publishes `compiled` (from which unhealthy endpoints are already left out) and `health`, together. Health
+    /// alone changing wakes readers of `/v1/routes` but is not worth a log line: [`Outcome::changed`] leaves it out.
+    pub fn publish(&mut self, compiled: Compiled, health: Vec<EndpointHealth>) -> Outcome {
         let previous = self.tx.borrow().clone();
         let table_changed = self.content.as_ref() != Some(&compiled.content);
         let table = match (&previous.table, table_changed) {
@@ -127,7 +120,7 @@ impl Publisher {
                 health: Arc::new(health),
             });
         }
-        Outcome { version, table_changed, new_diagnostics, diagnostics_changed, assignments_changed, health_changed }
+        Outcome { version, table_changed, new_diagnostics, diagnostics_changed, assignments_changed }
     }
 
     /// Replaces the sources' status; readers are woken only when it changed.
@@ -141,11 +134,12 @@ impl Publisher {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use berth_table::{HttpRoute, PathMatch, Source};
 
-    fn compiled(hosts: &[&str], errors: &[&str]) -> Compiled {
+    /// An http route to nowhere for each of `hosts`, and an error for each of `errors`.
+    pub(crate) fn compiled(hosts: &[&str], errors: &[&str]) -> Compiled {
         let http = hosts
             .iter()
             .map(|host| HttpRoute {
@@ -159,7 +153,6 @@ mod tests {
         Compiled {
             content: Content { http, ..Content::default() },
             diagnostics: errors.iter().map(|e| Diagnostic::new(*e)).collect(),
-            assignments: Assignments::new(),
             ..Compiled::default()
         }
     }
@@ -169,7 +162,7 @@ mod tests {
         let mut publisher = Publisher::new(1_000);
         let rx = publisher.subscribe();
         assert!(rx.borrow().table.is_none());
-        let outcome = publisher.publish(compiled(&["a"], &[]));
+        let outcome = publisher.publish(compiled(&["a"], &[]), vec![]);
         assert_eq!(outcome.version, 1_000);
         assert!(outcome.table_changed);
         assert_eq!(rx.borrow().version(), Some(1_000));
@@ -181,14 +174,14 @@ mod tests {
     fn version_goes_up_only_when_the_content_changes() {
         let mut publisher = Publisher::new(7);
         let mut rx = publisher.subscribe();
-        publisher.publish(compiled(&["a"], &[]));
+        publisher.publish(compiled(&["a"], &[]), vec![]);
         rx.mark_unchanged();
-        let same = publisher.publish(compiled(&["a"], &[]));
+        let same = publisher.publish(compiled(&["a"], &[]), vec![]);
         assert_eq!((same.version, same.changed()), (7, false));
         assert!(!rx.has_changed().unwrap(), "an identical table wakes nobody");
-        let next = publisher.publish(compiled(&["a", "b"], &[]));
+        let next = publisher.publish(compiled(&["a", "b"], &[]), vec![]);
         assert_eq!((next.version, next.table_changed), (8, true));
-        let back = publisher.publish(compiled(&["a"], &[]));
+        let back = publisher.publish(compiled(&["a"], &[]), vec![]);
         assert_eq!(back.version, 9, "going back to older content is still a change");
     }
 
@@ -196,42 +189,35 @@ mod tests {
     fn diagnostics_change_without_a_new_version_and_are_new_once() {
         let mut publisher = Publisher::new(1);
         let rx = publisher.subscribe();
-        let first = publisher.publish(compiled(&["a"], &["x"]));
+        let first = publisher.publish(compiled(&["a"], &["x"]), vec![]);
         assert_eq!(first.new_diagnostics, [Diagnostic::new("x")]);
-        let again = publisher.publish(compiled(&["a"], &["x"]));
+        let again = publisher.publish(compiled(&["a"], &["x"]), vec![]);
         assert!(again.new_diagnostics.is_empty() && !again.changed());
-        let more = publisher.publish(compiled(&["a"], &["x", "y"]));
+        let more = publisher.publish(compiled(&["a"], &["x", "y"]), vec![]);
         assert_eq!((more.version, more.table_changed, more.diagnostics_changed), (1, false, true));
         assert_eq!(more.new_diagnostics, [Diagnostic::new("y")]);
         assert_eq!(rx.borrow().diagnostics.len(), 2);
     }
 
     #[test]
-    fn health_is_published_with_the_table_and_kept_by_a_plain_publish() {
+    fn health_alone_changing_wakes_readers_without_a_new_version() {
         let mut publisher = Publisher::new(1);
-        let rx = publisher.subscribe();
-        let health = EndpointHealth {
-            service: "default/web:80".into(),
-            address: ([127, 0, 0, 1], 1).into(),
-            check: "tcp connect every 5s".into(),
-            healthy: false,
-            since: "2025-01-01T00:00:00Z".into(),
-            last_failure: Some("connection refused".into()),
-            last_failure_at: Some("2025-01-01T00:00:00Z".into()),
-        };
-        publisher.publish(compiled(&["a"], &[]));
-        let outcome = publisher.publish_with_health(compiled(&["a"], &[]), vec![health.clone()]);
-        assert!(outcome.health_changed && !outcome.table_changed && !outcome.changed(), "{outcome:?}");
-        assert_eq!(*rx.borrow().health, std::slice::from_ref(&health));
-        let outcome = publisher.publish(compiled(&["a", "b"], &[]));
-        assert!(!outcome.health_changed && outcome.table_changed);
-        assert_eq!(*rx.borrow().health, [health]);
+        let mut rx = publisher.subscribe();
+        publisher.publish(compiled(&["a"], &[]), vec![]);
+        rx.mark_unchanged();
+        let health = EndpointHealth::unhealthy_example();
+        let outcome = publisher.publish(compiled(&["a"], &[]), vec![health.clone()]);
+        assert!(!outcome.table_changed && !outcome.changed(), "{outcome:?}");
+        assert!(rx.has_changed().unwrap());
+        assert_eq!((rx.borrow().version(), rx.borrow().health.as_slice()), (Some(1), std::slice::from_ref(&health)));
+        publisher.publish(compiled(&["a"], &[]), vec![]);
+        assert!(rx.borrow().health.is_empty());
     }
 
     #[test]
     fn starting_now_uses_the_clock_in_milliseconds() {
         let mut publisher = Publisher::starting_now();
-        let version = publisher.publish(compiled(&[], &[])).version;
+        let version = publisher.publish(compiled(&[], &[]), vec![]).version;
         assert!(version > 1_700_000_000_000, "{version}");
     }
 }

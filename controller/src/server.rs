@@ -248,21 +248,14 @@ async fn ready(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response {
 mod tests {
     use super::*;
     use crate::Diagnostic;
-    use crate::compiler::{Assignments, Compiled, Content};
+    use crate::compiler::{Assignments, Compiled};
     use crate::publish::Publisher;
     use axum::http::Request;
-    use berth_table::{HttpRoute, PathMatch, Source};
     use std::time::Instant;
     use tower::ServiceExt;
 
+    /// An http route for `host`, an error, a warning and a tcp route's address.
     fn compiled(host: &str) -> Compiled {
-        let route = HttpRoute {
-            host: host.into(),
-            path: PathMatch::Prefix("/".into()),
-            backends: vec![],
-            source: Source { kind: "Ingress".into(), namespace: "ns".into(), name: "x".into() },
-            session_cookie: None,
-        };
         let assignment = Assignment {
             object: "VirtualService default/db".into(),
             route: "tcp[0]".into(),
@@ -270,13 +263,12 @@ mod tests {
             host: Some("tcp.example.com".into()),
         };
         Compiled {
-            content: Content { http: vec![route], ..Content::default() },
             diagnostics: vec![
                 Diagnostic::new("bad").object("Ingress ns/y"),
                 Diagnostic::new("outside").object("VirtualService default/db").warning(),
             ],
             assignments: Assignments::from([(assignment.key(), assignment)]),
-            ..Compiled::default()
+            ..crate::publish::tests::compiled(&[host], &[])
         }
     }
 
@@ -297,7 +289,7 @@ mod tests {
         assert_eq!(get(&app, "/healthz", &[]).await.0, StatusCode::OK);
         assert_eq!(get(&app, "/readyz", &[]).await.0, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(get(&app, "/v1/table", &[]).await.0, StatusCode::SERVICE_UNAVAILABLE);
-        publisher.publish(compiled("a"));
+        publisher.publish(compiled("a"), vec![]);
         assert_eq!(get(&app, "/readyz", &[]).await.0, StatusCode::OK);
     }
 
@@ -305,7 +297,7 @@ mod tests {
     async fn serves_the_table_at_once_when_the_version_differs() {
         let mut publisher = Publisher::new(5);
         let app = router(publisher.subscribe());
-        publisher.publish(compiled("a"));
+        publisher.publish(compiled("a"), vec![]);
         for uri in ["/v1/table", "/v1/table?version=4&wait=30"] {
             let (status, headers, body) = get(&app, uri, &[]).await;
             assert_eq!(status, StatusCode::OK, "{uri}");
@@ -319,7 +311,7 @@ mod tests {
     async fn answers_not_modified_after_waiting() {
         let mut publisher = Publisher::new(5);
         let app = router(publisher.subscribe());
-        publisher.publish(compiled("a"));
+        publisher.publish(compiled("a"), vec![]);
         let (status, headers, body) = get(&app, "/v1/table?version=5", &[]).await;
         assert_eq!((status, body.len()), (StatusCode::NOT_MODIFIED, 0));
         assert_eq!(headers[header::ETAG], "\"5\"");
@@ -335,7 +327,7 @@ mod tests {
     async fn a_waiting_request_gets_the_new_table_as_soon_as_it_is_published() {
         let mut publisher = Publisher::new(5);
         let app = router(publisher.subscribe());
-        publisher.publish(compiled("a"));
+        publisher.publish(compiled("a"), vec![]);
         let waiting = tokio::spawn({
             let app = app.clone();
             async move { get(&app, "/v1/table?version=5&wait=30", &[]).await }
@@ -344,11 +336,11 @@ mod tests {
         // Diagnostics alone do not end the wait; a new table does.
         let mut same = compiled("a");
         same.diagnostics.clear();
-        publisher.publish(same);
+        publisher.publish(same, vec![]);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished());
         let started = Instant::now();
-        publisher.publish(compiled("b"));
+        publisher.publish(compiled("b"), vec![]);
         let (status, headers, body) = waiting.await.unwrap();
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(status, StatusCode::OK);
@@ -360,7 +352,7 @@ mod tests {
     async fn a_waiting_request_ends_when_the_publisher_goes_away() {
         let mut publisher = Publisher::new(5);
         let app = router(publisher.subscribe());
-        publisher.publish(compiled("a"));
+        publisher.publish(compiled("a"), vec![]);
         let waiting = tokio::spawn({
             let app = app.clone();
             async move { get(&app, "/v1/table?version=5&wait=60", &[]).await }
@@ -375,7 +367,7 @@ mod tests {
     async fn routes_lists_the_table_and_the_errors_with_their_text() {
         let mut publisher = Publisher::new(5);
         let app = router(publisher.subscribe());
-        publisher.publish(compiled("a"));
+        publisher.publish(compiled("a"), vec![]);
         let (status, _, body) = get(&app, "/v1/routes", &[]).await;
         assert_eq!(status, StatusCode::OK);
         let view: RoutesView = serde_json::from_slice(&body).unwrap();
@@ -399,16 +391,8 @@ mod tests {
     async fn routes_lists_endpoint_health() {
         let mut publisher = Publisher::new(5);
         let app = router(publisher.subscribe());
-        let health = EndpointHealth {
-            service: "default/web:80".into(),
-            address: ([127, 0, 0, 1], 1).into(),
-            check: "tcp connect every 5s".into(),
-            healthy: false,
-            since: "2025-01-01T00:00:00Z".into(),
-            last_failure: Some("cannot connect: connection refused".into()),
-            last_failure_at: Some("2025-01-01T00:00:00Z".into()),
-        };
-        publisher.publish_with_health(compiled("a"), vec![health.clone()]);
+        let health = EndpointHealth::unhealthy_example();
+        publisher.publish(compiled("a"), vec![health.clone()]);
         let (_, _, body) = get(&app, "/v1/routes", &[]).await;
         let view: RoutesView = serde_json::from_slice(&body).unwrap();
         assert_eq!(view.health, [health]);

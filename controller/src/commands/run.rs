@@ -374,7 +374,7 @@ impl Controller {
         let (http, tcp, tls) = (compiled.content.http.len(), compiled.content.tcp.len(), compiled.content.tls.len());
         let errors = compiled.diagnostics.iter().filter(|d| !d.is_warning()).count();
         let catch_up = self.kube.as_ref().is_some_and(|k| leading && !k.noted).then(|| compiled.diagnostics.clone());
-        let outcome = self.publisher.publish_with_health(compiled, health);
+        let outcome = self.publisher.publish(compiled, health);
         for diagnostic in &outcome.new_diagnostics {
             warn!("{diagnostic}");
         }

@@ -31,6 +31,22 @@ pub struct EndpointHealth {
     pub last_failure_at: Option<String>,
 }
 
+#[cfg(test)]
+impl EndpointHealth {
+    /// `127.0.0.1:1` of `default/web:80`, out since its connections were refused.
+    pub fn unhealthy_example() -> EndpointHealth {
+        EndpointHealth {
+            service: "default/web:80".into(),
+            address: ([127, 0, 0, 1], 1).into(),
+            check: "tcp connect every 5s".into(),
+            healthy: false,
+            since: "2025-01-01T00:00:00Z".into(),
+            last_failure: Some("cannot connect: connection refused".into()),
+            last_failure_at: Some("2025-01-01T00:00:00Z".into()),
+        }
+    }
+}
+
 /// The health of every checked endpoint of `content` (the table before unhealthy endpoints are left out), by
 /// service then address.
 pub fn endpoint_health(content: &Content, checks: &Checks, book: &Book) -> Vec<EndpointHealth> {
