@@ -185,9 +185,9 @@ fn a_malformed_health_annotation_is_reported_and_the_default_applies() {
 
     let errors = stack.controller.errors().join("\n");
     for expected in [
-        "web.yaml: Service default/web: metadata.annotations[berth.dev/health-check-interval]: \"often\" is not a \
+        "web.yaml: Service default/web: metadata.annotations[\"berth.dev/health-check-interval\"]: \"often\" is not a \
          duration; write it like 5s, 500ms or 1m; using 100ms",
-        "web.yaml: Service default/web: metadata.annotations[berth.dev/health-check-path]: \"healthz\" is not an \
+        "web.yaml: Service default/web: metadata.annotations[\"berth.dev/health-check-path\"]: \"healthz\" is not an \
          absolute path; start it with /; checking / instead",
     ] {
         assert!(errors.contains(expected), "no {expected:?} in:\n{errors}");
@@ -201,5 +201,5 @@ fn a_malformed_health_annotation_is_reported_and_the_default_applies() {
     let check = berth_tests::controller::berth(&["check", stack.manifests.path.to_str().unwrap()]);
     let checked = String::from_utf8_lossy(&check.stdout);
     assert_eq!(check.status.code(), Some(1), "{checked}");
-    assert!(checked.contains("berth.dev/health-check-interval]: \"often\" is not a duration"), "{checked}");
+    assert!(checked.contains("berth.dev/health-check-interval\"]: \"often\" is not a duration"), "{checked}");
 }

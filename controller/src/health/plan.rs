@@ -100,7 +100,7 @@ pub fn diagnostics(index: &Index, default_interval: Duration) -> Vec<Diagnostic>
                 Diagnostic::new(problem.message)
                     .object(entry.object.key().to_string())
                     .file(entry.file.clone())
-                    .field(format!("metadata.annotations[{}]", problem.annotation)),
+                    .field(format!("metadata.annotations[{:?}]", problem.annotation)),
             );
         }
     }
@@ -239,9 +239,9 @@ mod tests {
         assert_eq!(
             texts,
             [
-                "db.yaml: Service default/db: metadata.annotations[berth.dev/health-check-interval]: \"soon\" is not \
+                "db.yaml: Service default/db: metadata.annotations[\"berth.dev/health-check-interval\"]: \"soon\" is not \
                  a duration; write it like 5s, 500ms or 1m; using 1s",
-                "Service default/idle: metadata.annotations[berth.dev/health-check-status]: \"fine\" is not a status \
+                "Service default/idle: metadata.annotations[\"berth.dev/health-check-status\"]: \"fine\" is not a status \
                  code or range; write it like 200 or 200-299; expecting 200-399 instead",
             ]
         );
