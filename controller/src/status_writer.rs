@@ -6,8 +6,8 @@
 //! - Every Ingress Berth serves, with `--ingress-address`: `status.loadBalancer.ingress` (through `/status`).
 //! - With `--ingress-address`, every Ingress Berth served before but serves no more (its class changed, Berth's
 //!   IngressClass is gone): the address Berth wrote is cleared (an address another controller wrote stays).
-//! - A core/v1 Event (type Warning, reason `BerthError`) for every error that appears on a VirtualService or an
-//!   Ingress, named after the object and the error ([`event_name`]): a restarted controller finds the Event it
+//! - A core/v1 Event (type Warning, reason `BerthError`) for every error that appears on a VirtualService, an
+//!   Ingress or a Service (a malformed health check annotation), named after the object and the error ([`event_name`]): a restarted controller finds the Event it
 //!   wrote before and adds none; an error that goes away and comes back raises that Event's `count`.
 //!
 //! Writes are JSON merge patches under the field manager `berth`. A merge patch, not server-side apply: removing
@@ -141,12 +141,12 @@ fn error_text(diagnostics: &[Diagnostic], object: &str) -> Option<String> {
     (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
-/// The Events for errors that just appeared on VirtualServices and Ingresses in `index`.
+/// The Events for errors that just appeared on VirtualServices, Ingresses and Services in `index`.
 pub fn notes(index: &Index, new_diagnostics: &[Diagnostic]) -> Vec<Note> {
     let mut notes = Vec::new();
     for diagnostic in new_diagnostics.iter().filter(|d| !d.is_warning()) {
         let Some(object) = &diagnostic.object else { continue };
-        let Some(entry) = [Kind::VirtualService, Kind::Ingress]
+        let Some(entry) = [Kind::VirtualService, Kind::Ingress, Kind::Service]
             .into_iter()
             .flat_map(|kind| index.of_kind(kind))
             .find(|entry| entry.object.key().to_string() == *object)
@@ -349,6 +349,7 @@ async fn event(
 ) -> Result<Recorded, kube::Error> {
     let api_version = match note.key.kind {
         Kind::VirtualService => virtual_service.map_or("networking.istio.io/v1", |r| r.api_version.as_str()),
+        Kind::Service => "v1",
         _ => "networking.k8s.io/v1",
     };
     let name = event_name(note);
@@ -475,6 +476,20 @@ mod tests {
         assert_eq!(notes.len(), 1);
         assert_eq!(notes[0].message, "spec.tcp[0]: bad");
         assert_eq!(notes[0].key.to_string(), "VirtualService shop/db");
+    }
+
+    #[test]
+    fn a_services_errors_are_noted_on_the_service() {
+        let mut index = Index::new();
+        let service: Object = serde_json::from_value(json!({"metadata": {"namespace": "shop", "name": "web"}}))
+            .map(Object::Service)
+            .unwrap();
+        index.apply("kube:Service", service, None).unwrap();
+        let field = "metadata.annotations[\"berth.dev/health-check-interval\"]";
+        let notes = notes(&index, &[Diagnostic::new("bad").object("Service shop/web").field(field)]);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].key.to_string(), "Service shop/web");
+        assert_eq!(notes[0].message, format!("{field}: bad"));
     }
 
     fn ingress(name: &str, class: &str, ip: Option<&str>) -> Object {

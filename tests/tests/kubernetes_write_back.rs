@@ -1,4 +1,5 @@
-//! What Berth writes onto cluster objects, over time: one Event per error however often the controller restarts,
+//! What Berth writes onto cluster objects, over time: one Event per error however often the controller restarts
+//! (on the VirtualService, Ingress or Service that has it),
 //! the Ingress address taken back when Berth stops serving an Ingress, and the ClusterRole and Role of
 //! `controller/deploy` granting exactly the requests the controller makes.
 
@@ -30,6 +31,7 @@ fn an_error_keeps_one_event_across_restarts_and_the_rbac_grants_exactly_what_is_
             tcp_virtual_service("db", &[("db", 5432)]),
             manifests::ingress("shop", &[Rule("shop.example.com", "/", "Prefix", "web", 80)]),
             manifests::virtual_service("broken", &["broken.example.com"], &[HttpRoute("prefix", "/", "missing", 80)]),
+            manifests::pod_service_with("checked", 80, &[("berth.dev/health-check-interval", "often")]),
         ]
         .join("---\n"),
     );
@@ -48,6 +50,10 @@ fn an_error_keeps_one_event_across_restarts_and_the_rbac_grants_exactly_what_is_
         kubectl.events_about("broken").into_iter().find(|e| e.reason == "BerthError")
     });
     assert!(first.message.contains("missing") && first.count == 1, "{first:?}");
+    let checked = wait::until("an Event for the Service with a malformed annotation", Duration::from_secs(10), || {
+        kubectl.events_about("checked").into_iter().find(|e| e.reason == "BerthError")
+    });
+    assert!(checked.message.contains("health-check-interval\"]: \"often\" is not a duration"), "{checked:?}");
     wait::until("db's address", Duration::from_secs(10), || {
         (!kubectl.annotation(&["virtualservice", "db"], "berth.dev/address").is_empty()).then_some(())
     });
