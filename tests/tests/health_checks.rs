@@ -203,3 +203,21 @@ fn a_malformed_health_annotation_is_reported_and_the_default_applies() {
     assert_eq!(check.status.code(), Some(1), "{checked}");
     assert!(checked.contains("berth.dev/health-check-interval\"]: \"often\" is not a duration"), "{checked}");
 }
+
+#[test]
+fn a_service_with_checks_turned_off_keeps_every_endpoint_in_the_table_unchecked() {
+    let mut pods = three_pods();
+    let mut other = Backend::start("other");
+    let stack = Stack::start_with(&files(&pods, &[("berth.dev/health-check", "none")], &other), fast_checks, &[]);
+    stack.envoy.wait_for_backend("web.example", "/", "a");
+    pods[2].stop();
+    // `other` is checked as usual: once it is reported down, checks have run since c stopped.
+    other.stop();
+    wait_for_health(&stack, other.addr, false);
+
+    let routes = stack.controller.routes();
+    let reported: Vec<&str> = routes["health"].as_array().unwrap().iter().filter_map(|h| h["service"].as_str()).collect();
+    assert_eq!(reported, ["default/other:80"], "web's endpoints are not checked");
+    let web = routes["table"]["http"].as_array().unwrap().iter().find(|r| r["host"] == "web.example").unwrap();
+    assert_eq!(web["backends"][0]["endpoints"].as_array().map(Vec::len), Some(3), "{web}");
+}
