@@ -29,7 +29,7 @@ pub enum Command {
     Run(RunArgs),
     /// Compile the objects under PATH once and print the routes and every problem; exit 1 if there is any.
     Check(CheckArgs),
-    /// Show the routes and errors of a running controller.
+    /// Show the routes, addresses, endpoint health and errors of a running controller.
     Routes(RoutesArgs),
     /// Print an Envoy bootstrap that runs Berth's filter against a controller.
     EnvoyConfig(EnvoyConfigArgs),
