@@ -24,7 +24,7 @@ fn files(pods: &[Backend], annotations: &[(&str, &str)], other: &Backend) -> Vec
     let ips: Vec<String> = pods.iter().map(|p| p.addr.ip().to_string()).collect();
     let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
     vec![
-        ("cluster.yaml", format!("{}---\n{}", manifests::node("n1", "127.0.0.1"), manifests::ingress_class())),
+        manifests::cluster(),
         ("web.yaml", manifests::pod_service_with("web", port, annotations)),
         ("slice.yaml", manifests::endpoint_slice("web-1", "web", port, &ips)),
         ("other.yaml", manifests::node_port_service("other", 80, other.addr.port())),

@@ -8,14 +8,6 @@ use std::time::Duration;
 use berth_tests::manifests;
 use berth_tests::{Backend, Stack, TcpBackend, client, tcp_client, wait};
 
-fn node() -> (&'static str, String) {
-    ("cluster.yaml", manifests::node("n1", "127.0.0.1"))
-}
-
-fn service(name: &str, backend: &Backend) -> String {
-    manifests::node_port_service(name, 80, backend.addr.port())
-}
-
 /// A VirtualService for `host` splitting `/` between `(service, weight)` destinations.
 fn weighted_virtual_service(name: &str, host: &str, split: &[(&str, u32)]) -> String {
     let destinations: String = split
@@ -70,8 +62,8 @@ fn share(seen: &HashMap<String, usize>, backend: &str) -> f64 {
 fn weights_split_traffic_within_two_points_and_a_weight_change_shifts_it_live() {
     let (blue, green) = (Backend::start("blue"), Backend::start("green"));
     let files = [
-        node(),
-        ("services.yaml", [service("blue", &blue), service("green", &green)].join("---\n")),
+        manifests::cluster(),
+        manifests::services(&[&blue, &green]),
         ("canary.yaml", weighted_virtual_service("canary", "canary.example", &[("blue", 90), ("green", 10)])),
     ];
     let mut stack = Stack::start(&files);
@@ -278,7 +270,7 @@ fn a_dead_endpoint_is_ejected_after_a_few_failures_and_taken_back_after_its_back
     let mut web = pods(&["web-a", "web-b", "web-c"], 2);
     let port = web[0].addr.port();
     let files = [
-        ("cluster.yaml", manifests::ingress_class()),
+        manifests::cluster(),
         ("web-service.yaml", pod_service_with("web", port, &ips(&web))),
         ("web.yaml", ingress_for("web", "web.example", "web", port)),
     ];
@@ -402,7 +394,7 @@ fn every_http_endpoint_down_is_a_prompt_503_from_berth() {
     let mut web = pods(&["web-a", "web-b"], 2);
     let port = web[0].addr.port();
     let files = [
-        ("cluster.yaml", manifests::ingress_class()),
+        manifests::cluster(),
         ("web-service.yaml", pod_service_with("web", port, &ips(&web))),
         ("empty-service.yaml", pod_service_with("empty", port, &[])),
         ("web.yaml", ingress_for("web", "web.example", "web", port)),
