@@ -181,7 +181,7 @@ fn in_kubernetes_mode_the_addresses_of_tcp_and_tls_routes_share_the_annotation_a
     // Every entry labelled once a tls address is among them; the tcp port is read back from it as recorded.
     let expected = format!("tcp[0]=tcp.example.com:{}, tls[0]=api.example.com:{port}", range.0);
     wait::until("berth.dev/address on both", Duration::from_secs(20), || {
-        let address = kubectl.jsonpath(&["virtualservice", "both"], "{.metadata.annotations['berth\\.dev/address']}");
+        let address = kubectl.annotation(&["virtualservice", "both"], "berth.dev/address");
         (address == expected).then_some(())
     });
     let client = reach(port, &ca, "api.example.com", "api\n");
