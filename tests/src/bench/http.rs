@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use berth_tests::Envoy;
 use berth_tests::client;
-use berth_tests::manifests::ManifestDir;
 
 use super::options::Options;
 use super::routes::{self, host};
@@ -56,12 +55,8 @@ pub fn run(options: &Options, backends: &[std::net::SocketAddr]) -> anyhow::Resu
 
 fn compare(options: &Options, backends: &[std::net::SocketAddr], size: usize) -> anyhow::Result<HttpResult> {
     let work = tempfile::tempdir()?;
-    let manifests = ManifestDir::new(&work.path().join("manifests"));
-    routes::write_cluster(&manifests, backends);
-    routes::write_hosts(&manifests, "h", size, backends.len());
-    let berth = BerthStack::start(&manifests, work.path(), options.workers, &[], &[])?;
+    let (_, berth) = BerthStack::with_hosts(work.path(), options, backends, "h", size)?;
     let last = host("h", size - 1);
-    wait_routed(berth.envoy.http, &last, Duration::from_secs(120));
 
     let table_json = client::get(berth.controller.addr, "controller", "/v1/table")?.body;
     let table = berth_table::decode(table_json.as_bytes())?;
