@@ -27,9 +27,26 @@ pub struct HttpResult {
     pub native_rss_mib: f64,
 }
 
+/// The median over `runs` of `metric`.
+fn median_of(runs: &[Run], metric: fn(&Run) -> f64) -> f64 {
+    median(&runs.iter().map(metric).collect::<Vec<_>>())
+}
+
 impl HttpResult {
-    pub fn median(runs: &[Run], metric: fn(&Run) -> f64) -> f64 {
-        median(&runs.iter().map(metric).collect::<Vec<_>>())
+    /// `metric`'s medians over the saturating runs: Berth's, native's.
+    pub fn saturated(&self, metric: fn(&Run) -> f64) -> (f64, f64) {
+        (median_of(&self.berth, metric), median_of(&self.native, metric))
+    }
+
+    /// `metric`'s medians over the one-connection runs: Berth's, native's.
+    pub fn one_connection(&self, metric: fn(&Run) -> f64) -> (f64, f64) {
+        (median_of(&self.berth_latency, metric), median_of(&self.native_latency, metric))
+    }
+
+    /// Berth's throughput over the native one's, from the medians.
+    pub fn throughput_ratio(&self) -> f64 {
+        let (berth, native) = self.saturated(|run| run.requests_per_second);
+        ratio(berth, native)
     }
 
     /// Berth's throughput over the native one's, round by round (each pair ran back to back), then the median.
