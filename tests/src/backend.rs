@@ -19,13 +19,24 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
+/// A server's accept loop on [`runtime`]: dropping it stops the server, listener and open connections alike (the
+/// loop owns them), and returns once they are gone.
+pub(crate) struct Serving(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.abort();
+        let _ = runtime().block_on(&mut self.0);
+    }
+}
+
 /// Answers every request with `status`, the body `name` and the header `x-backend: name`.
 pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     hits: Arc<AtomicU64>,
     reply: Arc<Reply>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    server: Option<Serving>,
 }
 
 impl Backend {
@@ -49,13 +60,13 @@ impl Backend {
         listener.set_nonblocking(true).expect("nonblocking");
         self.addr = listener.local_addr().expect("local addr");
         let (reply, counter) = (self.reply.clone(), self.hits.clone());
-        self.server = Some(runtime().spawn(async move {
+        self.server = Some(Serving(runtime().spawn(async move {
             let Ok(listener) = TcpListener::from_std(listener) else { return };
             let mut connections = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
                 connections.spawn(serve(stream, reply.clone(), counter.clone()));
             }
-        }));
+        })));
     }
 
     pub fn hits(&self) -> u64 {
@@ -76,17 +87,7 @@ impl Backend {
 
     /// Stops listening and drops every open connection.
     pub fn stop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-            // Aborting drops the listener and the JoinSet of connections; wait until it has.
-            let _ = runtime().block_on(server);
-        }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.stop();
+        self.server = None;
     }
 }
 

@@ -22,26 +22,14 @@ impl Envoy {
     /// Renders a bootstrap that fetches the table from `controller`, starts Envoy on free ports and waits until
     /// its admin interface reports LIVE.
     pub fn start(controller: SocketAddr, work: &Path) -> Envoy {
-        let http = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
-        let admin = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
-        Envoy::start_on(controller, http, admin, work, &[])
+        Envoy::start_with(controller, work, &[])
     }
 
-    /// With more `berth envoy-config` arguments, e.g. `--tcp-ports=31000-31010`.
+    /// With more `berth envoy-config` arguments, e.g. `--tcp-ports=31000-31010`. The listener and admin ports come
+    /// from the kernel's ephemeral range, which [`wait::free_port_range`] keeps TCP ranges out of.
     pub fn start_with(controller: SocketAddr, work: &Path, args: &[String]) -> Envoy {
-        // The TCP ranges are free but not bound yet: keep the listener and admin ports out of them.
-        let ranges: Vec<berth_table::PortRange> = args
-            .iter()
-            .filter_map(|arg| arg.strip_prefix("--tcp-ports="))
-            .flat_map(|ranges| berth_table::parse_ranges(ranges).unwrap_or_default())
-            .collect();
-        let port = || loop {
-            let port = wait::free_port();
-            if !ranges.iter().any(|range| range.contains(port)) {
-                return SocketAddr::from(([127, 0, 0, 1], port));
-            }
-        };
-        let (http, admin) = (port(), port());
+        let http = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
         Envoy::start_on(controller, http, admin, work, args)
     }
 

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Backend;
+
 /// A directory of manifests. Writes are atomic (write aside, then rename), as editors and `kubectl`-driven
 /// tools do, so the controller never reads half a file.
 pub struct ManifestDir {
@@ -33,6 +35,12 @@ pub fn node(name: &str, ip: &str) -> String {
     )
 }
 
+/// The file a test's cluster starts from: a Ready Node at 127.0.0.1 (where NodePorts point) and Berth's
+/// IngressClass.
+pub fn cluster() -> (&'static str, String) {
+    ("cluster.yaml", format!("{}---\n{}", node("n1", "127.0.0.1"), ingress_class()))
+}
+
 /// The IngressClass that makes Ingresses Berth's.
 pub fn ingress_class() -> String {
     "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata:\n  name: berth\nspec:\n  \
@@ -46,6 +54,12 @@ pub fn node_port_service(name: &str, port: u16, node_port: u16) -> String {
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  type: NodePort\n  \
          ports:\n  - name: http\n    port: {port}\n    nodePort: {node_port}\n"
     )
+}
+
+/// One NodePort Service per backend, named after it, on port 80 with the backend's port as its NodePort.
+pub fn services(backends: &[&Backend]) -> (&'static str, String) {
+    let services: Vec<String> = backends.iter().map(|b| node_port_service(&b.name, 80, b.addr.port())).collect();
+    ("services.yaml", services.join("---\n"))
 }
 
 /// A Service in `default` whose backends are its pods' endpoints.

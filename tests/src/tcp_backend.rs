@@ -4,16 +4,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::backend::runtime;
+use crate::backend::{Serving, runtime};
 
 pub struct TcpBackend {
     pub addr: SocketAddr,
     connections: Arc<AtomicU64>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    _server: Serving,
 }
 
 impl TcpBackend {
@@ -38,16 +38,17 @@ impl TcpBackend {
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(AtomicU64::new(0));
         let counter = connections.clone();
-        let greeting = Arc::new(greeting);
+        let greeting: Arc<[u8]> = Arc::from(greeting.unwrap_or_default().into_bytes());
         let server = runtime().spawn(async move {
             let Ok(listener) = TcpListener::from_std(listener) else { return };
             let mut open = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
-                open.spawn(serve(stream, greeting.clone()));
+                let greeting = greeting.clone();
+                open.spawn(async move { greet_then_echo(stream, &greeting).await });
             }
         });
-        TcpBackend { addr, connections, server: Some(server) }
+        TcpBackend { addr, connections, _server: Serving(server) }
     }
 
     /// Connections accepted so far.
@@ -56,19 +57,10 @@ impl TcpBackend {
     }
 }
 
-impl Drop for TcpBackend {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-            let _ = runtime().block_on(server);
-        }
-    }
-}
-
-async fn serve(mut stream: TcpStream, greeting: Arc<Option<String>>) {
-    if let Some(greeting) = greeting.as_ref()
-        && stream.write_all(greeting.as_bytes()).await.is_err()
-    {
+/// Sends `greeting` (when not empty), then echoes every byte until the client is gone. Over plain TCP or a TLS
+/// session alike; each write is flushed, as a TLS session only sends what it is flushed.
+pub(crate) async fn greet_then_echo(mut stream: impl AsyncRead + AsyncWrite + Unpin, greeting: &[u8]) {
+    if !greeting.is_empty() && (stream.write_all(greeting).await.is_err() || stream.flush().await.is_err()) {
         return;
     }
     let mut buffer = [0u8; 16 * 1024];
@@ -76,7 +68,7 @@ async fn serve(mut stream: TcpStream, greeting: Arc<Option<String>>) {
         match stream.read(&mut buffer).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
-                if stream.write_all(&buffer[..n]).await.is_err() {
+                if stream.write_all(&buffer[..n]).await.is_err() || stream.flush().await.is_err() {
                     return;
                 }
             }

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 
-use crate::backend::runtime;
+use crate::backend::{Serving, runtime};
+use crate::tcp_backend::greet_then_echo;
 
 /// A certificate authority made for one test: it signs the backends' certificates, and clients trust it alone.
 pub struct TestCa {
@@ -73,7 +73,7 @@ pub struct TlsBackend {
     /// The certificate it presents.
     pub certificate: CertificateDer<'static>,
     connections: Arc<AtomicU64>,
-    server: Option<tokio::task::JoinHandle<()>>,
+    _server: Serving,
 }
 
 impl TlsBackend {
@@ -93,47 +93,25 @@ impl TlsBackend {
         let addr = listener.local_addr().expect("local addr");
         let connections = Arc::new(AtomicU64::new(0));
         let counter = connections.clone();
-        let greeting: Arc<str> = Arc::from(greeting);
+        let greeting: Arc<[u8]> = Arc::from(greeting.as_bytes());
         let server = runtime().spawn(async move {
             let Ok(listener) = TcpListener::from_std(listener) else { return };
             let mut open = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
                 let (acceptor, greeting, counter) = (acceptor.clone(), greeting.clone(), counter.clone());
                 open.spawn(async move {
-                    let Ok(mut stream) = acceptor.accept(stream).await else { return };
+                    let Ok(stream) = acceptor.accept(stream).await else { return };
                     counter.fetch_add(1, Ordering::SeqCst);
-                    if stream.write_all(greeting.as_bytes()).await.is_err() || stream.flush().await.is_err() {
-                        return;
-                    }
-                    let mut buffer = [0u8; 16 * 1024];
-                    loop {
-                        match stream.read(&mut buffer).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => {
-                                if stream.write_all(&buffer[..n]).await.is_err() || stream.flush().await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
+                    greet_then_echo(stream, &greeting).await;
                 });
             }
         });
-        TlsBackend { addr, certificate, connections, server: Some(server) }
+        TlsBackend { addr, certificate, connections, _server: Serving(server) }
     }
 
     /// TLS sessions established so far (a bare TCP connection, such as the controller's health check, does not
     /// count).
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for TlsBackend {
-    fn drop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-            let _ = runtime().block_on(server);
-        }
     }
 }

@@ -23,7 +23,8 @@ pub fn free_port() -> u16 {
 ///
 /// Ranges come from below the kernel's ephemeral range: there, only listeners hold ports, whereas inside it every
 /// outgoing connection of every parallel test takes one, and a run of a thousand free ports is rarely found. Starts
-/// are random so that tests probing at the same time seldom pick the same run.
+/// are random so that tests probing at the same time seldom pick the same run. [`free_port`]'s ports come from
+/// inside the ephemeral range, so a listener on one never takes a port of a range.
 pub fn free_port_range(count: u16) -> (u16, u16) {
     let (low, high) = (10_000u16, ephemeral_ports_start().saturating_sub(count));
     assert!(low < high, "no room for {count} ports below the ephemeral range");

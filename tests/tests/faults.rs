@@ -20,7 +20,7 @@ fn controller_killed_and_restarted_under_load_drops_nothing_and_keeps_every_port
     let range = wait::free_port_range(5);
     let (web, db) = (Backend::start("web"), TcpBackend::echo());
     let files = [
-        ("cluster.yaml", format!("{}---\n{}", manifests::node("n1", "127.0.0.1"), manifests::ingress_class())),
+        manifests::cluster(),
         ("alloc.yaml", port_allocation("tcp", "tcp.example.com", range.0, range.1)),
         (
             "services.yaml",
@@ -119,7 +119,7 @@ fn a_backend_dying_mid_response_or_mid_stream_fails_only_its_own_client() {
     let (dying_addr, die) = start_dying_backend();
     let (other, stream_backend) = (Backend::start("other"), TcpBackend::echo());
     let files = [
-        ("cluster.yaml", format!("{}---\n{}", manifests::node("n1", "127.0.0.1"), manifests::ingress_class())),
+        manifests::cluster(),
         ("alloc.yaml", port_allocation("tcp", "tcp.example.com", range.0, range.1)),
         (
             "services.yaml",

@@ -2,9 +2,10 @@
 //! checks leaves the table Envoy routes by, and comes back when it passes again.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use berth_tests::load::{Load, StopOnDrop};
 use berth_tests::manifests::{self, Rule};
 use berth_tests::{Backend, Stack, client, wait};
 
@@ -24,7 +25,7 @@ fn files(pods: &[Backend], annotations: &[(&str, &str)], other: &Backend) -> Vec
     let ips: Vec<String> = pods.iter().map(|p| p.addr.ip().to_string()).collect();
     let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
     vec![
-        ("cluster.yaml", format!("{}---\n{}", manifests::node("n1", "127.0.0.1"), manifests::ingress_class())),
+        manifests::cluster(),
         ("web.yaml", manifests::pod_service_with("web", port, annotations)),
         ("slice.yaml", manifests::endpoint_slice("web-1", "web", port, &ips)),
         ("other.yaml", manifests::node_port_service("other", 80, other.addr.port())),
@@ -76,17 +77,15 @@ fn a_killed_backend_leaves_the_rotation_without_failed_requests_and_returns_when
     let c = pods[2].addr;
 
     // Requests keep flowing to another route while web's endpoints leave and return.
-    let stop = AtomicBool::new(false);
-    let (sent, failed) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (stop, load) = (AtomicBool::new(false), Load::default());
     std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
         scope.spawn(|| {
             while !stop.load(Ordering::SeqCst) {
-                let ok = client::get(stack.envoy.http, "other.example", "/")
-                    .is_ok_and(|r| r.status == 200 && r.header("x-backend") == Some("other"));
-                sent.fetch_add(1, Ordering::SeqCst);
-                if !ok {
-                    failed.fetch_add(1, Ordering::SeqCst);
-                }
+                load.record(
+                    client::get(stack.envoy.http, "other.example", "/")
+                        .is_ok_and(|r| r.status == 200 && r.header("x-backend") == Some("other")),
+                );
             }
         });
 
@@ -113,10 +112,9 @@ fn a_killed_backend_leaves_the_rotation_without_failed_requests_and_returns_when
         let served = serve(&stack, 30);
         assert!(served.iter().any(|b| b == "c"), "c receives traffic again: {served:?}");
         assert!(pods[2].hits() > hits);
-        stop.store(true, Ordering::SeqCst);
     });
-    assert!(sent.load(Ordering::SeqCst) > 10, "the load loop ran");
-    assert_eq!(failed.load(Ordering::SeqCst), 0, "failed requests on the route whose endpoints stayed healthy");
+    assert!(load.sent() > 10, "the load loop ran");
+    assert_eq!(load.failed(), 0, "failed requests on the route whose endpoints stayed healthy");
 }
 
 #[test]

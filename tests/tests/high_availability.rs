@@ -2,11 +2,11 @@
 //! server), real Envoy fetching from the follower. Exactly one replica writes back; when the leader is killed the
 //! other takes over within the lease, keeps every port, and existing routes never fail.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use berth_tests::kube::{KubeApiServer, Kubectl};
+use berth_tests::load::{Load, StopOnDrop};
 use berth_tests::manifests::{self, HttpRoute, node_port_service, port_allocation, tcp_virtual_service};
 use berth_tests::tcp_client::{connect, read_exact};
 use berth_tests::{Backend, Controller, Envoy, TcpBackend, client, wait};
@@ -92,39 +92,31 @@ fn one_replica_writes_and_the_other_takes_over_keeping_ports_and_routes() {
     // Envoy fetches from the follower; traffic flows while the leader is killed.
     let envoy = Envoy::start_with(second.addr, work.path(), &[format!("--tcp-ports={}-{}", range.0, range.1)]);
     envoy.wait_for_backend("web.example.com", "/", "web");
-    let (stop, failures, requests) =
-        (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let load = {
-        let (stop, failures, requests, http) = (stop.clone(), failures.clone(), requests.clone(), envoy.http);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let web_ok = client::get(http, "web.example.com", "/")
+    let (stop, load) = (AtomicBool::new(false), Load::default());
+    let listener = envoy.http;
+    std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
+        scope.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                let web_ok = client::get(listener, "web.example.com", "/")
                     .is_ok_and(|r| r.status == 200 && r.header("x-backend") == Some("web"));
                 let db_ok = read_exact(&mut connect(db_port), 9).is_ok_and(|g| g == "db ready\n");
-                if !(web_ok && db_ok) {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
-                requests.fetch_add(1, Ordering::Relaxed);
+                load.record(web_ok && db_ok);
             }
-        })
-    };
-    wait::until("traffic to flow", Duration::from_secs(10), || (requests.load(Ordering::Relaxed) > 20).then_some(()));
+        });
+        load.wait_for(20);
 
-    first.kill();
-    wait_holder(&kubectl, "b");
-    // The new leader writes back: a new exposure gets its address, and the old ports stay.
-    let after_port = expose_tcp(&kubectl, "queue");
-    assert!(![db_port, cache_port].contains(&after_port), "a fresh port: {after_port}");
-    assert_eq!(kubectl.wait_address("db"), db_port);
-    assert_eq!(kubectl.wait_address("cache"), cache_port);
-    assert_eq!(second.port_of("VirtualService default/db"), Some(db_port));
-    let served_then = requests.load(Ordering::Relaxed);
-    wait::until("traffic after the takeover", Duration::from_secs(10), || {
-        (requests.load(Ordering::Relaxed) > served_then + 20).then_some(())
+        first.kill();
+        wait_holder(&kubectl, "b");
+        // The new leader writes back: a new exposure gets its address, and the old ports stay.
+        let after_port = expose_tcp(&kubectl, "queue");
+        assert!(![db_port, cache_port].contains(&after_port), "a fresh port: {after_port}");
+        assert_eq!(kubectl.wait_address("db"), db_port);
+        assert_eq!(kubectl.wait_address("cache"), cache_port);
+        assert_eq!(second.port_of("VirtualService default/db"), Some(db_port));
+        load.wait_for(20);
     });
-    stop.store(true, Ordering::Relaxed);
-    load.join().expect("load thread");
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "of {} rounds", requests.load(Ordering::Relaxed));
+    assert_eq!(load.failed(), 0, "of {} rounds", load.sent());
 }
 
 #[test]

@@ -7,19 +7,11 @@ use std::time::Duration;
 use berth_tests::manifests::{self, HttpRoute, Rule};
 use berth_tests::{Backend, Stack, client, wait};
 
-fn node_and_class() -> Vec<(&'static str, String)> {
-    vec![("cluster.yaml", format!("{}---\n{}", manifests::node("n1", "127.0.0.1"), manifests::ingress_class()))]
-}
-
-fn service(name: &str, backend: &Backend) -> String {
-    manifests::node_port_service(name, 80, backend.addr.port())
-}
-
 #[test]
 fn paths_follow_each_sources_semantics_and_a_miss_is_a_404_from_berth() {
     let (app, api, exact) = (Backend::start("app"), Backend::start("api"), Backend::start("exact"));
-    let mut files = node_and_class();
-    files.push(("services.yaml", [service("app", &app), service("api", &api), service("exact", &exact)].join("---\n")));
+    let mut files = vec![manifests::cluster()];
+    files.push(manifests::services(&[&app, &api, &exact]));
     // Ingress Prefix matches whole segments; Exact only itself.
     files.push((
         "ingress.yaml",
@@ -66,11 +58,8 @@ fn paths_follow_each_sources_semantics_and_a_miss_is_a_404_from_berth() {
 #[test]
 fn editing_manifests_reroutes_live_without_failing_requests_on_other_routes() {
     let (stable, old, new) = (Backend::start("stable"), Backend::start("old"), Backend::start("new"));
-    let mut files = node_and_class();
-    files.push((
-        "services.yaml",
-        [service("stable", &stable), service("old", &old), service("new", &new)].join("---\n"),
-    ));
+    let mut files = vec![manifests::cluster()];
+    files.push(manifests::services(&[&stable, &old, &new]));
     files.push(("stable.yaml", manifests::ingress("stable", &[Rule("stable.example", "/", "Prefix", "stable", 80)])));
     files.push(("moving.yaml", manifests::ingress("moving", &[Rule("moving.example", "/", "Prefix", "old", 80)])));
     let stack = Stack::start(&files);
@@ -117,7 +106,7 @@ fn endpoint_slice_scale_up_adds_a_backend_to_the_rotation() {
     let first = Backend::start_on("127.0.0.2:0".parse().unwrap(), "pod-a", 200);
     let port = first.addr.port();
     let second = Backend::start_on(format!("127.0.0.3:{port}").parse().unwrap(), "pod-b", 200);
-    let mut files = node_and_class();
+    let mut files = vec![manifests::cluster()];
     files.push(("service.yaml", manifests::pod_service("web", port)));
     files.push(("slice.yaml", manifests::endpoint_slice("web-1", "web", port, &["127.0.0.2"])));
     files.push(("ingress.yaml", manifests::ingress("web", &[Rule("web.example", "/", "Prefix", "web", port)])));
@@ -141,8 +130,8 @@ fn endpoint_slice_scale_up_adds_a_backend_to_the_rotation() {
 #[test]
 fn a_client_supplied_original_destination_header_never_chooses_the_backend() {
     let (public, secret) = (Backend::start("public"), Backend::start("secret"));
-    let mut files = node_and_class();
-    files.push(("service.yaml", service("public", &public)));
+    let mut files = vec![manifests::cluster()];
+    files.push(manifests::services(&[&public]));
     files.push(("ingress.yaml", manifests::ingress("public", &[Rule("public.example", "/", "Prefix", "public", 80)])));
     let stack = Stack::start(&files);
     stack.envoy.wait_for_backend("public.example", "/", "public");
@@ -166,8 +155,8 @@ fn a_client_supplied_original_destination_header_never_chooses_the_backend() {
 #[test]
 fn bad_objects_are_reported_and_skipped_while_good_routes_keep_working() {
     let good = Backend::start("good");
-    let mut files = node_and_class();
-    files.push(("service.yaml", service("good", &good)));
+    let mut files = vec![manifests::cluster()];
+    files.push(manifests::services(&[&good]));
     files.push(("good.yaml", manifests::ingress("good", &[Rule("good.example", "/", "Prefix", "good", 80)])));
     // A file that is not YAML, an unknown kind, a route to a missing Service, and a claim on a taken host+path.
     files.push(("broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: [this is: not, valid\n".to_string()));

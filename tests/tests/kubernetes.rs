@@ -2,6 +2,7 @@
 //! as a user would, `berth run --source kube` watching it and writing back, real Envoy with the built filter
 //! routing to loopback backends.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth_tests::kube::{KubeApiServer, Kubectl};
@@ -103,13 +104,11 @@ fn kubectl_drives_routing_and_berth_writes_back() {
     }
 }
 
-#[test]
-fn a_cut_watch_loses_nothing_and_an_outage_keeps_the_last_table() {
-    let work = tempfile::tempdir().expect("temp dir");
-    let mut api = KubeApiServer::start(work.path());
+/// Installs the CRDs and applies a VirtualService routing `a.example.com` to `web`, then starts the controller
+/// watching `api` and Envoy routing by it, and waits until the route answers.
+fn route_to(web: &Backend, api: &KubeApiServer, work: &Path) -> (Controller, Envoy) {
     let kubectl = api.kubectl();
     kubectl.install_crds();
-    let web = Backend::start("web");
     kubectl.apply(
         &[
             manifests::node("n1", "127.0.0.1"),
@@ -118,9 +117,19 @@ fn a_cut_watch_loses_nothing_and_an_outage_keeps_the_last_table() {
         ]
         .join("---\n"),
     );
-    let controller = Controller::start_kube(&api.kubeconfig, work.path(), &[]);
-    let envoy = Envoy::start(controller.addr, work.path());
+    let controller = Controller::start_kube(&api.kubeconfig, work, &[]);
+    let envoy = Envoy::start(controller.addr, work);
     envoy.wait_for_backend("a.example.com", "/", "web");
+    (controller, envoy)
+}
+
+#[test]
+fn a_cut_watch_loses_nothing_and_an_outage_keeps_the_last_table() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let mut api = KubeApiServer::start(work.path());
+    let kubectl = api.kubectl();
+    let web = Backend::start("web");
+    let (controller, envoy) = route_to(&web, &api, work.path());
 
     // Cut every watch, then change: the watch resumes from its resourceVersion and the change arrives.
     api.fault("cut-watches");
@@ -167,20 +176,8 @@ fn the_controller_watches_an_api_server_over_https() {
     assert!(kubeconfig.contains("certificate-authority-data: "), "{kubeconfig}");
     // kubectl, too, talks TLS to it, trusting the CA of the kubeconfig.
     let kubectl = api.kubectl();
-    kubectl.install_crds();
     let web = Backend::start("web");
-    kubectl.apply(
-        &[
-            manifests::node("n1", "127.0.0.1"),
-            node_port_service("web", 80, web.addr.port()),
-            manifests::virtual_service("web", &["a.example.com"], &[HttpRoute("prefix", "/", "web", 80)]),
-        ]
-        .join("---\n"),
-    );
-
-    let controller = Controller::start_kube(&api.kubeconfig, work.path(), &[]);
-    let envoy = Envoy::start(controller.addr, work.path());
-    envoy.wait_for_backend("a.example.com", "/", "web");
+    let (_controller, envoy) = route_to(&web, &api, work.path());
 
     // Changes arrive through the watch, and write-back goes out, over TLS.
     kubectl.ok(&["patch", "virtualservice", "web", "--type=merge", "-p", r#"{"spec":{"hosts":["b.example.com"]}}"#]);

@@ -69,10 +69,8 @@ fn crds_installed_after_the_start_are_picked_up_and_missing_ones_are_explained()
     // The CRD and a PortAllocation arrive: the port is handed out and written back, the error goes.
     kubectl.install(&Crd::PortAllocation);
     kubectl.apply(&port_allocation("tcp", "tcp.example.com", range.0, range.1));
-    let port = wait::until("berth.dev/address on db", Duration::from_secs(10), || {
-        let address = kubectl.annotation(&["virtualservice", "db"], "berth.dev/address");
-        address.strip_prefix("tcp.example.com:")?.parse::<u16>().ok()
-    });
+    let port = kubectl.wait_address("db");
+    assert_eq!(kubectl.annotation(&["virtualservice", "db"], "berth.dev/address"), format!("tcp.example.com:{port}"));
     assert!((range.0..=range.1).contains(&port), "{port} in {range:?}");
     assert_eq!(kubectl.annotation(&["virtualservice", "db"], "berth.dev/error"), "");
     wait::until("the db port to reach its backend", Duration::from_secs(10), || {

@@ -54,9 +54,7 @@ fn an_error_keeps_one_event_across_restarts_and_the_rbac_grants_exactly_what_is_
         kubectl.events_about("checked").into_iter().find(|e| e.reason == "BerthError")
     });
     assert!(checked.message.contains("health-check-interval\"]: \"often\" is not a duration"), "{checked:?}");
-    wait::until("db's address", Duration::from_secs(10), || {
-        (!kubectl.annotation(&["virtualservice", "db"], "berth.dev/address").is_empty()).then_some(())
-    });
+    kubectl.wait_address("db");
     wait::until("the Ingress's address", Duration::from_secs(10), || {
         (ingress_ip(&kubectl, "shop") == "127.0.0.1").then_some(())
     });

@@ -76,15 +76,8 @@ fn each_malformed_manifest_is_reported_with_its_file_and_changes_nothing_else() 
     let fixtures = fixtures();
     let (good, api) = (Backend::start("good"), Backend::start("api"));
     let files = [
-        ("cluster.yaml", format!("{}---\n{}", manifests::node("n1", "127.0.0.1"), manifests::ingress_class())),
-        (
-            "services.yaml",
-            format!(
-                "{}---\n{}",
-                manifests::node_port_service("good", 80, good.addr.port()),
-                manifests::node_port_service("api", 80, api.addr.port())
-            ),
-        ),
+        manifests::cluster(),
+        manifests::services(&[&good, &api]),
         ("good.yaml", manifests::ingress("good", &[Rule("good.example", "/", "Prefix", "good", 80)])),
         ("api.yaml", manifests::virtual_service("api", &["api.example"], &[HttpRoute("prefix", "/v1", "api", 80)])),
     ];

@@ -10,15 +10,8 @@ use berth_tests::{Backend, Controller, Envoy, Stack, admin, wait};
 fn envoy_keeps_routing_with_the_last_table_while_the_controller_is_down() {
     let (web, later) = (Backend::start("web"), Backend::start("later"));
     let files = [
-        ("cluster.yaml", format!("{}---\n{}", manifests::node("n1", "127.0.0.1"), manifests::ingress_class())),
-        (
-            "services.yaml",
-            format!(
-                "{}---\n{}",
-                manifests::node_port_service("web", 80, web.addr.port()),
-                manifests::node_port_service("later", 80, later.addr.port())
-            ),
-        ),
+        manifests::cluster(),
+        manifests::services(&[&web, &later]),
         ("web.yaml", manifests::ingress("web", &[Rule("web.example", "/", "Prefix", "web", 80)])),
     ];
     let mut stack = Stack::start(&files);

@@ -7,15 +7,8 @@ use berth_tests::{Backend, Stack, client};
 
 fn stack_with(public: &Backend, internal: &Backend, extra: &[(&'static str, String)]) -> Stack {
     let mut files = vec![
-        ("cluster.yaml", format!("{}---\n{}", manifests::node("n1", "127.0.0.1"), manifests::ingress_class())),
-        (
-            "services.yaml",
-            format!(
-                "{}---\n{}",
-                manifests::node_port_service("public", 80, public.addr.port()),
-                manifests::node_port_service("internal", 80, internal.addr.port())
-            ),
-        ),
+        manifests::cluster(),
+        manifests::services(&[public, internal]),
         (
             "ingress.yaml",
             manifests::ingress(

@@ -8,10 +8,6 @@ use berth_tests::manifests::{self, node_port_service, port_allocation, tcp_virtu
 use berth_tests::tcp_client::{connect, echo, is_closed_on_connect, read_exact};
 use berth_tests::{Controller, Stack, TcpBackend, admin, wait};
 
-fn cluster() -> (&'static str, String) {
-    ("cluster.yaml", manifests::node("n1", "127.0.0.1"))
-}
-
 fn state_arg(work: &Path) -> Vec<String> {
     vec![format!("--state={}", work.join("state.json").display())]
 }
@@ -39,7 +35,7 @@ fn two_workloads_get_distinct_ports_and_their_own_bytes() {
     let range = wait::free_port_range(11);
     let (mysql, echo_server) = (TcpBackend::greeting("mysql 8.4 ready\n"), TcpBackend::echo());
     let files = [
-        cluster(),
+        manifests::cluster(),
         ("alloc.yaml", port_allocation("tcp", "tcp.example.com", range.0, range.1)),
         (
             "services.yaml",
@@ -83,7 +79,7 @@ fn allocations_survive_a_restart_and_freed_ports_close_then_get_reused() {
     let range = wait::free_port_range(11);
     let (a, b) = (TcpBackend::greeting("a\n"), TcpBackend::greeting("b\n"));
     let files = [
-        cluster(),
+        manifests::cluster(),
         ("alloc.yaml", port_allocation("tcp", "tcp.example.com", range.0, range.1)),
         (
             "services.yaml",
@@ -125,7 +121,7 @@ fn a_full_range_is_reported_on_the_object_and_nodeports_are_skipped() {
     // A NodePort Service already holds the first port of the range.
     let squatter = node_port_service("squatter", 80, range.0);
     let files = [
-        cluster(),
+        manifests::cluster(),
         ("alloc.yaml", port_allocation("tcp", "tcp.example.com", range.0, range.1)),
         ("services.yaml", [node_port_service("db", 5432, backend.addr.port()), squatter].join("---\n")),
         ("one.yaml", tcp_virtual_service("one", &[("db", 5432)])),
@@ -152,7 +148,7 @@ fn a_thousand_port_range_renders_validates_and_routes_at_both_ends() {
     let range = wait::free_port_range(1000);
     let backend = TcpBackend::greeting("far\n");
     let files = [
-        cluster(),
+        manifests::cluster(),
         ("alloc.yaml", port_allocation("tcp", "tcp.example.com", range.0, range.1)),
         ("services.yaml", node_port_service("far", 1, backend.addr.port())),
         ("far.yaml", tcp_virtual_service("far", &[("far", 1)])),

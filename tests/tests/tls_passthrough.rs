@@ -30,10 +30,6 @@ fn services(backends: &[(&str, &TlsBackend)]) -> (&'static str, String) {
     ("services.yaml", services.join("---\n"))
 }
 
-fn node() -> (&'static str, String) {
-    ("cluster.yaml", manifests::node("n1", "127.0.0.1"))
-}
-
 /// Waits until a handshake naming `server_name` reaches the backend greeting `greeting`, and returns that client.
 fn reach(port: u16, ca: &TestCa, server_name: &str, greeting: &str) -> TlsClient {
     wait::until(&format!("{server_name} to reach the {greeting:?} backend"), Duration::from_secs(10), || {
@@ -56,7 +52,7 @@ fn the_server_name_picks_the_backend_and_its_certificate_and_other_names_are_clo
     let b = TlsBackend::start(&ca, "backend b\n", &["b.example.com"]);
     let port = tls_port();
     let files = [
-        node(),
+        manifests::cluster(),
         services(&[("a", &a), ("b", &b)]),
         ("a.yaml", tls_virtual_service("a", &["a.example.com"], &["a.example.com"], "a", 443)),
         ("b.yaml", tls_virtual_service("b", &["*.b.example.com", "b.example.com"], &["b.example.com"], "b", 443)),
@@ -117,7 +113,7 @@ fn a_manifest_change_moves_a_name_live_and_exact_names_beat_wildcards() {
     let wild = TlsBackend::start(&ca, "wildcard\n", &["*.example.com", "*.c.example.com"]);
     let port = tls_port();
     let vs_a = |service: &str| tls_virtual_service("a", &["a.example.com"], &["a.example.com"], service, 443);
-    let files = [node(), services(&[("v1", &v1), ("v2", &v2), ("wild", &wild)]), ("a.yaml", vs_a("v1"))];
+    let files = [manifests::cluster(), services(&[("v1", &v1), ("v2", &v2), ("wild", &wild)]), ("a.yaml", vs_a("v1"))];
     let stack = start(&files, port);
     let mut before_the_change = reach(port, &ca, "a.example.com", "a v1\n");
     assert_eq!(before_the_change.peer_certificate(), Some(v1.certificate.clone()));
@@ -185,7 +181,7 @@ fn in_kubernetes_mode_the_addresses_of_tcp_and_tls_routes_share_the_annotation_a
     // Every entry labelled once a tls address is among them; the tcp port is read back from it as recorded.
     let expected = format!("tcp[0]=tcp.example.com:{}, tls[0]=api.example.com:{port}", range.0);
     wait::until("berth.dev/address on both", Duration::from_secs(20), || {
-        let address = kubectl.jsonpath(&["virtualservice", "both"], "{.metadata.annotations['berth\\.dev/address']}");
+        let address = kubectl.annotation(&["virtualservice", "both"], "berth.dev/address");
         (address == expected).then_some(())
     });
     let client = reach(port, &ca, "api.example.com", "api\n");

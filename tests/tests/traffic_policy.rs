@@ -8,14 +8,6 @@ use std::time::Duration;
 use berth_tests::manifests;
 use berth_tests::{Backend, Stack, TcpBackend, client, tcp_client, wait};
 
-fn node() -> (&'static str, String) {
-    ("cluster.yaml", manifests::node("n1", "127.0.0.1"))
-}
-
-fn service(name: &str, backend: &Backend) -> String {
-    manifests::node_port_service(name, 80, backend.addr.port())
-}
-
 /// A VirtualService for `host` splitting `/` between `(service, weight)` destinations.
 fn weighted_virtual_service(name: &str, host: &str, split: &[(&str, u32)]) -> String {
     let destinations: String = split
@@ -70,8 +62,8 @@ fn share(seen: &HashMap<String, usize>, backend: &str) -> f64 {
 fn weights_split_traffic_within_two_points_and_a_weight_change_shifts_it_live() {
     let (blue, green) = (Backend::start("blue"), Backend::start("green"));
     let files = [
-        node(),
-        ("services.yaml", [service("blue", &blue), service("green", &green)].join("---\n")),
+        manifests::cluster(),
+        manifests::services(&[&blue, &green]),
         ("canary.yaml", weighted_virtual_service("canary", "canary.example", &[("blue", 90), ("green", 10)])),
     ];
     let mut stack = Stack::start(&files);
@@ -218,22 +210,24 @@ fn greeting_from(source: [u8; 4], port: u16) -> String {
     })
 }
 
-#[test]
-fn source_ip_affinity_keeps_each_client_address_on_one_endpoint() {
-    let names = ["db-a", "db-b", "db-c"];
+/// One TCP backend per name, greeting with it, on `127.0.0.<2..>` and one shared port.
+fn tcp_pods(names: &[&str]) -> Vec<TcpBackend> {
     let mut backends: Vec<TcpBackend> = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let port = backends.first().map_or(0, |b| b.addr.port());
         let addr = SocketAddr::from(([127, 0, 0, 2 + i as u8], port));
         backends.push(TcpBackend::start_on(addr, Some(format!("{name}\n"))));
     }
+    backends
+}
+
+/// A stack exposing the pods-mode Service `db` (over `backends`) on a TCP port: the stack and the port.
+fn tcp_stack(backends: &[TcpBackend], annotations: &str) -> (Stack, u16) {
     let port = backends[0].addr.port();
     let ips: Vec<String> = backends.iter().map(|b| b.addr.ip().to_string()).collect();
     let range = wait::free_port_range(3);
-    let vs = manifests::tcp_virtual_service("db", &[("db", port)]).replace(
-        "berth.dev/expose: \"true\"\n",
-        "berth.dev/expose: \"true\"\n    berth.dev/session-affinity: source-ip\n",
-    );
+    let vs = manifests::tcp_virtual_service("db", &[("db", port)])
+        .replace("berth.dev/expose: \"true\"\n", &format!("berth.dev/expose: \"true\"\n{annotations}"));
     let files = [
         ("alloc.yaml", manifests::port_allocation("tcp", "tcp.example.com", range.0, range.1)),
         ("db-service.yaml", pod_service_with("db", port, &ips)),
@@ -246,6 +240,13 @@ fn source_ip_affinity_keeps_each_client_address_on_one_endpoint() {
     wait::until("the db port to route", Duration::from_secs(10), || {
         tcp_client::read_exact(&mut tcp_client::connect(listener), 5).ok().filter(|g| g.starts_with("db-"))
     });
+    (stack, listener)
+}
+
+#[test]
+fn source_ip_affinity_keeps_each_client_address_on_one_endpoint() {
+    let backends = tcp_pods(&["db-a", "db-b", "db-c"]);
+    let (_stack, listener) = tcp_stack(&backends, "    berth.dev/session-affinity: source-ip\n");
 
     // Every client address keeps its endpoint, connection after connection; together they reach them all.
     let mut reached = std::collections::HashSet::new();
@@ -278,7 +279,7 @@ fn a_dead_endpoint_is_ejected_after_a_few_failures_and_taken_back_after_its_back
     let mut web = pods(&["web-a", "web-b", "web-c"], 2);
     let port = web[0].addr.port();
     let files = [
-        ("cluster.yaml", manifests::ingress_class()),
+        manifests::cluster(),
         ("web-service.yaml", pod_service_with("web", port, &ips(&web))),
         ("web.yaml", ingress_for("web", "web.example", "web", port)),
     ];
@@ -319,39 +320,6 @@ fn a_dead_endpoint_is_ejected_after_a_few_failures_and_taken_back_after_its_back
         (backend == "web-b").then_some(())
     });
     assert!(stack.envoy.log().contains(&format!("{dead} answers again")), "the return is logged");
-}
-
-/// `count` TCP backends greeting with their names, on `127.0.0.<2..>` and one shared port.
-fn tcp_pods(names: &[&str]) -> Vec<TcpBackend> {
-    let mut backends: Vec<TcpBackend> = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let port = backends.first().map_or(0, |b| b.addr.port());
-        let addr = SocketAddr::from(([127, 0, 0, 2 + i as u8], port));
-        backends.push(TcpBackend::start_on(addr, Some(format!("{name}\n"))));
-    }
-    backends
-}
-
-/// A stack exposing the pods-mode Service `db` (over `backends`) on a TCP port: the stack and the port.
-fn tcp_stack(backends: &[TcpBackend], annotations: &str) -> (Stack, u16) {
-    let port = backends[0].addr.port();
-    let ips: Vec<String> = backends.iter().map(|b| b.addr.ip().to_string()).collect();
-    let range = wait::free_port_range(3);
-    let vs = manifests::tcp_virtual_service("db", &[("db", port)])
-        .replace("berth.dev/expose: \"true\"\n", &format!("berth.dev/expose: \"true\"\n{annotations}"));
-    let files = [
-        ("alloc.yaml", manifests::port_allocation("tcp", "tcp.example.com", range.0, range.1)),
-        ("db-service.yaml", pod_service_with("db", port, &ips)),
-        ("db.yaml", vs),
-    ];
-    let stack = Stack::start_with(&files, |_| Vec::new(), &[format!("--tcp-ports={}-{}", range.0, range.1)]);
-    let listener = wait::until("a port for the db", Duration::from_secs(10), || {
-        stack.controller.port_of("VirtualService default/db")
-    });
-    wait::until("the db port to route", Duration::from_secs(10), || {
-        tcp_client::read_exact(&mut tcp_client::connect(listener), 5).ok().filter(|g| g.starts_with("db-"))
-    });
-    (stack, listener)
 }
 
 /// The greeting of a connection to `port` (the backend's name), or `None` when it is closed without one.
@@ -402,7 +370,7 @@ fn every_http_endpoint_down_is_a_prompt_503_from_berth() {
     let mut web = pods(&["web-a", "web-b"], 2);
     let port = web[0].addr.port();
     let files = [
-        ("cluster.yaml", manifests::ingress_class()),
+        manifests::cluster(),
         ("web-service.yaml", pod_service_with("web", port, &ips(&web))),
         ("empty-service.yaml", pod_service_with("empty", port, &[])),
         ("web.yaml", ingress_for("web", "web.example", "web", port)),

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_tests::load::StopOnDrop;
-use berth_tests::manifests::ManifestDir;
 
 use super::keep_alive::KeepAlive;
 use super::options::Options;
@@ -32,11 +31,7 @@ const CLIENTS: usize = 4;
 
 pub fn run(options: &Options, backends: &[std::net::SocketAddr]) -> anyhow::Result<ChurnResult> {
     let work = tempfile::tempdir()?;
-    let manifests = ManifestDir::new(&work.path().join("manifests"));
-    routes::write_cluster(&manifests, backends);
-    routes::write_hosts(&manifests, "stable", options.churn_stable, backends.len());
-    let berth = BerthStack::start(&manifests, work.path(), options.workers, &[], &[])?;
-    wait_routed(berth.envoy.http, &host("stable", options.churn_stable - 1), Duration::from_secs(60));
+    let (manifests, berth) = BerthStack::with_hosts(work.path(), options, backends, "stable", options.churn_stable)?;
     let churn_files: Vec<String> = (0..options.churn_files)
         .map(|f| {
             let routes: Vec<String> =

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use berth_tests::Envoy;
 use berth_tests::client;
-use berth_tests::manifests::ManifestDir;
 
 use super::options::Options;
 use super::routes::{self, host};
@@ -28,9 +27,26 @@ pub struct HttpResult {
     pub native_rss_mib: f64,
 }
 
+/// The median over `runs` of `metric`.
+fn median_of(runs: &[Run], metric: fn(&Run) -> f64) -> f64 {
+    median(&runs.iter().map(metric).collect::<Vec<_>>())
+}
+
 impl HttpResult {
-    pub fn median(runs: &[Run], metric: fn(&Run) -> f64) -> f64 {
-        median(&runs.iter().map(metric).collect::<Vec<_>>())
+    /// `metric`'s medians over the saturating runs: Berth's, native's.
+    pub fn saturated(&self, metric: fn(&Run) -> f64) -> (f64, f64) {
+        (median_of(&self.berth, metric), median_of(&self.native, metric))
+    }
+
+    /// `metric`'s medians over the one-connection runs: Berth's, native's.
+    pub fn one_connection(&self, metric: fn(&Run) -> f64) -> (f64, f64) {
+        (median_of(&self.berth_latency, metric), median_of(&self.native_latency, metric))
+    }
+
+    /// Berth's throughput over the native one's, from the medians.
+    pub fn throughput_ratio(&self) -> f64 {
+        let (berth, native) = self.saturated(|run| run.requests_per_second);
+        ratio(berth, native)
     }
 
     /// Berth's throughput over the native one's, round by round (each pair ran back to back), then the median.
@@ -56,12 +72,8 @@ pub fn run(options: &Options, backends: &[std::net::SocketAddr]) -> anyhow::Resu
 
 fn compare(options: &Options, backends: &[std::net::SocketAddr], size: usize) -> anyhow::Result<HttpResult> {
     let work = tempfile::tempdir()?;
-    let manifests = ManifestDir::new(&work.path().join("manifests"));
-    routes::write_cluster(&manifests, backends);
-    routes::write_hosts(&manifests, "h", size, backends.len());
-    let berth = BerthStack::start(&manifests, work.path(), options.workers, &[], &[])?;
+    let (_, berth) = BerthStack::with_hosts(work.path(), options, backends, "h", size)?;
     let last = host("h", size - 1);
-    wait_routed(berth.envoy.http, &last, Duration::from_secs(120));
 
     let table_json = client::get(berth.controller.addr, "controller", "/v1/table")?.body;
     let table = berth_table::decode(table_json.as_bytes())?;

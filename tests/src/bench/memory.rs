@@ -1,14 +1,11 @@
 //! Comparison 5: resident memory of the controller and of Envoy (with the filter) with an empty table and with a
 //! large one, each on fresh processes once the table is live and every worker has routed a request.
 
-use std::time::Duration;
-
 use berth_tests::client;
-use berth_tests::manifests::ManifestDir;
 
 use super::options::Options;
-use super::routes::{self, host};
-use super::{BerthStack, rss_mib, wait_routed};
+use super::routes::host;
+use super::{BerthStack, rss_mib};
 
 #[derive(Debug, Clone)]
 pub struct MemoryResult {
@@ -23,13 +20,7 @@ pub fn run(options: &Options, backends: &[std::net::SocketAddr]) -> anyhow::Resu
 
 fn measure(options: &Options, backends: &[std::net::SocketAddr], size: usize) -> anyhow::Result<MemoryResult> {
     let work = tempfile::tempdir()?;
-    let manifests = ManifestDir::new(&work.path().join("manifests"));
-    routes::write_cluster(&manifests, backends);
-    routes::write_hosts(&manifests, "h", size, backends.len());
-    let berth = BerthStack::start(&manifests, work.path(), options.workers, &[], &[])?;
-    if size > 0 {
-        wait_routed(berth.envoy.http, &host("h", size - 1), Duration::from_secs(120));
-    }
+    let (_, berth) = BerthStack::with_hosts(work.path(), options, backends, "h", size)?;
     // New connections spread over the workers, so each has loaded the table (or found none to load).
     for i in 0..50 {
         let answer = client::get(berth.envoy.http, &host("h", i % size.max(1)), "/")?;

@@ -27,6 +27,7 @@ use berth_tests::manifests::ManifestDir;
 use berth_tests::{Controller, Envoy, envoy, wait};
 
 use keep_alive::KeepAlive;
+use options::Options;
 
 /// Envoy's command line in benchmarks: production logging, and the worker count the options ask for.
 pub fn envoy_options(workers: u32) -> Vec<String> {
@@ -58,6 +59,25 @@ impl BerthStack {
         let options: Vec<&str> = options.iter().map(String::as_str).collect();
         let envoy = Envoy::run("berth-envoy", &config, http, admin, work, &options);
         Ok(BerthStack { envoy, controller, rendered })
+    }
+
+    /// The usual start: a manifest directory in `work` with the cluster and `size` hosts of the route set `set`
+    /// (see [`routes`]), the controller on it and Envoy, returned once the last host answers.
+    pub fn with_hosts(
+        work: &Path,
+        options: &Options,
+        backends: &[SocketAddr],
+        set: &str,
+        size: usize,
+    ) -> anyhow::Result<(ManifestDir, BerthStack)> {
+        let manifests = ManifestDir::new(&work.join("manifests"));
+        routes::write_cluster(&manifests, backends);
+        routes::write_hosts(&manifests, set, size, backends.len());
+        let berth = BerthStack::start(&manifests, work, options.workers, &[], &[])?;
+        if size > 0 {
+            wait_routed(berth.envoy.http, &routes::host(set, size - 1), Duration::from_secs(120));
+        }
+        Ok((manifests, berth))
     }
 }
 

@@ -4,13 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use berth_tests::manifests::ManifestDir;
-
 use super::keep_alive::KeepAlive;
 use super::options::Options;
 use super::routes::{self, host};
 use super::stats::percentile;
-use super::{BerthStack, wait_routed};
+use super::BerthStack;
 
 #[derive(Debug, Clone)]
 pub struct PropagationResult {
@@ -40,11 +38,7 @@ pub fn run(options: &Options, backends: &[std::net::SocketAddr]) -> anyhow::Resu
 
 fn measure(options: &Options, backends: &[std::net::SocketAddr], size: usize) -> anyhow::Result<PropagationResult> {
     let work = tempfile::tempdir()?;
-    let manifests = ManifestDir::new(&work.path().join("manifests"));
-    routes::write_cluster(&manifests, backends);
-    routes::write_hosts(&manifests, "h", size, backends.len());
-    let berth = BerthStack::start(&manifests, work.path(), options.workers, &[], &[])?;
-    wait_routed(berth.envoy.http, &host("h", size - 1), Duration::from_secs(120));
+    let (manifests, berth) = BerthStack::with_hosts(work.path(), options, backends, "h", size)?;
 
     let mut client = KeepAlive::new(berth.envoy.http);
     let mut samples_ms = Vec::new();

@@ -11,7 +11,7 @@ use super::options::Options;
 use super::plot::Chart;
 use super::profile::ProfileResult;
 use super::propagation::PropagationResult;
-use super::stats::{median, ratio};
+use super::stats::median;
 use super::tcp::TcpResult;
 use super::wrk::Run;
 
@@ -116,24 +116,22 @@ fn headline(md: &mut String, results: &Results) {
         "## Headline\n\n| measure | Berth | native Envoy | ratio / value | goal | met |\n| --- | --- | --- | --- | --- | --- |"
     );
     for result in &results.http {
-        let (b, n) = (HttpResult::median(&result.berth, rps), HttpResult::median(&result.native, rps));
-        let r = ratio(b, n);
+        let (b, n) = result.saturated(rps);
+        let r = result.throughput_ratio();
         let _ = writeln!(
             md,
             "| HTTP req/s, {} hosts | {b:.0} | {n:.0} | {r:.3} | ≥ 0.95 | {} |",
             size(result.hosts),
             met(r >= 0.95)
         );
-        let (b50, n50) =
-            (HttpResult::median(&result.berth_latency, p50), HttpResult::median(&result.native_latency, p50));
+        let (b50, n50) = result.one_connection(p50);
         let _ = writeln!(
             md,
             "| HTTP p50 µs, one connection, {} hosts | {b50:.0} | {n50:.0} | {:+.0} µs | – | – |",
             size(result.hosts),
             b50 - n50
         );
-        let (b99, n99) =
-            (HttpResult::median(&result.berth_latency, p99), HttpResult::median(&result.native_latency, p99));
+        let (b99, n99) = result.one_connection(p99);
         let added = b99 - n99;
         let _ = writeln!(
             md,
@@ -224,22 +222,24 @@ fn http_section(md: &mut String, results: &Results) {
         "| hosts | Berth req/s | native req/s | ratio of medians | median of paired ratios | Berth p50 / p99 µs, saturated | native p50 / p99 µs, saturated | Berth p50 / p99 µs, one connection | native p50 / p99 µs, one connection | Envoy RSS Berth / native MiB |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for r in &results.http {
+        let (throughput, sat50, sat99) = (r.saturated(rps), r.saturated(p50), r.saturated(p99));
+        let (one50, one99) = (r.one_connection(p50), r.one_connection(p99));
         let _ = writeln!(
             md,
             "| {} | {:.0} | {:.0} | {:.3} | {:.3} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {:.1} / {:.1} |",
             size(r.hosts),
-            HttpResult::median(&r.berth, rps),
-            HttpResult::median(&r.native, rps),
-            ratio(HttpResult::median(&r.berth, rps), HttpResult::median(&r.native, rps)),
+            throughput.0,
+            throughput.1,
+            r.throughput_ratio(),
             r.paired_ratio(),
-            HttpResult::median(&r.berth, p50),
-            HttpResult::median(&r.berth, p99),
-            HttpResult::median(&r.native, p50),
-            HttpResult::median(&r.native, p99),
-            HttpResult::median(&r.berth_latency, p50),
-            HttpResult::median(&r.berth_latency, p99),
-            HttpResult::median(&r.native_latency, p50),
-            HttpResult::median(&r.native_latency, p99),
+            sat50.0,
+            sat99.0,
+            sat50.1,
+            sat99.1,
+            one50.0,
+            one99.0,
+            one50.1,
+            one99.1,
             r.berth_rss_mib,
             r.native_rss_mib
         );
@@ -396,47 +396,24 @@ fn profile_section(md: &mut String, results: &Results) {
 pub fn charts(results: &Results) -> Vec<Chart<'static>> {
     let mut charts = Vec::new();
     if !results.http.is_empty() {
-        charts.push(Chart {
-            title: "HTTP requests/s (median)",
+        let sides = |title, medians: fn(&HttpResult) -> (f64, f64)| Chart {
+            title,
             series: &["Berth filter", "native route_config"],
             groups: results
                 .http
                 .iter()
                 .map(|r| {
-                    (
-                        format!("{} hosts", size(r.hosts)),
-                        vec![HttpResult::median(&r.berth, rps), HttpResult::median(&r.native, rps)],
-                    )
+                    let (berth, native) = medians(r);
+                    (format!("{} hosts", size(r.hosts)), vec![berth, native])
                 })
                 .collect(),
             goal: None,
-        });
-        charts.push(Chart {
-            title: "HTTP p99 latency, one connection, µs",
-            series: &["Berth filter", "native route_config"],
-            groups: results
-                .http
-                .iter()
-                .map(|r| {
-                    (
-                        format!("{} hosts", size(r.hosts)),
-                        vec![HttpResult::median(&r.berth_latency, p99), HttpResult::median(&r.native_latency, p99)],
-                    )
-                })
-                .collect(),
-            goal: None,
-        });
+        };
+        charts.push(sides("HTTP requests/s (median)", |r| r.saturated(rps)));
+        charts.push(sides("HTTP p99 latency, one connection, µs", |r| r.one_connection(p99)));
     }
-    let mut shares: Vec<(String, Vec<f64>)> = results
-        .http
-        .iter()
-        .map(|r| {
-            (
-                format!("HTTP {}", size(r.hosts)),
-                vec![ratio(HttpResult::median(&r.berth, rps), HttpResult::median(&r.native, rps))],
-            )
-        })
-        .collect();
+    let mut shares: Vec<(String, Vec<f64>)> =
+        results.http.iter().map(|r| (format!("HTTP {}", size(r.hosts)), vec![r.throughput_ratio()])).collect();
     if let Some(tcp) = &results.tcp {
         shares.push(("TCP conn/s".into(), vec![tcp.connection_ratio()]));
         shares.push(("TCP MiB/s".into(), vec![tcp.throughput_ratio()]));

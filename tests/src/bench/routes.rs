@@ -79,25 +79,19 @@ pub fn native_routes(table: &Table) -> (Value, Vec<Value>) {
             .collect();
         virtual_hosts.push(json!({ "name": host, "domains": [host], "routes": routes }));
     }
-    let clusters = clusters
-        .into_iter()
-        .map(|(endpoints, name)| {
-            let lb_endpoints: Vec<Value> = endpoints
-                .iter()
-                .map(|e| {
-                    json!({ "endpoint": { "address": { "socket_address": {
-                    "address": e.ip().to_string(), "port_value": e.port() } } } })
-                })
-                .collect();
-            json!({
-                "name": name,
-                "type": "STATIC",
-                "connect_timeout": "5s",
-                "load_assignment": { "cluster_name": name, "endpoints": [{ "lb_endpoints": lb_endpoints }] },
-            })
-        })
-        .collect();
+    let clusters = clusters.into_iter().map(|(endpoints, name)| static_cluster(&name, &endpoints)).collect();
     (json!({ "name": "native", "virtual_hosts": virtual_hosts }), clusters)
+}
+
+fn static_cluster(name: &str, endpoints: &[SocketAddr]) -> Value {
+    let lb_endpoints: Vec<Value> =
+        endpoints.iter().map(|e| json!({ "endpoint": { "address": socket_address(*e) } })).collect();
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "5s",
+        "load_assignment": { "cluster_name": name, "endpoints": [{ "lb_endpoints": lb_endpoints }] },
+    })
 }
 
 fn path_match(path: &PathMatch) -> Value {
@@ -138,19 +132,10 @@ pub fn native_bootstrap(
     http: SocketAddr,
     admin: SocketAddr,
 ) -> anyhow::Result<String> {
-    let mut bootstrap: Value = serde_yaml::from_str(berth_yaml)?;
+    let mut bootstrap = one_listener(berth_yaml, admin, "berth_http", "native_http", http)?;
     let (route_config, clusters) = native_routes(table);
-    bootstrap["admin"]["address"] = socket_address(admin);
-    if let Some(object) = bootstrap.as_object_mut() {
-        object.remove("bootstrap_extensions");
-    }
     let resources = &mut bootstrap["static_resources"];
-    let listeners = resources["listeners"].as_array_mut().ok_or_else(|| anyhow::anyhow!("no listeners"))?;
-    listeners.retain(|l| l["name"] == "berth_http");
-    let listener = listeners.first_mut().ok_or_else(|| anyhow::anyhow!("no berth_http listener"))?;
-    listener["name"] = json!("native_http");
-    listener["address"] = socket_address(http);
-    let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
+    let hcm = &mut resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
     hcm["stat_prefix"] = json!("native_http");
     hcm["route_config"] = route_config;
     let filters = hcm["http_filters"].as_array_mut().ok_or_else(|| anyhow::anyhow!("no http_filters"))?;
@@ -169,17 +154,9 @@ pub fn native_tcp_bootstrap(
     backend: SocketAddr,
     admin: SocketAddr,
 ) -> anyhow::Result<String> {
-    let mut bootstrap: Value = serde_yaml::from_str(berth_yaml)?;
-    bootstrap["admin"]["address"] = socket_address(admin);
-    if let Some(object) = bootstrap.as_object_mut() {
-        object.remove("bootstrap_extensions");
-    }
+    let mut bootstrap = one_listener(berth_yaml, admin, "berth_tcp", "native_tcp", port)?;
     let resources = &mut bootstrap["static_resources"];
-    let listeners = resources["listeners"].as_array_mut().ok_or_else(|| anyhow::anyhow!("no listeners"))?;
-    listeners.retain(|l| l["name"] == "berth_tcp");
-    let listener = listeners.first_mut().ok_or_else(|| anyhow::anyhow!("no berth_tcp listener"))?;
-    listener["name"] = json!("native_tcp");
-    listener["address"] = socket_address(port);
+    let listener = &mut resources["listeners"][0];
     if let Some(object) = listener.as_object_mut() {
         object.remove("additional_addresses");
     }
@@ -188,14 +165,25 @@ pub fn native_tcp_bootstrap(
     filters.retain(|f| f["name"] == "envoy.filters.network.tcp_proxy");
     filters[0]["typed_config"]["cluster"] = json!("native_tcp");
     filters[0]["typed_config"]["stat_prefix"] = json!("native_tcp");
-    resources["clusters"] = json!([{
-        "name": "native_tcp",
-        "type": "STATIC",
-        "connect_timeout": "5s",
-        "load_assignment": { "cluster_name": "native_tcp", "endpoints": [{ "lb_endpoints": [
-            { "endpoint": { "address": socket_address(backend) } }] }] },
-    }]);
+    resources["clusters"] = json!([static_cluster("native_tcp", &[backend])]);
     Ok(serde_yaml::to_string(&bootstrap)?)
+}
+
+/// Berth's rendered bootstrap with admin on `admin`, without the fetcher, and with only its listener `keep`,
+/// renamed `name` and moved to `address`: the base of a native bootstrap.
+fn one_listener(berth_yaml: &str, admin: SocketAddr, keep: &str, name: &str, address: SocketAddr) -> anyhow::Result<Value> {
+    let mut bootstrap: Value = serde_yaml::from_str(berth_yaml)?;
+    bootstrap["admin"]["address"] = socket_address(admin);
+    if let Some(object) = bootstrap.as_object_mut() {
+        object.remove("bootstrap_extensions");
+    }
+    let listeners =
+        bootstrap["static_resources"]["listeners"].as_array_mut().ok_or_else(|| anyhow::anyhow!("no listeners"))?;
+    listeners.retain(|l| l["name"] == keep);
+    let listener = listeners.first_mut().ok_or_else(|| anyhow::anyhow!("no {keep} listener"))?;
+    listener["name"] = json!(name);
+    listener["address"] = socket_address(address);
+    Ok(bootstrap)
 }
 
 fn socket_address(address: SocketAddr) -> Value {
