@@ -98,10 +98,11 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct LeaderArgs {
     /// Campaign for a Lease and, unless leading, only watch and serve the table: the leader alone hands out ports
-    /// and writes annotations, status and Events. Run two or more replicas with it for high availability.
+    /// and writes annotations, status and Events. Every replica makes session cookies with the key in the Secret
+    /// `berth-session-key` (created by the first). Run two or more replicas with it for high availability.
     #[arg(long, env = "BERTH_LEADER_ELECT")]
     pub leader_elect: bool,
-    /// The namespace of the Lease: the controller's own.
+    /// The namespace of the Lease and of the session key's Secret: the controller's own.
     #[arg(long, env = "POD_NAMESPACE", default_value = "berth-system", value_name = "NS")]
     pub leader_elect_namespace: String,
     /// The name of the Lease.
@@ -310,7 +311,10 @@ mod tests {
         assert_eq!(leader.leader_elect_duration, Duration::from_secs(15));
         let leader = run(&["--leader-elect", "--leader-elect-duration", "2m"]).unwrap();
         assert_eq!((leader.leader_elect, leader.leader_elect_duration), (true, Duration::from_secs(120)));
-        assert_eq!(run(&["--leader-elect-duration", "1.5s"]).unwrap().leader_elect_duration, Duration::from_millis(1500));
+        assert_eq!(
+            run(&["--leader-elect-duration", "1.5s"]).unwrap().leader_elect_duration,
+            Duration::from_millis(1500)
+        );
         let error = run(&["--leader-elect-duration", "soon"]).unwrap_err().to_string();
         assert!(error.contains("is not a duration; write it like 5s, 500ms or 1m"), "{error}");
     }

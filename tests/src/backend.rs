@@ -30,6 +30,18 @@ impl Drop for Serving {
     }
 }
 
+/// Pods stand-ins: one HTTP backend per loopback address `127.0.0.<first>`, `<first + 1>`, ..., all on one port
+/// (pods share a port and differ by address), each answering with its name.
+pub fn pods(names: &[&str], first: u8) -> Vec<Backend> {
+    let mut pods: Vec<Backend> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let port = pods.first().map_or(0, |pod| pod.addr.port());
+        let addr = SocketAddr::from(([127, 0, 0, first + i as u8], port));
+        pods.push(Backend::start_on(addr, name, 200));
+    }
+    pods
+}
+
 /// Answers every request with `status`, the body `name` and the header `x-backend: name`.
 pub struct Backend {
     pub name: String,

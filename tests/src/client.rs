@@ -58,6 +58,22 @@ pub fn request_with_body(
     read_response(&mut BufReader::new(stream))
 }
 
+/// `GET /` for `host`, sending `cookie` (a `name=value` pair) if given: the backend that answered and the
+/// `name=value` of any cookie the response set. The set-cookie header must carry `Path=/` and `HttpOnly`.
+pub fn get_with_cookie(envoy: SocketAddr, host: &str, cookie: Option<&str>) -> (String, Option<String>) {
+    let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", *c)).collect();
+    let response = request(envoy, "GET", host, "/", &headers).unwrap_or_else(|e| panic!("GET {host}: {e}"));
+    assert_eq!(response.status, 200, "{response:?}");
+    let set = response.header("set-cookie").map(|value| {
+        let mut parts = value.split(';').map(str::trim);
+        let pair = parts.next().unwrap_or_default().to_string();
+        let attributes: Vec<&str> = parts.collect();
+        assert_eq!(attributes, ["Path=/", "HttpOnly"], "{value}");
+        pair
+    });
+    (response.header("x-backend").unwrap_or_default().to_string(), set)
+}
+
 /// Reads one response (status line, headers, body) from `reader`, leaving the connection at the next one.
 pub fn read_response(reader: &mut impl BufRead) -> io::Result<Response> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());

@@ -125,6 +125,14 @@ pub fn virtual_service(name: &str, hosts: &[&str], routes: &[HttpRoute]) -> Stri
     yaml
 }
 
+/// An exposed VirtualService routing `host` to `service`, its HTTP routes sticky by cookie `cookie`.
+pub fn sticky_virtual_service(name: &str, host: &str, service: &str, port: u16, cookie: &str) -> String {
+    virtual_service(name, &[host], &[HttpRoute("prefix", "/", service, port)]).replace(
+        "berth.dev/expose: \"true\"\n",
+        &format!("berth.dev/expose: \"true\"\n    berth.dev/session-cookie: {cookie}\n"),
+    )
+}
+
 /// A VirtualService in `default` exposing one TCP route per `(service, port)`.
 pub fn tcp_virtual_service(name: &str, routes: &[(&str, u16)]) -> String {
     let mut yaml = format!(

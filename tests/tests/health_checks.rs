@@ -214,7 +214,8 @@ fn a_service_with_checks_turned_off_keeps_every_endpoint_in_the_table_unchecked(
     wait_for_health(&stack, other.addr, false);
 
     let routes = stack.controller.routes();
-    let reported: Vec<&str> = routes["health"].as_array().unwrap().iter().filter_map(|h| h["service"].as_str()).collect();
+    let reported: Vec<&str> =
+        routes["health"].as_array().unwrap().iter().filter_map(|h| h["service"].as_str()).collect();
     assert_eq!(reported, ["default/other:80"], "web's endpoints are not checked");
     let web = routes["table"]["http"].as_array().unwrap().iter().find(|r| r["host"] == "web.example").unwrap();
     assert_eq!(web["backends"][0]["endpoints"].as_array().map(Vec::len), Some(3), "{web}");

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use berth_tests::manifests;
+use berth_tests::backend::pods;
+use berth_tests::client::get_with_cookie;
+use berth_tests::manifests::{self, sticky_virtual_service};
 use berth_tests::{Backend, Stack, TcpBackend, client, tcp_client, wait};
 
 /// A VirtualService for `host` splitting `/` between `(service, weight)` destinations.
@@ -90,18 +92,6 @@ fn weights_split_traffic_within_two_points_and_a_weight_change_shifts_it_live() 
     assert!(stack.envoy.is_running(), "the same Envoy process served both splits");
 }
 
-/// Pods stand-ins: one HTTP backend per loopback address `127.0.0.<first>`, `<first + 1>`, ..., all on one port
-/// (pods share a port and differ by address), each answering with its name.
-fn pods(names: &[&str], first: u8) -> Vec<Backend> {
-    let mut pods: Vec<Backend> = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let port = pods.first().map_or(0, |pod| pod.addr.port());
-        let addr = SocketAddr::from(([127, 0, 0, first + i as u8], port));
-        pods.push(Backend::start_on(addr, name, 200));
-    }
-    pods
-}
-
 fn ips(pods: &[Backend]) -> Vec<String> {
     pods.iter().map(|pod| pod.addr.ip().to_string()).collect()
 }
@@ -110,30 +100,6 @@ fn ips(pods: &[Backend]) -> Vec<String> {
 fn pod_service_with(name: &str, port: u16, ips: &[String]) -> String {
     let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
     format!("{}---\n{}", manifests::pod_service(name, port), manifests::endpoint_slice(name, name, port, &ips))
-}
-
-/// An exposed VirtualService routing `host` to `service`, its HTTP routes sticky by cookie `cookie`.
-fn sticky_virtual_service(name: &str, host: &str, service: &str, port: u16, cookie: &str) -> String {
-    manifests::virtual_service(name, &[host], &[manifests::HttpRoute("prefix", "/", service, port)]).replace(
-        "berth.dev/expose: \"true\"\n",
-        &format!("berth.dev/expose: \"true\"\n    berth.dev/session-cookie: {cookie}\n"),
-    )
-}
-
-/// `GET /` for `host`, sending `cookie` (a `name=value` pair) if given: the backend that answered and the
-/// `name=value` of any cookie the response set. The set-cookie header must carry `Path=/` and `HttpOnly`.
-fn get_with_cookie(envoy: SocketAddr, host: &str, cookie: Option<&str>) -> (String, Option<String>) {
-    let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", *c)).collect();
-    let response = client::request(envoy, "GET", host, "/", &headers).unwrap_or_else(|e| panic!("GET {host}: {e}"));
-    assert_eq!(response.status, 200, "{response:?}");
-    let set = response.header("set-cookie").map(|value| {
-        let mut parts = value.split(';').map(str::trim);
-        let pair = parts.next().unwrap_or_default().to_string();
-        let attributes: Vec<&str> = parts.collect();
-        assert_eq!(attributes, ["Path=/", "HttpOnly"], "{value}");
-        pair
-    });
-    (response.header("x-backend").unwrap_or_default().to_string(), set)
 }
 
 #[test]

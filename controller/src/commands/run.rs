@@ -15,7 +15,8 @@
 //!
 //! With `--leader-elect`, replicas campaign for a Lease ([`crate::leader`]). Every replica watches, compiles and
 //! serves; only the leader writes back. A follower holds exactly the ports on record and hands out none, so its
-//! table never names a port the leader did not record; when it becomes leader it picks up from there.
+//! table never names a port the leader did not record; when it becomes leader it picks up from there. All of them
+//! make session cookies with the key of one Secret ([`crate::leader::session_key`]).
 //!
 //! Every publication goes compile → [`Health::apply`] → publish; a health check result that changes what is
 //! shown republishes the last compilation the same way, so health never touches ports or routes.
@@ -52,8 +53,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
         options: Options { backends: args.backends, tls_port: args.tls_port },
         assignments: Assignments::new(),
         held: HeldPorts::new(),
-        // Kubernetes mode has no state file: there a restart makes a new key and sessions move once.
-        affinity_key: state::new_affinity_key(),
+        // Kept in the state file in directory mode and shared through a Secret with `--leader-elect`; otherwise a
+        // restart makes a new key and each session moves once.
+        affinity_key: Some(state::new_affinity_key()),
         state: None,
         saved: None,
         kube: None,
@@ -71,7 +73,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 controller.assignments = ports::from_held(&held);
                 controller.held = held;
                 if let Some(key) = loaded.affinity_key {
-                    controller.affinity_key = key;
+                    controller.affinity_key = Some(key);
                 }
                 controller.state = Some(path.clone());
             }
@@ -110,6 +112,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
             };
             let client = kube::client(&options).await?;
             let campaign = args.leader.leader_elect.then(|| leader::spawn(client.clone(), lease_config(&args)));
+            if args.leader.leader_elect {
+                // Replicas make cookies with one key: nothing is compiled until it is known.
+                controller.affinity_key = None;
+                let namespace = args.leader.leader_elect_namespace.clone();
+                tasks.push(leader::session_key::spawn(client.clone(), namespace, updates_tx.clone()));
+            }
             let (writer, task) = Writer::spawn(client.clone());
             tasks.push(task);
             tasks.push(kube::spawn_probe(&client, &updates_tx));
@@ -224,8 +232,9 @@ struct Controller {
     /// The ports handed out by the last compilation (at start: those of the state file): the next one keeps them.
     held: HeldPorts,
     assignments: Assignments,
-    /// The secret behind session cookies, published in tables with session affinity and kept in the state file.
-    affinity_key: berth_table::AffinityKey,
+    /// The secret behind session cookies, published in tables with session affinity; none until known (see
+    /// [`leader::session_key`]), and nothing is compiled until then.
+    affinity_key: Option<berth_table::AffinityKey>,
     state: Option<PathBuf>,
     /// What the state file holds, once written by this process; differs from `held` while a write is failing.
     saved: Option<HeldPorts>,
@@ -305,6 +314,11 @@ impl Controller {
                 self.publish_sources();
                 return false;
             }
+            Update::SessionKey(key) => {
+                let changed = self.affinity_key != Some(key);
+                self.affinity_key = Some(key);
+                return changed;
+            }
             Update::Healthy => {
                 if let Some(kube) = &mut self.kube
                     && kube.stale.take().is_some()
@@ -330,6 +344,7 @@ impl Controller {
     }
 
     fn update(&mut self) {
+        let Some(affinity_key) = self.affinity_key else { return };
         if self.kube.as_ref().is_some_and(|k| !k.unlisted.is_empty()) {
             return;
         }
@@ -346,7 +361,7 @@ impl Controller {
             None => self.held.clone(),
         };
         let mut compiled = compile(&self.index, &self.options, &held);
-        compiled.content = std::mem::take(&mut compiled.content).with_affinity_key(self.affinity_key);
+        compiled.content = std::mem::take(&mut compiled.content).with_affinity_key(affinity_key);
         if let Some(kube) = &self.kube {
             crds::explain_missing(&kube.missing.iter().copied().collect::<Vec<_>>(), &mut compiled);
         }
@@ -396,7 +411,7 @@ impl Controller {
     }
 
     fn state_file(&self) -> state::State {
-        state::State { ports: self.held.clone(), affinity_key: Some(self.affinity_key) }
+        state::State { ports: self.held.clone(), affinity_key: self.affinity_key }
     }
 
     /// Writes the ports handed out to the state file, when there is one and it does not hold them yet.

@@ -2,9 +2,11 @@
 //! leader allocates ports and writes back to objects; every replica serves the table.
 //!
 //! [`elector`] decides; this module reads and writes the Lease and tells the rest of the controller, through a
-//! `watch` channel, whether this replica leads right now.
+//! `watch` channel, whether this replica leads right now. [`session_key`] gives every replica the same key for
+//! session cookies.
 
 pub mod elector;
+pub mod session_key;
 
 use std::time::{Duration, Instant};
 

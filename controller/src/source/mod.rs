@@ -9,6 +9,7 @@ pub mod kube;
 use std::path::PathBuf;
 
 use ::kube::api::ApiResource;
+use berth_table::AffinityKey;
 
 use crate::Diagnostic;
 use crate::index::SourceId;
@@ -41,6 +42,9 @@ pub enum Update {
     Failing { error: String },
     /// The source reaches its objects again.
     Healthy,
+    /// The key to make session cookies and client hashes with, shared by replicas
+    /// ([`crate::leader::session_key`]).
+    SessionKey(AffinityKey),
 }
 
 impl Update {
@@ -51,7 +55,11 @@ impl Update {
             | Update::Apply { source, .. }
             | Update::Reject { source, .. }
             | Update::Delete { source, .. } => Some(source),
-            Update::Listed(_) | Update::Served { .. } | Update::Failing { .. } | Update::Healthy => None,
+            Update::Listed(_)
+            | Update::Served { .. }
+            | Update::Failing { .. }
+            | Update::Healthy
+            | Update::SessionKey(_) => None,
         }
     }
 }

@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use super::BerthStack;
 use super::keep_alive::KeepAlive;
 use super::options::Options;
 use super::routes::{self, host};
 use super::stats::percentile;
-use super::BerthStack;
 
 #[derive(Debug, Clone)]
 pub struct PropagationResult {

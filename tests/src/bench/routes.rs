@@ -171,7 +171,13 @@ pub fn native_tcp_bootstrap(
 
 /// Berth's rendered bootstrap with admin on `admin`, without the fetcher, and with only its listener `keep`,
 /// renamed `name` and moved to `address`: the base of a native bootstrap.
-fn one_listener(berth_yaml: &str, admin: SocketAddr, keep: &str, name: &str, address: SocketAddr) -> anyhow::Result<Value> {
+fn one_listener(
+    berth_yaml: &str,
+    admin: SocketAddr,
+    keep: &str,
+    name: &str,
+    address: SocketAddr,
+) -> anyhow::Result<Value> {
     let mut bootstrap: Value = serde_yaml::from_str(berth_yaml)?;
     bootstrap["admin"]["address"] = socket_address(admin);
     if let Some(object) = bootstrap.as_object_mut() {
