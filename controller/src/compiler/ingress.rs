@@ -12,6 +12,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
 
 use super::affinity::session_cookie;
 use super::backends::{PortRef, Resolver, Unresolved};
+use super::host_name::host_name;
 use super::{Problem, Wanted, Wants, source_of};
 use crate::index::Index;
 use crate::objects::{Kind, Object, annotation};
@@ -81,15 +82,13 @@ pub fn compile(ingress: &Ingress, resolver: &Resolver<'_>) -> Result<Wants, Vec<
     }
 
     for (i, rule) in spec.rules.iter().flatten().enumerate() {
-        let host = match rule.host.as_deref().map(|h| h.trim_end_matches('.').to_ascii_lowercase()) {
+        let host = match rule.host.as_deref().filter(|host| !host.is_empty()).map(host_name) {
             None => "*".to_string(),
-            Some(host) if host.is_empty() => "*".to_string(),
-            Some(host) if host.contains('*') && (!host.starts_with("*.") || host[1..].contains('*')) => {
-                let message = format!("{host:?} is not a host name; a wildcard may only be a leading \"*.\"");
+            Some(Ok(host)) => host,
+            Some(Err(message)) => {
                 problems.push(Problem::new(format!("spec.rules[{i}].host"), message));
                 continue;
             }
-            Some(host) => host,
         };
         // A rule without `http` sends its host's traffic to the default backend, which the table does anyway.
         let Some(http) = &rule.http else { continue };

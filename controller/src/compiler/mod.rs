@@ -9,6 +9,7 @@
 pub mod affinity;
 mod backends;
 pub mod conflicts;
+mod host_name;
 mod ingress;
 pub mod ports;
 pub mod tls;

@@ -11,6 +11,7 @@ use berth_table::{Backend, HttpRoute, PathMatch, TcpRoute};
 
 use super::affinity::{session_cookie, source_ip_affinity};
 use super::backends::{PortRef, Resolver, Unresolved};
+use super::host_name::host_name;
 use super::ports::Allocated;
 use super::{Problem, Wanted, Wants, source_of};
 use crate::objects::{HttpRule, Kind, RouteDestination, TcpRule, VirtualService};
@@ -23,7 +24,13 @@ pub fn compile(vs: &VirtualService, resolver: &Resolver<'_>, ports: &Allocated) 
     let source = source_of(Kind::VirtualService, namespace, name);
     let mut problems = Vec::new();
 
-    let hosts: Vec<String> = vs.spec.hosts.iter().map(|h| h.trim_end_matches('.').to_ascii_lowercase()).collect();
+    let mut hosts = Vec::new();
+    for (i, raw) in vs.spec.hosts.iter().enumerate() {
+        match host_name(raw) {
+            Ok(host) => hosts.push(host),
+            Err(message) => problems.push(Problem::new(format!("spec.hosts[{i}]"), message)),
+        }
+    }
     if hosts.is_empty() && !vs.spec.http.is_empty() {
         problems.push(Problem::new("spec.hosts", "empty; list the host names to route"));
     }
