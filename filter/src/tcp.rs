@@ -12,12 +12,13 @@
 //! upstream connection is attempted), counted in [`UNROUTED_COUNTER`], and logged once per port per table version.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
 use berth_table::{
-    AffinityKey, Backend, ClientAffinity, Table, TcpRoute, TcpRouter, choose_endpoint, choose_endpoint_where, mix64,
+    AffinityKey, Backend, ClientAffinity, FnvHashMap, Table, TcpRoute, TcpRouter, choose_endpoint,
+    choose_endpoint_where, mix64,
 };
 use log::warn;
 use proxy_wasm::traits::{Context, StreamContext};
@@ -43,7 +44,7 @@ pub struct TcpView {
     /// client addresses, with the table's key.
     affinity: Vec<Option<(AffinityKey, ClientAffinity)>>,
     /// `set_envoy_filter_state` arguments per endpoint (span: the downstream connection), encoded once per table.
-    destinations: HashMap<SocketAddr, Box<[u8]>>,
+    destinations: FnvHashMap<SocketAddr, Box<[u8]>>,
     /// Ports whose refusal was already logged for this table version.
     logged: HashSet<u16>,
 }

@@ -13,11 +13,11 @@
 //! destination, which is Envoy's listener.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use berth_table::{Endpoint, SniRouter, Table, TlsRoute, choose_endpoint, choose_endpoint_where, mix64};
+use berth_table::{Endpoint, FnvHashMap, SniRouter, Table, TlsRoute, choose_endpoint, choose_endpoint_where, mix64};
 use log::warn;
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, PeerType};
@@ -47,7 +47,7 @@ pub struct TlsView {
     /// Connections seen per route (indexed like `routes`), the input of [`choose_endpoint`].
     counters: Vec<u64>,
     /// `set_envoy_filter_state` arguments per endpoint (span: the downstream connection).
-    destinations: HashMap<SocketAddr, Box<[u8]>>,
+    destinations: FnvHashMap<SocketAddr, Box<[u8]>>,
     logged: Logged,
 }
 

@@ -7,9 +7,8 @@
 //! 3. Ties go to the route listed first in the table, which the compiler orders oldest object first.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::fnv::FnvHashMap;
 use crate::{PathMatch, Table};
 
 /// Index of a route in [`Table::http`].
@@ -19,7 +18,7 @@ pub struct RouteId(pub usize);
 /// A table's HTTP routes arranged for lookup.
 #[derive(Debug, Default)]
 pub struct HttpRouter {
-    exact_hosts: HashMap<String, HostPaths, BuildHasherDefault<Fnv1a>>,
+    exact_hosts: FnvHashMap<String, HostPaths>,
     /// `(".suffix", paths)`, longest suffix first.
     wildcards: Vec<(String, HostPaths)>,
     any_host: Option<HostPaths>,
@@ -27,7 +26,7 @@ pub struct HttpRouter {
 
 #[derive(Debug, Default)]
 struct HostPaths {
-    exact: HashMap<String, RouteId>,
+    exact: FnvHashMap<String, RouteId>,
     /// Prefix and segment routes: longest first, then table order.
     prefixes: Vec<(PathMatch, RouteId)>,
 }
@@ -52,32 +51,6 @@ impl HostPaths {
             return Some(*id);
         }
         self.prefixes.iter().find(|(prefix, _)| path_matches(prefix, path)).map(|(_, id)| *id)
-    }
-}
-
-/// FNV-1a, for the host map probed on every request: std's SipHash was a fifth of the filter's per-request
-/// instructions (callgrind, BENCHMARKS.md). SipHash's keyed defence is against an attacker who chooses the keys a
-/// map *inserts*; this map is built from the table only, and a client's Host merely probes it, which cannot make a
-/// probe sequence longer than the table's own layout has.
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv1a {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = self.0;
-        for byte in bytes {
-            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
