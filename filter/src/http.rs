@@ -1,10 +1,10 @@
 //! The HTTP filter: per request, pick the destination by Host and path and hand it to the `ORIGINAL_DST` cluster
 //! through filter state, or answer locally.
 //!
-//! Hot path: one `get_shared_data` of the version key, two header reads, one foreign call, and a hash lookup of the
-//! chosen endpoint's pre-encoded filter-state argument; the table is copied and parsed only when its version moves.
-//! Passive health adds one `get_shared_data` of the (small, usually empty) ejection list per request, the clock
-//! only while the list has entries, and one `response.flags` property read per response. A route with a session
+//! Hot path: two header reads, one foreign call, and a hash lookup of the chosen endpoint's pre-encoded filter-state
+//! argument. The table version and the ejection list are read on the root context's tick, not per request (see
+//! [`crate::cache`]); the table is copied and parsed only when its version moves. Passive health adds one
+//! `response.flags` property read per response. A route with a session
 //! cookie costs one more header read (`cookie`), and one response header write when the cookie is (re-)issued;
 //! other routes never read the cookie. A request never continues without its destination set: the
 //! `ORIGINAL_DST` cluster would otherwise fall back to the connection's own destination, which is Envoy's
@@ -284,6 +284,14 @@ pub struct HttpRouting {
     pub health: PassiveHealth,
 }
 
+impl HttpRouting {
+    /// The root context's tick: picks up a new table and every VM's ejections.
+    pub fn on_tick(&mut self, host: &impl Host) {
+        self.cache.refresh(host);
+        self.health.refresh(host);
+    }
+}
+
 /// Handles a request's headers: the whole per-request logic, over any [`Host`].
 pub fn on_request_headers(host: &impl Host, routing: &mut HttpRouting) -> Verdict {
     let HttpRouting { cache, health } = routing;
@@ -293,8 +301,7 @@ pub fn on_request_headers(host: &impl Host, routing: &mut HttpRouting) -> Verdic
     let authority = host.request_header(":authority").unwrap_or_default();
     let path = host.request_header(":path").unwrap_or_default();
     let (authority, path) = (header_text(&authority), header_text(&path));
-    let ejected = health.refresh(host);
-    let failure = match view.decide(&authority, &path, || host.request_header("cookie"), ejected) {
+    let failure = match view.decide(&authority, &path, || host.request_header("cookie"), health.ejected()) {
         Decision::Forward(Forward { filter_state, endpoint, set_cookie }) => {
             match host.set_filter_state(filter_state) {
                 Ok(()) => return Verdict::Forwarded(Forwarded { endpoint, set_cookie }),
@@ -537,7 +544,7 @@ mod tests {
     }
 
     #[test]
-    fn a_table_change_applies_to_the_next_request_and_resets_counters() {
+    fn a_table_change_applies_from_the_next_tick_and_resets_counters() {
         let host = FakeHost::default();
         publish(&host, &sample(1));
         let mut cache = HttpRouting::default();
@@ -545,6 +552,8 @@ mod tests {
         let mut table = sample(2);
         table.http[1] = route("website.com", PathMatch::Prefix("/api".into()), &[7001, 7002]);
         publish(&host, &table);
+        assert_eq!(send(&host, &mut cache, "website.com", "/api"), Ok("127.0.0.1:8003".into()), "before the tick");
+        cache.on_tick(&host);
         assert_eq!(send(&host, &mut cache, "website.com", "/api"), Ok("127.0.0.1:7001".into()));
     }
 
@@ -563,6 +572,7 @@ mod tests {
             table.http.push(split);
             publish(&host, &table);
             host.now.set(version * 7_919);
+            cache.on_tick(&host);
             for _ in 0..5 {
                 green += usize::from(send(&host, &mut cache, "canary.com", "/") == Ok("127.0.0.1:9002".into()));
             }
@@ -571,7 +581,7 @@ mod tests {
     }
 
     #[test]
-    fn hot_path_reads_the_two_small_keys_and_two_headers() {
+    fn hot_path_reads_two_headers_and_no_shared_data_and_the_tick_reads_the_two_small_keys() {
         let host = FakeHost::default();
         publish(&host, &sample(1));
         let mut cache = HttpRouting::default();
@@ -581,10 +591,11 @@ mod tests {
         for _ in 0..10 {
             send(&host, &mut cache, "website.com", "/").unwrap();
         }
-        let reads: Vec<String> = [VERSION_KEY, EJECTED_KEY].repeat(10).into_iter().map(String::from).collect();
-        assert_eq!(*host.reads.borrow(), reads);
+        assert!(host.reads.borrow().is_empty(), "{:?}", host.reads.borrow());
         let headers: Vec<String> = [":authority", ":path"].repeat(10).into_iter().map(String::from).collect();
         assert_eq!(*host.header_reads.borrow(), headers);
+        cache.on_tick(&host);
+        assert_eq!(*host.reads.borrow(), [VERSION_KEY, EJECTED_KEY]);
     }
 
     /// The response to a request forwarded to `endpoint` arrives with Envoy's `response.flags`.
@@ -609,6 +620,7 @@ mod tests {
             assert_eq!(send(&host, &mut cache, "website.com", "/api"), Ok("127.0.0.1:8003".into()));
         }
         host.now.set(crate::ejection::BASE_BACKOFF_MS);
+        cache.on_tick(&host);
         let spread: HashSet<String> = (0..2).map(|_| send(&host, &mut cache, "website.com", "/api").unwrap()).collect();
         assert_eq!(spread.len(), 2, "back in rotation: {spread:?}");
     }
@@ -648,6 +660,7 @@ mod tests {
         send(&host, &mut cache, "website.com", "/").unwrap();
         host.put_shared(TABLE_KEY, b"garbage");
         host.put_shared(VERSION_KEY, b"2");
+        cache.on_tick(&host);
         assert_eq!(send(&host, &mut cache, "website.com", "/"), Ok("127.0.0.1:8001".into()));
     }
 
@@ -741,6 +754,7 @@ mod tests {
         let cookie = cookie.unwrap();
         let remaining: Vec<u16> = [9001, 9002].into_iter().filter(|p| !first.ends_with(&p.to_string())).collect();
         publish(&host, &sticky_table(2, &remaining));
+        cache.on_tick(&host);
         let (moved, reissued) = send_with_cookie(&host, &mut cache, "shop.com", Some(&cookie));
         assert_eq!(moved, format!("127.0.0.1:{}", remaining[0]));
         let reissued = reissued.expect("a new cookie for the new endpoint");

@@ -2,14 +2,15 @@
 //! `ORIGINAL_DST` cluster through connection filter state, or close the connection.
 //!
 //! Everything happens in `on_new_connection`: `tcp_proxy`, the next filter, picks its upstream as soon as it sees
-//! the connection, so a later callback would be too late. Hot path: one `get_shared_data` of the version key, one
-//! `destination.port` property read, one foreign call with the chosen endpoint's pre-encoded argument; a route with
-//! source-IP affinity reads `source.address` too, and hashes it over the route's endpoints. Passive health adds
-//! one `get_shared_data` of the ejection list per connection and one `response.flags` read when it closes (how
-//! the filter learns that `tcp_proxy` could not connect). A connection
-//! never continues without its destination: the `ORIGINAL_DST` cluster would otherwise connect to the connection's
-//! own destination, which is Envoy's listener. A refused connection is closed before `tcp_proxy` sees it (so no
-//! upstream connection is attempted), counted in [`UNROUTED_COUNTER`], and logged once per port per table version.
+//! the connection, so a later callback would be too late. Hot path: one `destination.port` property read, one
+//! foreign call with the chosen endpoint's pre-encoded argument; a route with source-IP affinity reads
+//! `source.address` too, and hashes it over the route's endpoints. The table version and the ejection list are
+//! read on the root context's tick, not per connection (see [`crate::cache`]). Passive health adds one
+//! `response.flags` read when a connection closes (how the filter learns that `tcp_proxy` could not connect). A
+//! connection never continues without its destination: the `ORIGINAL_DST` cluster would otherwise connect to the
+//! connection's own destination, which is Envoy's listener. A refused connection is closed before `tcp_proxy` sees
+//! it (so no upstream connection is attempted), counted in [`UNROUTED_COUNTER`], and logged once per port per table
+//! version.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -155,6 +156,12 @@ pub struct TcpRouting {
 }
 
 impl TcpRouting {
+    /// The root context's tick: picks up a new table and every VM's ejections.
+    pub fn on_tick(&mut self, host: &impl Host) {
+        self.cache.refresh(host);
+        self.health.refresh(host);
+    }
+
     /// Defines the VM's unrouted counter; a failure only costs the count, which is logged.
     pub fn new(host: &impl Host) -> Self {
         let unrouted = match host.define_counter(UNROUTED_COUNTER) {
@@ -191,7 +198,7 @@ pub fn on_new_connection(host: &impl Host, routing: &mut TcpRouting) -> Verdict 
         view.log_once(0, "cannot read the connection's destination port; closing");
         return close(host, *unrouted);
     };
-    let ejected = health.refresh(host);
+    let ejected = health.ejected();
     let failure = match view.decide(port, || client_ip(host), ejected) {
         Some((endpoint, encoded)) => match host.set_filter_state(encoded) {
             Ok(()) => return Verdict::Forwarded(endpoint),
@@ -416,6 +423,7 @@ mod tests {
         table.tcp.push(route(31005, &[9005]));
         table.tcp.remove(1);
         publish(&host, &table);
+        routing.on_tick(&host);
         assert_eq!(connect(&host, &mut routing, 31000).as_deref(), Some("127.0.0.1:9001"));
         assert_eq!(connect(&host, &mut routing, 31005).as_deref(), Some("127.0.0.1:9005"));
         assert_eq!(connect(&host, &mut routing, 31001), None);
@@ -423,7 +431,7 @@ mod tests {
     }
 
     #[test]
-    fn hot_path_is_two_small_shared_reads_one_property_read_one_foreign_call() {
+    fn hot_path_is_one_property_read_one_foreign_call_and_the_tick_reads_the_two_small_keys() {
         let (host, mut routing) = setup(Some(&sample(1)));
         connect(&host, &mut routing, 31000).unwrap();
         host.reads.borrow_mut().clear();
@@ -431,9 +439,10 @@ mod tests {
         for _ in 0..10 {
             connect(&host, &mut routing, 31001).unwrap();
         }
-        let reads: Vec<String> = [VERSION_KEY, EJECTED_KEY].repeat(10).into_iter().map(String::from).collect();
-        assert_eq!(*host.reads.borrow(), reads);
+        assert!(host.reads.borrow().is_empty(), "{:?}", host.reads.borrow());
         assert_eq!(*host.property_reads.borrow(), vec!["destination.port".to_string(); 10]);
+        routing.on_tick(&host);
+        assert_eq!(*host.reads.borrow(), [VERSION_KEY, EJECTED_KEY]);
     }
 
     fn fail(host: &FakeHost, routing: &mut TcpRouting, endpoint: &str) {
@@ -450,6 +459,7 @@ mod tests {
             assert_eq!(connect(&host, &mut routing, 31001).as_deref(), Some("127.0.0.1:7003"));
         }
         host.now.set(crate::ejection::BASE_BACKOFF_MS);
+        routing.on_tick(&host);
         let spread: HashSet<String> = (0..2).map(|_| connect(&host, &mut routing, 31001).unwrap()).collect();
         assert_eq!(spread.len(), 2, "back in rotation: {spread:?}");
     }
@@ -502,6 +512,7 @@ mod tests {
         connect(&host, &mut routing, 31000).unwrap();
         host.put_shared(TABLE_KEY, b"garbage");
         host.put_shared(VERSION_KEY, b"2");
+        routing.on_tick(&host);
         assert_eq!(connect(&host, &mut routing, 31000).as_deref(), Some("127.0.0.1:7001"));
     }
 

@@ -4,10 +4,11 @@
 //!
 //! The listener's `tls_inspector` reads the ClientHello before any network filter runs, so the name is known in
 //! `on_new_connection`, which is also the last moment to choose (`tcp_proxy`, next in the chain, picks its upstream
-//! as soon as it sees the connection). Hot path: one `get_shared_data` of the version key, one
+//! as soon as it sees the connection). Hot path: one
 //! `connection.requested_server_name` property read, one hash probe per label of the name, one foreign call with the
-//! chosen endpoint's pre-encoded argument. Passive health works as for TCP ([`crate::tcp`]): one `get_shared_data`
-//! of the ejection list per connection, one `response.flags` read when it closes. A connection without a name,
+//! chosen endpoint's pre-encoded argument; the table version and the ejection list are read on the root context's
+//! tick (see [`crate::cache`]). Passive health works as for TCP ([`crate::tcp`]): one `response.flags` read when a
+//! connection closes. A connection without a name,
 //! with a name no route matches, or whose route has no usable endpoint is closed before `tcp_proxy` sees it and
 //! counted in [`UNROUTED_COUNTER`]: continuing without a destination would send it to the connection's own
 //! destination, which is Envoy's listener.
@@ -151,6 +152,12 @@ pub struct TlsRouting {
 }
 
 impl TlsRouting {
+    /// The root context's tick: picks up a new table and every VM's ejections.
+    pub fn on_tick(&mut self, host: &impl Host) {
+        self.cache.refresh(host);
+        self.health.refresh(host);
+    }
+
     /// Defines the VM's unrouted counter; a failure only costs the count, which is logged.
     pub fn new(host: &impl Host) -> Self {
         let unrouted = match host.define_counter(UNROUTED_COUNTER) {
@@ -183,7 +190,7 @@ pub fn on_new_connection(host: &impl Host, routing: &mut TlsRouting) -> Verdict 
         view.log_once("", "a tls connection without a server name (SNI) has no route; closing");
         return close(host, *unrouted);
     }
-    let ejected = health.refresh(host);
+    let ejected = health.ejected();
     let failure = match view.decide(name, ejected) {
         Some((endpoint, encoded)) => match host.set_filter_state(encoded) {
             Ok(()) => return Verdict::Forwarded(endpoint),
@@ -401,6 +408,7 @@ mod tests {
         table.tls.push(route("c.example.org", &[9002]));
         table.tls.remove(1);
         publish(&host, &table);
+        routing.on_tick(&host);
         assert_eq!(sni(&host, &mut routing, "a.example.com").as_deref(), Some("127.0.0.1:9001"));
         assert_eq!(sni(&host, &mut routing, "c.example.org").as_deref(), Some("127.0.0.1:9002"));
         assert_eq!(sni(&host, &mut routing, "b.example.com").as_deref(), Some("127.0.0.1:7009"), "now the wildcard");
@@ -408,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn hot_path_is_two_small_shared_reads_one_property_read_one_foreign_call() {
+    fn hot_path_is_one_property_read_one_foreign_call_and_the_tick_reads_the_two_small_keys() {
         let (host, mut routing) = setup(Some(&sample(1)));
         sni(&host, &mut routing, "a.example.com").unwrap();
         host.reads.borrow_mut().clear();
@@ -416,9 +424,10 @@ mod tests {
         for _ in 0..10 {
             sni(&host, &mut routing, "b.example.com").unwrap();
         }
-        let reads: Vec<String> = [VERSION_KEY, EJECTED_KEY].repeat(10).into_iter().map(String::from).collect();
-        assert_eq!(*host.reads.borrow(), reads);
+        assert!(host.reads.borrow().is_empty(), "{:?}", host.reads.borrow());
         assert_eq!(*host.property_reads.borrow(), vec!["connection.requested_server_name".to_string(); 10]);
+        routing.on_tick(&host);
+        assert_eq!(*host.reads.borrow(), [VERSION_KEY, EJECTED_KEY]);
     }
 
     fn fail(host: &FakeHost, routing: &mut TlsRouting, endpoint: &str) {
@@ -439,6 +448,7 @@ mod tests {
         assert_eq!(sni(&host, &mut routing, "a.example.com"), None);
         assert_eq!(host.counter(UNROUTED_COUNTER), 1);
         host.now.set(crate::ejection::BASE_BACKOFF_MS);
+        routing.on_tick(&host);
         assert_eq!(sni(&host, &mut routing, "a.example.com").as_deref(), Some("127.0.0.1:7001"), "back in rotation");
     }
 
@@ -456,6 +466,7 @@ mod tests {
         sni(&host, &mut routing, "a.example.com").unwrap();
         host.put_shared(TABLE_KEY, b"garbage");
         host.put_shared(VERSION_KEY, b"2");
+        routing.on_tick(&host);
         assert_eq!(sni(&host, &mut routing, "a.example.com").as_deref(), Some("127.0.0.1:7001"));
     }
 
