@@ -1,8 +1,8 @@
 //! The HTTP filter: per request, pick the destination by Host and path and hand it to the `ORIGINAL_DST` cluster
 //! through filter state, or answer locally.
 //!
-//! Hot path: two header reads, one foreign call, and a hash lookup of the chosen endpoint's pre-encoded filter-state
-//! argument. The table version and the ejection list are read on the root context's tick, not per request (see
+//! Hot path: one or two header reads (`:path` only when the host's routes depend on it: not for a host whose one
+//! route is `/`), one foreign call, and a hash lookup of the chosen endpoint's pre-encoded filter-state argument. The table version and the ejection list are read on the root context's tick, not per request (see
 //! [`crate::cache`]); the table is copied and parsed only when its version moves. Passive health adds one
 //! `response.flags` property read per response. A route with a session
 //! cookie costs one more header read (`cookie`), and one response header write when the cookie is (re-)issued;
@@ -144,27 +144,32 @@ pub struct Reply {
 }
 
 impl HttpView {
-    /// Routes one request given its `:authority` and `:path`, avoiding the `ejected` endpoints. `cookie_header`
-    /// reads the request's `Cookie` header; it is called only for a route with a session cookie.
+    /// Routes one request given its `:authority`, avoiding the `ejected` endpoints. `path` reads the request's
+    /// `:path`; it is called only when the host's routes depend on it, or for the body of an error answer.
+    /// `cookie_header` reads the request's `Cookie` header; it is called only for a route with a session cookie.
     pub fn decide(
         &mut self,
         authority: &str,
-        path: &str,
+        path: impl FnOnce() -> Option<Vec<u8>>,
         cookie_header: impl FnOnce() -> Option<Vec<u8>>,
         ejected: &[SocketAddr],
     ) -> Decision<'_> {
         let HttpView { table, router, routes, default_counter, destinations, logged } = self;
-        let (backends, counter, sticky, what) = match router.match_http(authority, path) {
+        let mut path = LazyPath::new(path);
+        let matched = router
+            .match_host(authority)
+            .and_then(|host_routes| host_routes.every_path().or_else(|| host_routes.match_path(&path.text())));
+        let (backends, counter, sticky, what) = match matched {
             Some(id) => match (table.http.get(id.0), routes.get_mut(id.0)) {
                 (Some(route), Some(state)) => {
                     (&route.backends, &mut state.counter, state.sticky.as_ref(), RouteName::Route(id.0))
                 }
                 // The router only returns indexes of `table.http`, which `routes` mirrors.
-                _ => return Decision::Reply(Reply::no_route(authority, path)),
+                _ => return Decision::Reply(Reply::no_route(authority, &path.text())),
             },
             None => match &table.default_backend {
                 Some(default) => (&default.backends, default_counter, None, RouteName::Default),
-                None => return Decision::Reply(Reply::no_route(authority, path)),
+                None => return Decision::Reply(Reply::no_route(authority, &path.text())),
             },
         };
         // A session keeps its endpoint while the route has it and it is not ejected; a value naming anything
@@ -210,7 +215,7 @@ impl HttpView {
                 Decision::Reply(Reply {
                     status: 503,
                     reason: NO_ENDPOINT,
-                    body: format!("no healthy endpoint for {authority}{path}"),
+                    body: format!("no healthy endpoint for {authority}{}", path.text()),
                 })
             }
         }
@@ -299,9 +304,9 @@ pub fn on_request_headers(host: &impl Host, routing: &mut HttpRouting) -> Verdic
         return reply(host, &Reply { status: 503, reason: NO_TABLE, body: "berth: no routing table yet".into() });
     };
     let authority = host.request_header(":authority").unwrap_or_default();
-    let path = host.request_header(":path").unwrap_or_default();
-    let (authority, path) = (header_text(&authority), header_text(&path));
-    let failure = match view.decide(&authority, &path, || host.request_header("cookie"), health.ejected()) {
+    let authority = header_text(&authority);
+    let path = || host.request_header(":path");
+    let failure = match view.decide(&authority, path, || host.request_header("cookie"), health.ejected()) {
         Decision::Forward(Forward { filter_state, endpoint, set_cookie }) => {
             match host.set_filter_state(filter_state) {
                 Ok(()) => return Verdict::Forwarded(Forwarded { endpoint, set_cookie }),
@@ -326,6 +331,25 @@ pub fn on_response_headers(host: &impl Host, health: &mut PassiveHealth, forward
         && let Err(status) = host.add_response_header("set-cookie", cookie)
     {
         warn!("cannot add the session cookie to a response from {}: {status}", forwarded.endpoint);
+    }
+}
+
+/// A request's `:path`, read from the host the first time it is needed: most hosts have one route for every path.
+struct LazyPath<F> {
+    read: Option<F>,
+    bytes: Vec<u8>,
+}
+
+impl<F: FnOnce() -> Option<Vec<u8>>> LazyPath<F> {
+    fn new(read: F) -> Self {
+        LazyPath { read: Some(read), bytes: Vec::new() }
+    }
+
+    fn text(&mut self) -> Cow<'_, str> {
+        if let Some(read) = self.read.take() {
+            self.bytes = read().unwrap_or_default();
+        }
+        header_text(&self.bytes)
     }
 }
 
@@ -596,6 +620,23 @@ mod tests {
         assert_eq!(*host.header_reads.borrow(), headers);
         cache.on_tick(&host);
         assert_eq!(*host.reads.borrow(), [VERSION_KEY, EJECTED_KEY]);
+    }
+
+    #[test]
+    fn a_host_with_one_route_for_every_path_never_reads_the_path_until_it_answers_itself() {
+        let host = FakeHost::default();
+        let mut table = sample(1);
+        table.http.push(route("solo.com", PathMatch::Prefix("/".into()), &[8101]));
+        table.http.push(route("down.com", PathMatch::Prefix("/".into()), &[]));
+        publish(&host, &table);
+        let mut cache = HttpRouting::default();
+        host.header_reads.borrow_mut().clear();
+        for path in ["/", "/a/b?c=d", "*"] {
+            assert_eq!(send(&host, &mut cache, "solo.com", path), Ok("127.0.0.1:8101".into()));
+        }
+        assert_eq!(*host.header_reads.borrow(), [":authority"; 3]);
+        let (_, _, body) = send(&host, &mut cache, "down.com", "/x").unwrap_err();
+        assert_eq!(body, "no healthy endpoint for down.com/x", "the answer's body still names the path");
     }
 
     /// The response to a request forwarded to `endpoint` arrives with Envoy's `response.flags`.

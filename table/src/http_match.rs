@@ -97,8 +97,14 @@ impl HttpRouter {
     /// The route for a request, given its `Host`/`:authority` (any case, with or without port) and its path
     /// (with or without query string).
     pub fn match_http(&self, host: &str, path: &str) -> Option<RouteId> {
+        self.match_host(host)?.match_path(path)
+    }
+
+    /// The routes of the host that serves a request's `Host`/`:authority` (any case, with or without port): the
+    /// first half of [`HttpRouter::match_http`], which lets a caller skip reading the path when the host's routes
+    /// do not depend on it ([`HostRoutes::every_path`]).
+    pub fn match_host(&self, host: &str) -> Option<HostRoutes<'_>> {
         let host = normalize_host(host);
-        let path = path.split(['?', '#']).next().unwrap_or(path);
         let paths = self.exact_hosts.get(host.as_ref()).or_else(|| {
             self.wildcards
                 .iter()
@@ -106,7 +112,33 @@ impl HttpRouter {
                 .map(|(_, paths)| paths)
                 .or(self.any_host.as_ref())
         })?;
-        paths.lookup(path)
+        Some(HostRoutes(paths))
+    }
+}
+
+/// The routes of one host (or wildcard, or `*`), from [`HttpRouter::match_host`].
+#[derive(Debug, Clone, Copy)]
+pub struct HostRoutes<'a>(&'a HostPaths);
+
+impl HostRoutes<'_> {
+    /// The route for a path (with or without query string) on this host.
+    pub fn match_path(self, path: &str) -> Option<RouteId> {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        self.0.lookup(path)
+    }
+
+    /// The route that serves every path of this host, when the host's routes do not depend on the path: no exact
+    /// path, and the longest prefix is `/` (so it is the only one, or ties with other `/` routes listed after it).
+    /// The common Ingress of one rule per host. "Every path" means every path Envoy passes on, which begins with
+    /// `/`; a request whose `:path` does not (`OPTIONS *`) also goes to this route rather than get a 404.
+    pub fn every_path(self) -> Option<RouteId> {
+        let HostPaths { exact, prefixes } = self.0;
+        let (first, id) = prefixes.first()?;
+        let catch_all = match first {
+            PathMatch::Prefix(p) | PathMatch::Segments(p) => p.is_empty() || p == "/",
+            PathMatch::Exact(_) => false,
+        };
+        (exact.is_empty() && catch_all).then_some(*id)
     }
 }
 
@@ -160,6 +192,33 @@ mod tests {
 
     fn route(routes: &[(&str, PathMatch)], host: &str, path: &str) -> Option<usize> {
         HttpRouter::new(&table(routes)).match_http(host, path).map(|id| id.0)
+    }
+
+    fn every_path(routes: &[(&str, PathMatch)], host: &str) -> Option<usize> {
+        HttpRouter::new(&table(routes)).match_host(host)?.every_path().map(|id| id.0)
+    }
+
+    #[test]
+    fn a_host_whose_routes_ignore_the_path_says_so_and_agrees_with_the_full_match() {
+        type Routes<'a> = &'a [(&'a str, PathMatch)];
+        let cases: [(Routes, Option<usize>); 7] = [
+            (&[("h", prefix("/"))], Some(0)),
+            (&[("h", segments("/"))], Some(0)),
+            (&[("h", segments("/")), ("h", prefix("/"))], Some(0)),
+            (&[("*", prefix("/"))], Some(0)),
+            (&[("h", prefix("/")), ("h", prefix("/api"))], None),
+            (&[("h", prefix("/")), ("h", exact("/x"))], None),
+            (&[("h", exact("/"))], None),
+        ];
+        for (routes, expected) in cases {
+            assert_eq!(every_path(routes, "h"), expected, "{routes:?}");
+            if let Some(id) = expected {
+                for path in ["/", "/x", "/api/v1?q=1", "//", "/%ff"] {
+                    assert_eq!(route(routes, "h", path), Some(id), "{routes:?} {path}");
+                }
+            }
+        }
+        assert_eq!(every_path(&[("other", prefix("/"))], "h"), None, "no such host");
     }
 
     #[test]
