@@ -16,15 +16,13 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use berth_table::{
-    AffinityKey, Backend, FnvHashMap, HttpRoute, HttpRouter, StickyEndpoints, Table, choose_endpoint,
-    choose_endpoint_where, find_cookie, mix64,
-};
+use berth_table::{AffinityKey, FnvHashMap, HttpRoute, HttpRouter, StickyEndpoints, Table, find_cookie, mix64};
 use log::warn;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::cache::{TableCache, View};
+use crate::endpoints::{describe_backends, next_endpoint, why_none};
 use crate::filter_state::{self, LifeSpan, ORIGINAL_DST_ADDRESS};
 use crate::host::{Envoy, Host};
 use crate::passive_health::{PassiveHealth, UPSTREAM_CONNECTION_FAILURE, UPSTREAM_REQUEST_TIMEOUT, response_flags};
@@ -181,13 +179,8 @@ impl HttpView {
         {
             return Decision::Forward(Forward { filter_state, endpoint, set_cookie: None });
         }
-        let n = *counter;
-        *counter = n.wrapping_add(1);
-        let chosen = match ejected {
-            [] => choose_endpoint(backends, n),
-            _ => choose_endpoint_where(backends, n, |endpoint| !ejected.contains(&endpoint.address)),
-        };
-        let chosen = chosen.and_then(|endpoint| Some((endpoint.address, destinations.get(&endpoint.address)?)));
+        let chosen = next_endpoint(backends, counter, ejected)
+            .and_then(|endpoint| Some((endpoint.address, destinations.get(&endpoint.address)?)));
         match chosen {
             Some((endpoint, filter_state)) => Decision::Forward(Forward {
                 filter_state,
@@ -195,18 +188,10 @@ impl HttpView {
                 set_cookie: sticky.map(|sticky| sticky.set_cookie(endpoint)),
             }),
             None => {
-                let has_endpoints = backends.iter().any(|backend| !backend.endpoints.is_empty());
-                if has_endpoints && logged.insert(format!("all-ejected {what:?}")) {
+                let why = why_none(backends);
+                if logged.insert(format!("{why} {what:?}")) {
                     warn!(
-                        "every endpoint of {} in table version {} is out of rotation after failing ({}); answering \
-                         503 until one is back",
-                        what.describe(table),
-                        table.version,
-                        describe_backends(backends)
-                    );
-                } else if !has_endpoints && logged.insert(format!("no-endpoint {what:?}")) {
-                    warn!(
-                        "{} in table version {} has no endpoint ({}); answering 503",
+                        "{} in table version {} {why} ({}); answering 503",
                         what.describe(table),
                         table.version,
                         describe_backends(backends)
@@ -256,14 +241,6 @@ impl RouteName {
             },
         }
     }
-}
-
-fn describe_backends(backends: &[Backend]) -> String {
-    if backends.is_empty() {
-        return "no backends".into();
-    }
-    let names: Vec<&str> = backends.iter().map(|b| b.service.as_str()).collect();
-    format!("backends {}", names.join(", "))
 }
 
 /// How a request ended in the filter.
@@ -431,7 +408,7 @@ mod tests {
     use crate::cache::{TABLE_KEY, VERSION_KEY};
     use crate::host::fake::FakeHost;
     use crate::passive_health::EJECTED_KEY;
-    use berth_table::{DefaultBackend, Endpoint, HttpRoute, PathMatch, Source};
+    use berth_table::{Backend, DefaultBackend, Endpoint, HttpRoute, PathMatch, Source};
 
     fn backend(ports: &[u16]) -> Backend {
         Backend {
@@ -678,7 +655,7 @@ mod tests {
         assert_eq!((status, reason.as_str()), (503, NO_ENDPOINT));
         assert_eq!(send(&host, &mut cache, "website.com", "/"), Ok("127.0.0.1:8001".into()), "other routes serve");
         let logged = &cache.cache.current(&host).unwrap().logged;
-        assert!(logged.iter().any(|l| l.starts_with("all-ejected")), "{logged:?}");
+        assert!(logged.iter().any(|l| l.starts_with("has every endpoint out of rotation")), "{logged:?}");
     }
 
     #[test]

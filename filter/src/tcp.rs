@@ -17,15 +17,13 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
-use berth_table::{
-    AffinityKey, Backend, ClientAffinity, FnvHashMap, Table, TcpRoute, TcpRouter, choose_endpoint,
-    choose_endpoint_where, mix64,
-};
+use berth_table::{AffinityKey, ClientAffinity, FnvHashMap, Table, TcpRoute, TcpRouter, mix64};
 use log::warn;
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, PeerType};
 
 use crate::cache::{TableCache, View};
+use crate::endpoints::{describe_backends, next_endpoint, why_none};
 use crate::filter_state::{self, LifeSpan, ORIGINAL_DST_ADDRESS};
 use crate::host::{Envoy, Host};
 use crate::passive_health::{PassiveHealth, response_flags};
@@ -106,23 +104,13 @@ impl TcpView {
             }
             _ => None,
         };
-        let chosen = hashed.or_else(|| {
-            let n = *counter;
-            *counter = n.wrapping_add(1);
-            match ejected {
-                [] => choose_endpoint(&route.backends, n),
-                _ => choose_endpoint_where(&route.backends, n, usable),
-            }
-        });
+        let chosen = hashed.or_else(|| next_endpoint(&route.backends, counter, ejected));
         let decided = chosen.and_then(|endpoint| Some((endpoint.address, &**destinations.get(&endpoint.address)?)));
         if decided.is_none() && logged.insert(port) {
-            let why = match route.backends.iter().any(|backend| !backend.endpoints.is_empty()) {
-                true => "has every endpoint out of rotation after failing",
-                false => "has no endpoint",
-            };
             warn!(
-                "tcp route for port {port} (from {}) in table version {version} {why} ({}); closing its connections",
+                "tcp route for port {port} (from {}) in table version {version} {} ({}); closing its connections",
                 route.source,
+                why_none(&route.backends),
                 describe_backends(&route.backends)
             );
         }
@@ -136,21 +124,12 @@ impl TcpView {
     }
 }
 
-fn describe_backends(backends: &[Backend]) -> String {
-    if backends.is_empty() {
-        return "no backends".into();
-    }
-    let names: Vec<&str> = backends.iter().map(|b| b.service.as_str()).collect();
-    format!("backends {}", names.join(", "))
-}
-
 /// What every connection of one TCP root context shares (one VM thread).
 #[derive(Default)]
 pub struct TcpRouting {
     cache: TableCache<TcpView>,
     health: PassiveHealth,
-    /// The id of [`UNROUTED_COUNTER`], if Envoy defined it.
-    unrouted: Option<u32>,
+    unrouted: Unrouted,
     /// Ports whose connections were refused (and logged) before any table had loaded.
     logged_without_table: HashSet<u16>,
 }
@@ -162,16 +141,50 @@ impl TcpRouting {
         self.health.refresh(host);
     }
 
-    /// Defines the VM's unrouted counter; a failure only costs the count, which is logged.
+    /// Defines the VM's unrouted counter.
     pub fn new(host: &impl Host) -> Self {
-        let unrouted = match host.define_counter(UNROUTED_COUNTER) {
+        TcpRouting { unrouted: Unrouted::define(host, UNROUTED_COUNTER), ..TcpRouting::default() }
+    }
+}
+
+/// A network filter's counter of the connections it closed unrouted ([`UNROUTED_COUNTER`] for TCP,
+/// [`crate::tls::UNROUTED_COUNTER`] for TLS), and the closing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unrouted {
+    name: &'static str,
+    /// `None` when Envoy did not define it (or before it was).
+    id: Option<u32>,
+}
+
+impl Unrouted {
+    /// Defines the VM's counter `name`; a failure only costs the count, which is logged.
+    pub fn define(host: &impl Host, name: &'static str) -> Self {
+        let id = match host.define_counter(name) {
             Ok(id) => Some(id),
             Err(status) => {
-                warn!("cannot define the counter {UNROUTED_COUNTER}: {status}; unrouted connections go uncounted");
+                warn!("cannot define the counter {name}: {status}; unrouted connections go uncounted");
                 None
             }
         };
-        TcpRouting { unrouted, ..TcpRouting::default() }
+        Unrouted { name, id }
+    }
+
+    /// One that closes without counting, for a filter that has no routing state to count in.
+    pub fn uncounted(name: &'static str) -> Self {
+        Unrouted { name, id: None }
+    }
+
+    /// Closes the current connection before `tcp_proxy` sees it, and counts it.
+    pub fn close(self, host: &impl Host) -> Verdict {
+        if let Err(status) = host.close_downstream() {
+            warn!("cannot close a connection without a destination ({}): {status}", self.name);
+        }
+        if let Some(id) = self.id
+            && let Err(status) = host.increment_counter(id)
+        {
+            warn!("cannot count an unrouted connection in {}: {status}", self.name);
+        }
+        Verdict::Closed
     }
 }
 
@@ -192,11 +205,11 @@ pub fn on_new_connection(host: &impl Host, routing: &mut TcpRouting) -> Verdict 
         if logged_without_table.insert(port) {
             warn!("no routing table yet; closing connections to port {port} until one loads");
         }
-        return close(host, *unrouted);
+        return unrouted.close(host);
     };
     let Some(port) = destination_port(host) else {
         view.log_once(0, "cannot read the connection's destination port; closing");
-        return close(host, *unrouted);
+        return unrouted.close(host);
     };
     let ejected = health.ejected();
     let failure = match view.decide(port, || client_ip(host), ejected) {
@@ -204,10 +217,10 @@ pub fn on_new_connection(host: &impl Host, routing: &mut TcpRouting) -> Verdict 
             Ok(()) => return Verdict::Forwarded(endpoint),
             Err(status) => status,
         },
-        None => return close(host, *unrouted),
+        None => return unrouted.close(host),
     };
     view.log_once(port, &format!("cannot set filter state {ORIGINAL_DST_ADDRESS} ({failure}); closing"));
-    close(host, *unrouted)
+    unrouted.close(host)
 }
 
 /// Handles the end of a forwarded connection: when `tcp_proxy` could not connect to `endpoint` it closes the
@@ -238,18 +251,6 @@ fn destination_port(host: &impl Host) -> Option<u16> {
     })
 }
 
-fn close(host: &impl Host, unrouted: Option<u32>) -> Verdict {
-    if let Err(status) = host.close_downstream() {
-        warn!("cannot close an unrouted connection: {status}");
-    }
-    if let Some(id) = unrouted
-        && let Err(status) = host.increment_counter(id)
-    {
-        warn!("cannot count an unrouted connection in {UNROUTED_COUNTER}: {status}");
-    }
-    Verdict::Closed
-}
-
 /// The per-connection context Envoy creates; `routing` is shared by every connection of its root context.
 pub struct TcpFilter {
     routing: Option<Rc<RefCell<TcpRouting>>>,
@@ -272,10 +273,10 @@ impl StreamContext for TcpFilter {
         // The borrow cannot be taken twice (one thread, no re-entry); if it ever were, close instead of panicking.
         let verdict = match self.routing.as_ref().map(|routing| routing.try_borrow_mut()) {
             Some(Ok(mut routing)) => on_new_connection(&host, &mut routing),
-            Some(Err(_)) => close(&host, None),
+            Some(Err(_)) => Unrouted::uncounted(UNROUTED_COUNTER).close(&host),
             None => {
                 warn!("a network filter whose plugin is not configured with role tcp closes its connection");
-                close(&host, None)
+                Unrouted::uncounted(UNROUTED_COUNTER).close(&host)
             }
         };
         match verdict {
@@ -302,7 +303,7 @@ mod tests {
     use crate::cache::{TABLE_KEY, VERSION_KEY};
     use crate::host::fake::FakeHost;
     use crate::passive_health::EJECTED_KEY;
-    use berth_table::{Endpoint, HttpRoute, PathMatch, Source};
+    use berth_table::{Backend, Endpoint, HttpRoute, PathMatch, Source};
 
     fn backend(ports: &[u16]) -> Backend {
         Backend {

@@ -18,16 +18,17 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use berth_table::{Endpoint, FnvHashMap, SniRouter, Table, TlsRoute, choose_endpoint, choose_endpoint_where, mix64};
+use berth_table::{FnvHashMap, SniRouter, Table, TlsRoute, mix64};
 use log::warn;
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, PeerType};
 
 use crate::cache::{TableCache, View};
+use crate::endpoints::{describe_backends, next_endpoint, why_none};
 use crate::filter_state::{self, LifeSpan, ORIGINAL_DST_ADDRESS};
 use crate::host::{Envoy, Host};
 use crate::passive_health::{PassiveHealth, response_flags};
-use crate::tcp::Verdict;
+use crate::tcp::{Unrouted, Verdict};
 
 /// The counter of TLS connections closed unrouted (no table yet, no server name, an unknown one, no endpoint, or
 /// the destination could not be set). Envoy shows it in `/stats` as `wasmcustom.berth_tls_unrouted`.
@@ -80,21 +81,15 @@ impl TlsView {
             return None;
         };
         let (route, counter) = (routes.get(id.0)?, counters.get_mut(id.0)?);
-        let n = *counter;
-        *counter = n.wrapping_add(1);
-        let chosen = match ejected {
-            [] => choose_endpoint(&route.backends, n),
-            _ => choose_endpoint_where(&route.backends, n, |endpoint: &Endpoint| !ejected.contains(&endpoint.address)),
-        };
+        let chosen = next_endpoint(&route.backends, counter, ejected);
         let decided = chosen.and_then(|endpoint| Some((endpoint.address, &**destinations.get(&endpoint.address)?)));
         if decided.is_none() && logged.first(&route.sni, *version) {
-            let why = match route.backends.iter().any(|backend| !backend.endpoints.is_empty()) {
-                true => "has every endpoint out of rotation after failing",
-                false => "has no endpoint",
-            };
             warn!(
-                "tls route for {} (from {}) in table version {version} {why}; closing its connections",
-                route.sni, route.source
+                "tls route for {} (from {}) in table version {version} {} ({}); closing its connections",
+                route.sni,
+                route.source,
+                why_none(&route.backends),
+                describe_backends(&route.backends)
             );
         }
         decided
@@ -145,8 +140,7 @@ fn shown(name: &str) -> String {
 pub struct TlsRouting {
     cache: TableCache<TlsView>,
     health: PassiveHealth,
-    /// The id of [`UNROUTED_COUNTER`], if Envoy defined it.
-    unrouted: Option<u32>,
+    unrouted: Unrouted,
     /// Whether a refusal for want of a table was logged.
     logged_without_table: bool,
 }
@@ -158,16 +152,9 @@ impl TlsRouting {
         self.health.refresh(host);
     }
 
-    /// Defines the VM's unrouted counter; a failure only costs the count, which is logged.
+    /// Defines the VM's unrouted counter.
     pub fn new(host: &impl Host) -> Self {
-        let unrouted = match host.define_counter(UNROUTED_COUNTER) {
-            Ok(id) => Some(id),
-            Err(status) => {
-                warn!("cannot define the counter {UNROUTED_COUNTER}: {status}; unrouted connections go uncounted");
-                None
-            }
-        };
-        TlsRouting { unrouted, ..TlsRouting::default() }
+        TlsRouting { unrouted: Unrouted::define(host, UNROUTED_COUNTER), ..TlsRouting::default() }
     }
 }
 
@@ -179,16 +166,16 @@ pub fn on_new_connection(host: &impl Host, routing: &mut TlsRouting) -> Verdict 
             *logged_without_table = true;
             warn!("no routing table yet; closing tls connections until one loads");
         }
-        return close(host, *unrouted);
+        return unrouted.close(host);
     };
     let name = host.property(&SERVER_NAME).unwrap_or_default();
     let Ok(name) = std::str::from_utf8(&name) else {
         view.log_once("\u{0}not-utf8", "a tls connection's server name is not UTF-8; closing");
-        return close(host, *unrouted);
+        return unrouted.close(host);
     };
     if name.is_empty() {
         view.log_once("", "a tls connection without a server name (SNI) has no route; closing");
-        return close(host, *unrouted);
+        return unrouted.close(host);
     }
     let ejected = health.ejected();
     let failure = match view.decide(name, ejected) {
@@ -196,28 +183,16 @@ pub fn on_new_connection(host: &impl Host, routing: &mut TlsRouting) -> Verdict 
             Ok(()) => return Verdict::Forwarded(endpoint),
             Err(status) => status,
         },
-        None => return close(host, *unrouted),
+        None => return unrouted.close(host),
     };
     view.log_once("\u{0}filter-state", &format!("cannot set filter state {ORIGINAL_DST_ADDRESS} ({failure}); closing"));
-    close(host, *unrouted)
+    unrouted.close(host)
 }
 
 /// Handles the end of a forwarded connection: when `tcp_proxy` could not connect to `endpoint` it closes the
 /// downstream connection with the `UF` response flag set, which ejects the endpoint.
 pub fn on_close(host: &impl Host, routing: &mut TlsRouting, endpoint: SocketAddr) {
     routing.health.report(host, endpoint, response_flags(host));
-}
-
-fn close(host: &impl Host, unrouted: Option<u32>) -> Verdict {
-    if let Err(status) = host.close_downstream() {
-        warn!("cannot close an unrouted tls connection: {status}");
-    }
-    if let Some(id) = unrouted
-        && let Err(status) = host.increment_counter(id)
-    {
-        warn!("cannot count an unrouted tls connection in {UNROUTED_COUNTER}: {status}");
-    }
-    Verdict::Closed
 }
 
 /// The per-connection context Envoy creates; `routing` is shared by every connection of its root context.
@@ -241,7 +216,7 @@ impl StreamContext for TlsFilter {
         // The borrow cannot be taken twice (one thread, no re-entry); if it ever were, close instead of panicking.
         let verdict = match self.routing.try_borrow_mut() {
             Ok(mut routing) => on_new_connection(&host, &mut routing),
-            Err(_) => close(&host, None),
+            Err(_) => Unrouted::uncounted(UNROUTED_COUNTER).close(&host),
         };
         match verdict {
             Verdict::Forwarded(endpoint) => {
@@ -267,7 +242,7 @@ mod tests {
     use crate::cache::{TABLE_KEY, VERSION_KEY};
     use crate::host::fake::FakeHost;
     use crate::passive_health::EJECTED_KEY;
-    use berth_table::{Backend, Source, TcpRoute};
+    use berth_table::{Backend, Endpoint, Source, TcpRoute};
 
     fn backend(ports: &[u16]) -> Backend {
         Backend {
