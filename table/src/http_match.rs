@@ -29,6 +29,9 @@ struct HostPaths {
     exact: FnvHashMap<String, RouteId>,
     /// Prefix and segment routes: longest first, then table order.
     prefixes: Vec<(PathMatch, RouteId)>,
+    /// The route that serves every path, when the routes do not depend on it (see [`HostRoutes::every_path`]):
+    /// decided once here, so a request for such a host touches neither `exact` nor `prefixes`.
+    every_path: Option<RouteId>,
 }
 
 impl HostPaths {
@@ -44,6 +47,12 @@ impl HostPaths {
 
     fn finish(&mut self) {
         self.prefixes.sort_by_key(|(path, id)| (std::cmp::Reverse(path.as_str().len()), id.0));
+        self.every_path = match self.prefixes.first() {
+            Some((PathMatch::Prefix(p) | PathMatch::Segments(p), id)) if self.exact.is_empty() => {
+                (p.is_empty() || p == "/").then_some(*id)
+            }
+            _ => None,
+        };
     }
 
     fn lookup(&self, path: &str) -> Option<RouteId> {
@@ -132,13 +141,7 @@ impl HostRoutes<'_> {
     /// The common Ingress of one rule per host. "Every path" means every path Envoy passes on, which begins with
     /// `/`; a request whose `:path` does not (`OPTIONS *`) also goes to this route rather than get a 404.
     pub fn every_path(self) -> Option<RouteId> {
-        let HostPaths { exact, prefixes } = self.0;
-        let (first, id) = prefixes.first()?;
-        let catch_all = match first {
-            PathMatch::Prefix(p) | PathMatch::Segments(p) => p.is_empty() || p == "/",
-            PathMatch::Exact(_) => false,
-        };
-        (exact.is_empty() && catch_all).then_some(*id)
+        self.0.every_path
     }
 }
 
