@@ -1,9 +1,12 @@
 //! The VM's parsed copy of the shared table, re-read only when the shared version changes.
 //!
-//! `get_shared_data` copies the whole value into the VM, so a request reads the small `berth.version` key and
-//! compares it with the version this cache last loaded; only a difference costs a copy and a parse of
-//! `berth.table`. What a context builds from the table (the HTTP router, the TCP port map) is a
-//! [`View`], rebuilt with the table.
+//! `get_shared_data` copies the whole value into the VM, so the cache reads the small `berth.version` key and
+//! compares it with the version it last loaded; only a difference costs a copy and a parse of `berth.table`. The
+//! version is read on the root context's tick ([`TableCache::refresh`]), not per request or connection: a host
+//! call is most of what the filter costs, and a new table reaches requests within one tick
+//! ([`crate::root::WATCH_PERIOD`]) of the fetcher writing it. Until a table has loaded, requests check the
+//! version themselves, so a worker serves as soon as a table exists. What a context builds from the table (the
+//! HTTP router, the TCP port map) is a [`View`], rebuilt with the table.
 
 use berth_table::Table;
 use log::{info, warn};
@@ -36,15 +39,24 @@ impl<V> Default for TableCache<V> {
 }
 
 impl<V: View> TableCache<V> {
-    /// The view of the newest good table, reloading it first if the shared version moved. `None` until a table
-    /// has loaded; after that a bad table never replaces the last good one.
+    /// The view of the newest good table as of the last [`TableCache::refresh`]; until a table has loaded, every
+    /// call refreshes first (no host call once one has). `None` until a table has loaded; after that a bad table
+    /// never replaces the last good one.
     pub fn current(&mut self, host: &impl Host) -> Option<&mut V> {
+        if self.view.is_none() {
+            self.refresh(host);
+        }
+        self.view.as_mut()
+    }
+
+    /// Reloads the table if the shared version moved: one small shared-data read, a copy and parse of the table
+    /// only on a change.
+    pub fn refresh(&mut self, host: &impl Host) {
         if let Some(version) = host.shared_data(VERSION_KEY)
             && self.seen.as_deref() != Some(version.as_slice())
         {
             self.reload(host, version);
         }
-        self.view.as_mut()
     }
 
     fn reload(&mut self, host: &impl Host, version: Vec<u8>) {
@@ -88,7 +100,9 @@ mod tests {
         host.put_shared(VERSION_KEY, version.as_bytes());
     }
 
+    /// A tick, then a request's view.
     fn version(cache: &mut TableCache<Versions>, host: &FakeHost) -> Option<u64> {
+        cache.refresh(host);
         cache.current(host).map(|v| v.0)
     }
 
@@ -112,6 +126,23 @@ mod tests {
         publish(&host, "2", &berth_table::encode(&Table::new(2)));
         assert_eq!(version(&mut cache, &host), Some(2));
         assert_eq!(table_reads(), 2);
+    }
+
+    #[test]
+    fn requests_read_nothing_once_a_table_has_loaded_and_see_a_new_one_after_a_tick() {
+        let host = FakeHost::default();
+        let mut cache = TableCache::<Versions>::default();
+        assert_eq!(cache.current(&host).map(|v| v.0), None);
+        publish(&host, "1", &berth_table::encode(&Table::new(1)));
+        assert_eq!(cache.current(&host).map(|v| v.0), Some(1), "the first requests load the first table");
+        host.reads.borrow_mut().clear();
+        publish(&host, "2", &berth_table::encode(&Table::new(2)));
+        for _ in 0..3 {
+            assert_eq!(cache.current(&host).map(|v| v.0), Some(1));
+        }
+        assert!(host.reads.borrow().is_empty(), "{:?}", host.reads.borrow());
+        cache.refresh(&host);
+        assert_eq!(cache.current(&host).map(|v| v.0), Some(2));
     }
 
     #[test]

@@ -5,10 +5,9 @@
 //! `SetEnvoyFilterStateArguments { string path = 1; string value = 2; LifeSpan span = 3; }` with
 //! `LifeSpan { FilterChain = 0; DownstreamRequest = 1; DownstreamConnection = 2; }` (`declare_property.proto`).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use berth_table::Backend;
+use berth_table::{Backend, FnvHashMap};
 
 /// The key the `ORIGINAL_DST` cluster reads its destination from (value `IP:PORT`). With it set, the cluster
 /// ignores every request header, so a client cannot pick the destination.
@@ -29,7 +28,7 @@ pub enum LifeSpan {
 pub fn original_dst_arguments<'a>(
     backends: impl IntoIterator<Item = &'a Backend>,
     span: LifeSpan,
-) -> HashMap<SocketAddr, Box<[u8]>> {
+) -> FnvHashMap<SocketAddr, Box<[u8]>> {
     backends
         .into_iter()
         .flat_map(|backend| &backend.endpoints)

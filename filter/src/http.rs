@@ -1,29 +1,28 @@
 //! The HTTP filter: per request, pick the destination by Host and path and hand it to the `ORIGINAL_DST` cluster
 //! through filter state, or answer locally.
 //!
-//! Hot path: one `get_shared_data` of the version key, two header reads, one foreign call, and a hash lookup of the
-//! chosen endpoint's pre-encoded filter-state argument; the table is copied and parsed only when its version moves.
-//! Passive health adds one `get_shared_data` of the (small, usually empty) ejection list per request, the clock
-//! only while the list has entries, and one `response.flags` property read per response. A route with a session
+//! Hot path: one or two header reads (`:path` only when the host's routes depend on it: not for a host whose one
+//! route is `/`), one foreign call, and a hash lookup of the chosen endpoint's pre-encoded filter-state argument. The table version and the ejection list are read on the root context's tick, not per request (see
+//! [`crate::cache`]); the table is copied and parsed only when its version moves. Passive health adds one
+//! `response.flags` property read per response. A route with a session
 //! cookie costs one more header read (`cookie`), and one response header write when the cookie is (re-)issued;
 //! other routes never read the cookie. A request never continues without its destination set: the
 //! `ORIGINAL_DST` cluster would otherwise fall back to the connection's own destination, which is Envoy's
 //! listener. When every endpoint of a route is ejected, the filter answers 503 at once rather than try one.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use berth_table::{
-    AffinityKey, Backend, HttpRoute, HttpRouter, StickyEndpoints, Table, choose_endpoint, choose_endpoint_where,
-    find_cookie, mix64,
-};
+use berth_table::{AffinityKey, FnvHashMap, HttpRoute, HttpRouter, StickyEndpoints, Table, find_cookie, mix64};
 use log::warn;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::cache::{TableCache, View};
+use crate::endpoints::{describe_backends, next_endpoint, why_none};
 use crate::filter_state::{self, LifeSpan, ORIGINAL_DST_ADDRESS};
 use crate::host::{Envoy, Host};
 use crate::passive_health::{PassiveHealth, UPSTREAM_CONNECTION_FAILURE, UPSTREAM_REQUEST_TIMEOUT, response_flags};
@@ -46,7 +45,7 @@ pub struct HttpView {
     default_counter: u64,
     /// `set_envoy_filter_state` arguments per endpoint, encoded once per table so a request allocates nothing
     /// to name its destination.
-    destinations: HashMap<SocketAddr, Box<[u8]>>,
+    destinations: FnvHashMap<SocketAddr, Box<[u8]>>,
     /// Problems already logged for this table version.
     logged: HashSet<String>,
 }
@@ -143,27 +142,32 @@ pub struct Reply {
 }
 
 impl HttpView {
-    /// Routes one request given its `:authority` and `:path`, avoiding the `ejected` endpoints. `cookie_header`
-    /// reads the request's `Cookie` header; it is called only for a route with a session cookie.
+    /// Routes one request given its `:authority`, avoiding the `ejected` endpoints. `path` reads the request's
+    /// `:path`; it is called only when the host's routes depend on it, or for the body of an error answer.
+    /// `cookie_header` reads the request's `Cookie` header; it is called only for a route with a session cookie.
     pub fn decide(
         &mut self,
         authority: &str,
-        path: &str,
+        path: impl FnOnce() -> Option<Vec<u8>>,
         cookie_header: impl FnOnce() -> Option<Vec<u8>>,
         ejected: &[SocketAddr],
     ) -> Decision<'_> {
         let HttpView { table, router, routes, default_counter, destinations, logged } = self;
-        let (backends, counter, sticky, what) = match router.match_http(authority, path) {
+        let mut path = LazyPath::new(path);
+        let matched = router
+            .match_host(authority)
+            .and_then(|host_routes| host_routes.every_path().or_else(|| host_routes.match_path(&path.text())));
+        let (backends, counter, sticky, what) = match matched {
             Some(id) => match (table.http.get(id.0), routes.get_mut(id.0)) {
                 (Some(route), Some(state)) => {
                     (&route.backends, &mut state.counter, state.sticky.as_ref(), RouteName::Route(id.0))
                 }
                 // The router only returns indexes of `table.http`, which `routes` mirrors.
-                _ => return Decision::Reply(Reply::no_route(authority, path)),
+                _ => return Decision::Reply(Reply::no_route(authority, &path.text())),
             },
             None => match &table.default_backend {
                 Some(default) => (&default.backends, default_counter, None, RouteName::Default),
-                None => return Decision::Reply(Reply::no_route(authority, path)),
+                None => return Decision::Reply(Reply::no_route(authority, &path.text())),
             },
         };
         // A session keeps its endpoint while the route has it and it is not ejected; a value naming anything
@@ -175,13 +179,8 @@ impl HttpView {
         {
             return Decision::Forward(Forward { filter_state, endpoint, set_cookie: None });
         }
-        let n = *counter;
-        *counter = n.wrapping_add(1);
-        let chosen = match ejected {
-            [] => choose_endpoint(backends, n),
-            _ => choose_endpoint_where(backends, n, |endpoint| !ejected.contains(&endpoint.address)),
-        };
-        let chosen = chosen.and_then(|endpoint| Some((endpoint.address, destinations.get(&endpoint.address)?)));
+        let chosen = next_endpoint(backends, counter, ejected)
+            .and_then(|endpoint| Some((endpoint.address, destinations.get(&endpoint.address)?)));
         match chosen {
             Some((endpoint, filter_state)) => Decision::Forward(Forward {
                 filter_state,
@@ -189,18 +188,10 @@ impl HttpView {
                 set_cookie: sticky.map(|sticky| sticky.set_cookie(endpoint)),
             }),
             None => {
-                let has_endpoints = backends.iter().any(|backend| !backend.endpoints.is_empty());
-                if has_endpoints && logged.insert(format!("all-ejected {what:?}")) {
+                let why = why_none(backends);
+                if logged.insert(format!("{why} {what:?}")) {
                     warn!(
-                        "every endpoint of {} in table version {} is out of rotation after failing ({}); answering \
-                         503 until one is back",
-                        what.describe(table),
-                        table.version,
-                        describe_backends(backends)
-                    );
-                } else if !has_endpoints && logged.insert(format!("no-endpoint {what:?}")) {
-                    warn!(
-                        "{} in table version {} has no endpoint ({}); answering 503",
+                        "{} in table version {} {why} ({}); answering 503",
                         what.describe(table),
                         table.version,
                         describe_backends(backends)
@@ -209,7 +200,7 @@ impl HttpView {
                 Decision::Reply(Reply {
                     status: 503,
                     reason: NO_ENDPOINT,
-                    body: format!("no healthy endpoint for {authority}{path}"),
+                    body: format!("no healthy endpoint for {authority}{}", path.text()),
                 })
             }
         }
@@ -252,14 +243,6 @@ impl RouteName {
     }
 }
 
-fn describe_backends(backends: &[Backend]) -> String {
-    if backends.is_empty() {
-        return "no backends".into();
-    }
-    let names: Vec<&str> = backends.iter().map(|b| b.service.as_str()).collect();
-    format!("backends {}", names.join(", "))
-}
-
 /// How a request ended in the filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -283,6 +266,14 @@ pub struct HttpRouting {
     pub health: PassiveHealth,
 }
 
+impl HttpRouting {
+    /// The root context's tick: picks up a new table and every VM's ejections.
+    pub fn on_tick(&mut self, host: &impl Host) {
+        self.cache.refresh(host);
+        self.health.refresh(host);
+    }
+}
+
 /// Handles a request's headers: the whole per-request logic, over any [`Host`].
 pub fn on_request_headers(host: &impl Host, routing: &mut HttpRouting) -> Verdict {
     let HttpRouting { cache, health } = routing;
@@ -290,11 +281,9 @@ pub fn on_request_headers(host: &impl Host, routing: &mut HttpRouting) -> Verdic
         return reply(host, &Reply { status: 503, reason: NO_TABLE, body: "berth: no routing table yet".into() });
     };
     let authority = host.request_header(":authority").unwrap_or_default();
-    let path = host.request_header(":path").unwrap_or_default();
-    // Header bytes come from the client: anything that is not UTF-8 simply matches no host.
-    let (authority, path) = (String::from_utf8_lossy(&authority), String::from_utf8_lossy(&path));
-    let ejected = health.refresh(host);
-    let failure = match view.decide(&authority, &path, || host.request_header("cookie"), ejected) {
+    let authority = header_text(&authority);
+    let path = || host.request_header(":path");
+    let failure = match view.decide(&authority, path, || host.request_header("cookie"), health.ejected()) {
         Decision::Forward(Forward { filter_state, endpoint, set_cookie }) => {
             match host.set_filter_state(filter_state) {
                 Ok(()) => return Verdict::Forwarded(Forwarded { endpoint, set_cookie }),
@@ -319,6 +308,36 @@ pub fn on_response_headers(host: &impl Host, health: &mut PassiveHealth, forward
         && let Err(status) = host.add_response_header("set-cookie", cookie)
     {
         warn!("cannot add the session cookie to a response from {}: {status}", forwarded.endpoint);
+    }
+}
+
+/// A request's `:path`, read from the host the first time it is needed: most hosts have one route for every path.
+struct LazyPath<F> {
+    read: Option<F>,
+    bytes: Vec<u8>,
+}
+
+impl<F: FnOnce() -> Option<Vec<u8>>> LazyPath<F> {
+    fn new(read: F) -> Self {
+        LazyPath { read: Some(read), bytes: Vec::new() }
+    }
+
+    fn text(&mut self) -> Cow<'_, str> {
+        if let Some(read) = self.read.take() {
+            self.bytes = read().unwrap_or_default();
+        }
+        header_text(&self.bytes)
+    }
+}
+
+/// A request header's bytes as text. They come from the client: bytes that are not UTF-8 are read lossily and so
+/// match no host name (a `*` route or the default backend still takes them). `str::from_utf8` first, because
+/// nearly every header is UTF-8 and it validates with a word-at-a-time ASCII pass, where `from_utf8_lossy` walks
+/// byte by byte (a sixth of the filter's per-request instructions, callgrind).
+fn header_text(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -389,7 +408,7 @@ mod tests {
     use crate::cache::{TABLE_KEY, VERSION_KEY};
     use crate::host::fake::FakeHost;
     use crate::passive_health::EJECTED_KEY;
-    use berth_table::{DefaultBackend, Endpoint, HttpRoute, PathMatch, Source};
+    use berth_table::{Backend, DefaultBackend, Endpoint, HttpRoute, PathMatch, Source};
 
     fn backend(ports: &[u16]) -> Backend {
         Backend {
@@ -526,7 +545,7 @@ mod tests {
     }
 
     #[test]
-    fn a_table_change_applies_to_the_next_request_and_resets_counters() {
+    fn a_table_change_applies_from_the_next_tick_and_resets_counters() {
         let host = FakeHost::default();
         publish(&host, &sample(1));
         let mut cache = HttpRouting::default();
@@ -534,6 +553,8 @@ mod tests {
         let mut table = sample(2);
         table.http[1] = route("website.com", PathMatch::Prefix("/api".into()), &[7001, 7002]);
         publish(&host, &table);
+        assert_eq!(send(&host, &mut cache, "website.com", "/api"), Ok("127.0.0.1:8003".into()), "before the tick");
+        cache.on_tick(&host);
         assert_eq!(send(&host, &mut cache, "website.com", "/api"), Ok("127.0.0.1:7001".into()));
     }
 
@@ -552,6 +573,7 @@ mod tests {
             table.http.push(split);
             publish(&host, &table);
             host.now.set(version * 7_919);
+            cache.on_tick(&host);
             for _ in 0..5 {
                 green += usize::from(send(&host, &mut cache, "canary.com", "/") == Ok("127.0.0.1:9002".into()));
             }
@@ -560,7 +582,7 @@ mod tests {
     }
 
     #[test]
-    fn hot_path_reads_the_two_small_keys_and_two_headers() {
+    fn hot_path_reads_two_headers_and_no_shared_data_and_the_tick_reads_the_two_small_keys() {
         let host = FakeHost::default();
         publish(&host, &sample(1));
         let mut cache = HttpRouting::default();
@@ -570,10 +592,28 @@ mod tests {
         for _ in 0..10 {
             send(&host, &mut cache, "website.com", "/").unwrap();
         }
-        let reads: Vec<String> = [VERSION_KEY, EJECTED_KEY].repeat(10).into_iter().map(String::from).collect();
-        assert_eq!(*host.reads.borrow(), reads);
+        assert!(host.reads.borrow().is_empty(), "{:?}", host.reads.borrow());
         let headers: Vec<String> = [":authority", ":path"].repeat(10).into_iter().map(String::from).collect();
         assert_eq!(*host.header_reads.borrow(), headers);
+        cache.on_tick(&host);
+        assert_eq!(*host.reads.borrow(), [VERSION_KEY, EJECTED_KEY]);
+    }
+
+    #[test]
+    fn a_host_with_one_route_for_every_path_never_reads_the_path_until_it_answers_itself() {
+        let host = FakeHost::default();
+        let mut table = sample(1);
+        table.http.push(route("solo.com", PathMatch::Prefix("/".into()), &[8101]));
+        table.http.push(route("down.com", PathMatch::Prefix("/".into()), &[]));
+        publish(&host, &table);
+        let mut cache = HttpRouting::default();
+        host.header_reads.borrow_mut().clear();
+        for path in ["/", "/a/b?c=d", "*"] {
+            assert_eq!(send(&host, &mut cache, "solo.com", path), Ok("127.0.0.1:8101".into()));
+        }
+        assert_eq!(*host.header_reads.borrow(), [":authority"; 3]);
+        let (_, _, body) = send(&host, &mut cache, "down.com", "/x").unwrap_err();
+        assert_eq!(body, "no healthy endpoint for down.com/x", "the answer's body still names the path");
     }
 
     /// The response to a request forwarded to `endpoint` arrives with Envoy's `response.flags`.
@@ -598,6 +638,7 @@ mod tests {
             assert_eq!(send(&host, &mut cache, "website.com", "/api"), Ok("127.0.0.1:8003".into()));
         }
         host.now.set(crate::ejection::BASE_BACKOFF_MS);
+        cache.on_tick(&host);
         let spread: HashSet<String> = (0..2).map(|_| send(&host, &mut cache, "website.com", "/api").unwrap()).collect();
         assert_eq!(spread.len(), 2, "back in rotation: {spread:?}");
     }
@@ -614,7 +655,7 @@ mod tests {
         assert_eq!((status, reason.as_str()), (503, NO_ENDPOINT));
         assert_eq!(send(&host, &mut cache, "website.com", "/"), Ok("127.0.0.1:8001".into()), "other routes serve");
         let logged = &cache.cache.current(&host).unwrap().logged;
-        assert!(logged.iter().any(|l| l.starts_with("all-ejected")), "{logged:?}");
+        assert!(logged.iter().any(|l| l.starts_with("has every endpoint out of rotation")), "{logged:?}");
     }
 
     #[test]
@@ -637,6 +678,7 @@ mod tests {
         send(&host, &mut cache, "website.com", "/").unwrap();
         host.put_shared(TABLE_KEY, b"garbage");
         host.put_shared(VERSION_KEY, b"2");
+        cache.on_tick(&host);
         assert_eq!(send(&host, &mut cache, "website.com", "/"), Ok("127.0.0.1:8001".into()));
     }
 
@@ -657,6 +699,7 @@ mod tests {
         let mut cache = HttpRouting::default();
         host.request_headers.borrow_mut().insert(":authority".into(), vec![0xff, 0xfe]);
         assert_eq!(on_request_headers(&host, &mut cache), Verdict::Replied);
+        assert_eq!(host.replies.borrow()[0].body, "no route for \u{fffd}\u{fffd}", "read lossily");
         host.request("shop.com", "/");
         host.request_headers.borrow_mut().insert("cookie".into(), vec![0xff, b'=', 0xfe]);
         assert!(matches!(on_request_headers(&host, &mut cache), Verdict::Forwarded(_)));
@@ -729,6 +772,7 @@ mod tests {
         let cookie = cookie.unwrap();
         let remaining: Vec<u16> = [9001, 9002].into_iter().filter(|p| !first.ends_with(&p.to_string())).collect();
         publish(&host, &sticky_table(2, &remaining));
+        cache.on_tick(&host);
         let (moved, reissued) = send_with_cookie(&host, &mut cache, "shop.com", Some(&cookie));
         assert_eq!(moved, format!("127.0.0.1:{}", remaining[0]));
         let reissued = reissued.expect("a new cookie for the new endpoint");

@@ -8,6 +8,7 @@
 pub mod cache;
 pub mod config;
 pub mod ejection;
+pub mod endpoints;
 pub mod fetcher;
 pub mod filter_state;
 pub mod host;

@@ -3,9 +3,10 @@
 //!
 //! The ejection list lives in shared data under [`EJECTED_KEY`], so every worker VM (HTTP and TCP alike) skips an
 //! endpoint as soon as any of them saw it fail. Writes are compare-and-swap: a VM reads the list with its token,
-//! changes it, and writes it back only if nobody wrote in between, else reads again. Per request a VM copies the
-//! (small, usually empty) value, parses it only when its token moved, and reads the clock only when the list has
-//! entries.
+//! changes it, and writes it back only if nobody wrote in between, else reads again. A request or connection makes
+//! no host call for it: the root context's tick ([`crate::root::WATCH_PERIOD`]) copies the (small, usually empty)
+//! value, parses it only when its token moved, and reads the clock only when the list has entries. A VM applies
+//! its own reports at once; another VM's within one tick, and a back-off ends at the first tick after it.
 
 use std::net::SocketAddr;
 
@@ -33,28 +34,40 @@ pub struct PassiveHealth {
     /// The token of the list last parsed; `None` also when the key is unset.
     cas: Option<u32>,
     list: Ejections,
-    /// The endpoints out of rotation, as of the last [`PassiveHealth::refresh`].
+    /// The endpoints out of rotation, as of the last refresh or report.
     ejected: Vec<SocketAddr>,
     /// A failed write was logged (until one succeeds).
     write_failure_logged: bool,
 }
 
 impl PassiveHealth {
-    /// Brings the list up to date (one shared-data read) and returns the endpoints out of rotation now.
-    pub fn refresh(&mut self, host: &impl Host) -> &[SocketAddr] {
+    /// Brings the list up to date with every VM's reports and the clock: one shared-data read, on the tick.
+    pub fn refresh(&mut self, host: &impl Host) {
         let (value, cas) = host.shared_data_cas(EJECTED_KEY);
         if cas != self.cas || value.is_none() {
             self.list = value.as_deref().map(Ejections::decode).unwrap_or_default();
             self.cas = cas;
         }
-        self.ejected = if self.list.is_empty() { Vec::new() } else { self.list.ejected_at(host.now_ms()) };
+        self.recompute(host);
+    }
+
+    /// The endpoints out of rotation, as of the last refresh or report: no host call.
+    pub fn ejected(&self) -> &[SocketAddr] {
         &self.ejected
+    }
+
+    fn recompute(&mut self, host: &impl Host) {
+        self.ejected = if self.list.is_empty() { Vec::new() } else { self.list.ejected_at(host.now_ms()) };
     }
 
     /// Whether the response flags of a request or connection to `endpoint` say the endpoint failed; a failure
     /// ejects it, an answer after its back-off ended forgives it. Costs a shared-data write only then.
     pub fn report(&mut self, host: &impl Host, endpoint: SocketAddr, flags: u64) {
-        if flags & ENDPOINT_FAILED != 0 {
+        let failed = flags & ENDPOINT_FAILED != 0;
+        if !failed && self.list.get(endpoint).is_none() {
+            return;
+        }
+        if failed {
             self.update(host, Level::Warn, |list, now| {
                 let ejection = list.fail(endpoint, now)?;
                 Some(format!(
@@ -64,11 +77,12 @@ impl PassiveHealth {
                     ejection.strikes
                 ))
             });
-        } else if self.list.get(endpoint).is_some() {
+        } else {
             self.update(host, Level::Info, |list, now| {
                 list.succeed(endpoint, now).then(|| format!("{endpoint} answers again; back in rotation"))
             });
         }
+        self.recompute(host);
     }
 
     /// Applies `change` to the newest shared list and writes it back, retrying when another VM wrote first.
@@ -119,11 +133,17 @@ mod tests {
         ([127, 0, 0, 1], port).into()
     }
 
+    /// A tick, then what a request sees.
+    fn refreshed(health: &mut PassiveHealth, host: &FakeHost) -> Vec<SocketAddr> {
+        health.refresh(host);
+        health.ejected().to_vec()
+    }
+
     #[test]
     fn nothing_ejected_costs_one_read() {
         let host = FakeHost::default();
         let mut health = PassiveHealth::default();
-        assert!(health.refresh(&host).is_empty());
+        assert!(refreshed(&mut health, &host).is_empty());
         assert_eq!(*host.reads.borrow(), [EJECTED_KEY]);
         assert!(host.writes.borrow().is_empty());
     }
@@ -136,14 +156,27 @@ mod tests {
         assert!(host.writes.borrow().is_empty(), "an answer from a healthy endpoint writes nothing");
         host.now.set(1_000);
         one.report(&host, addr(1), UPSTREAM_CONNECTION_FAILURE | 0x8000);
-        assert_eq!(two.refresh(&host), [addr(1)], "another VM sees it");
-        assert_eq!(one.refresh(&host), [addr(1)]);
+        assert_eq!(refreshed(&mut two, &host), [addr(1)], "another VM sees it");
+        assert_eq!(refreshed(&mut one, &host), [addr(1)]);
         two.report(&host, addr(1), UPSTREAM_CONNECTION_FAILURE);
         assert_eq!(host.writes.borrow().len(), 1, "one outage, one write");
         host.now.set(1_000 + BASE_BACKOFF_MS);
-        assert!(two.refresh(&host).is_empty(), "back in rotation after the back-off");
+        assert!(refreshed(&mut two, &host).is_empty(), "back in rotation after the back-off");
         two.report(&host, addr(1), 0);
         assert_eq!(host.shared_str(EJECTED_KEY).as_deref(), Some(""), "its answer forgives it");
+    }
+
+    #[test]
+    fn a_vm_applies_its_own_report_at_once_and_another_vms_on_its_tick() {
+        let host = FakeHost::default();
+        let (mut one, mut two) = (PassiveHealth::default(), PassiveHealth::default());
+        one.report(&host, addr(1), UPSTREAM_CONNECTION_FAILURE);
+        assert_eq!(one.ejected(), [addr(1)]);
+        assert!(two.ejected().is_empty(), "not before its tick");
+        assert_eq!(refreshed(&mut two, &host), [addr(1)]);
+        host.now.set(BASE_BACKOFF_MS);
+        assert_eq!(one.ejected(), [addr(1)], "a back-off ends at a tick");
+        assert!(refreshed(&mut one, &host).is_empty());
     }
 
     #[test]
@@ -152,7 +185,7 @@ mod tests {
         let mut health = PassiveHealth::default();
         health.report(&host, addr(1), UPSTREAM_REQUEST_TIMEOUT);
         health.report(&host, addr(2), 0x4000 | 0x10);
-        assert_eq!(health.refresh(&host), [addr(1)]);
+        assert_eq!(refreshed(&mut health, &host), [addr(1)]);
     }
 
     #[test]
@@ -160,10 +193,10 @@ mod tests {
         let host = FakeHost::default();
         let (mut one, mut two) = (PassiveHealth::default(), PassiveHealth::default());
         one.report(&host, addr(1), UPSTREAM_CONNECTION_FAILURE);
-        two.refresh(&host);
+        refreshed(&mut two, &host);
         host.cas_conflicts.set(2);
         two.report(&host, addr(2), UPSTREAM_CONNECTION_FAILURE);
-        let mut ejected = one.refresh(&host).to_vec();
+        let mut ejected = refreshed(&mut one, &host);
         ejected.sort();
         assert_eq!(ejected, [addr(1), addr(2)]);
     }
@@ -173,9 +206,9 @@ mod tests {
         let host = FakeHost::default();
         host.put_shared(EJECTED_KEY, b"\xff\xfe nonsense");
         let mut health = PassiveHealth::default();
-        assert!(health.refresh(&host).is_empty());
+        assert!(refreshed(&mut health, &host).is_empty());
         health.report(&host, addr(1), UPSTREAM_CONNECTION_FAILURE);
-        assert_eq!(health.refresh(&host), [addr(1)]);
+        assert_eq!(refreshed(&mut health, &host), [addr(1)]);
     }
 
     #[test]

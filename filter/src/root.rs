@@ -23,6 +23,11 @@ use crate::tls::{TlsFilter, TlsRouting};
 /// The fetcher's first tick, which sends its first poll.
 const FIRST_TICK: Duration = Duration::from_millis(10);
 
+/// How often a filter's root context (one per worker and role) reads the shared table version and ejection list,
+/// so that requests and connections need not: a new table or another worker's ejection reaches them within this.
+/// Each tick costs two small shared-data reads per root.
+pub const WATCH_PERIOD: Duration = Duration::from_millis(20);
+
 #[derive(Default)]
 pub enum Root {
     /// Before `on_configure`, or after it failed.
@@ -78,6 +83,10 @@ impl RootContext for Root {
                 );
                 Root::Fetcher { fetcher: Fetcher::new(config, &Envoy), polling: false }
             }
+            Role::Http | Role::Tcp | Role::Tls if hostcalls::set_tick_period(WATCH_PERIOD).is_err() => {
+                error!("cannot set the {role:?} filter's tick period: it would never see a new table");
+                return false;
+            }
             Role::Http => Root::Http(Rc::default()),
             Role::Tcp => Root::Tcp(Rc::new(RefCell::new(TcpRouting::new(&Envoy)))),
             Role::Tls => Root::Tls(Rc::new(RefCell::new(TlsRouting::new(&Envoy)))),
@@ -86,14 +95,33 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
-        if let Root::Fetcher { fetcher, polling } = self {
-            if !*polling {
-                if let Err(status) = hostcalls::set_tick_period(fetcher.config().retry()) {
-                    error!("cannot set the fetcher's tick period to {} ms: {status:?}", fetcher.config().retry_ms);
+        // A routing state already borrowed cannot be (one thread, no re-entry); if it ever were, the next tick reads.
+        match self {
+            Root::Fetcher { fetcher, polling } => {
+                if !*polling {
+                    if let Err(status) = hostcalls::set_tick_period(fetcher.config().retry()) {
+                        error!("cannot set the fetcher's tick period to {} ms: {status:?}", fetcher.config().retry_ms);
+                    }
+                    *polling = true;
                 }
-                *polling = true;
+                fetcher.on_tick(&Envoy);
             }
-            fetcher.on_tick(&Envoy);
+            Root::Http(routing) => {
+                if let Ok(mut routing) = routing.try_borrow_mut() {
+                    routing.on_tick(&Envoy);
+                }
+            }
+            Root::Tcp(routing) => {
+                if let Ok(mut routing) = routing.try_borrow_mut() {
+                    routing.on_tick(&Envoy);
+                }
+            }
+            Root::Tls(routing) => {
+                if let Ok(mut routing) = routing.try_borrow_mut() {
+                    routing.on_tick(&Envoy);
+                }
+            }
+            Root::Unconfigured => {}
         }
     }
 

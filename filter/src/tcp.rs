@@ -2,28 +2,28 @@
 //! `ORIGINAL_DST` cluster through connection filter state, or close the connection.
 //!
 //! Everything happens in `on_new_connection`: `tcp_proxy`, the next filter, picks its upstream as soon as it sees
-//! the connection, so a later callback would be too late. Hot path: one `get_shared_data` of the version key, one
-//! `destination.port` property read, one foreign call with the chosen endpoint's pre-encoded argument; a route with
-//! source-IP affinity reads `source.address` too, and hashes it over the route's endpoints. Passive health adds
-//! one `get_shared_data` of the ejection list per connection and one `response.flags` read when it closes (how
-//! the filter learns that `tcp_proxy` could not connect). A connection
-//! never continues without its destination: the `ORIGINAL_DST` cluster would otherwise connect to the connection's
-//! own destination, which is Envoy's listener. A refused connection is closed before `tcp_proxy` sees it (so no
-//! upstream connection is attempted), counted in [`UNROUTED_COUNTER`], and logged once per port per table version.
+//! the connection, so a later callback would be too late. Hot path: one `destination.port` property read, one
+//! foreign call with the chosen endpoint's pre-encoded argument; a route with source-IP affinity reads
+//! `source.address` too, and hashes it over the route's endpoints. The table version and the ejection list are
+//! read on the root context's tick, not per connection (see [`crate::cache`]). Passive health adds one
+//! `response.flags` read when a connection closes (how the filter learns that `tcp_proxy` could not connect). A
+//! connection never continues without its destination: the `ORIGINAL_DST` cluster would otherwise connect to the
+//! connection's own destination, which is Envoy's listener. A refused connection is closed before `tcp_proxy` sees
+//! it (so no upstream connection is attempted), counted in [`UNROUTED_COUNTER`], and logged once per port per table
+//! version.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 
-use berth_table::{
-    AffinityKey, Backend, ClientAffinity, Table, TcpRoute, TcpRouter, choose_endpoint, choose_endpoint_where, mix64,
-};
+use berth_table::{AffinityKey, ClientAffinity, FnvHashMap, Table, TcpRoute, TcpRouter, mix64};
 use log::warn;
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, PeerType};
 
 use crate::cache::{TableCache, View};
+use crate::endpoints::{describe_backends, next_endpoint, why_none};
 use crate::filter_state::{self, LifeSpan, ORIGINAL_DST_ADDRESS};
 use crate::host::{Envoy, Host};
 use crate::passive_health::{PassiveHealth, response_flags};
@@ -43,7 +43,7 @@ pub struct TcpView {
     /// client addresses, with the table's key.
     affinity: Vec<Option<(AffinityKey, ClientAffinity)>>,
     /// `set_envoy_filter_state` arguments per endpoint (span: the downstream connection), encoded once per table.
-    destinations: HashMap<SocketAddr, Box<[u8]>>,
+    destinations: FnvHashMap<SocketAddr, Box<[u8]>>,
     /// Ports whose refusal was already logged for this table version.
     logged: HashSet<u16>,
 }
@@ -104,23 +104,13 @@ impl TcpView {
             }
             _ => None,
         };
-        let chosen = hashed.or_else(|| {
-            let n = *counter;
-            *counter = n.wrapping_add(1);
-            match ejected {
-                [] => choose_endpoint(&route.backends, n),
-                _ => choose_endpoint_where(&route.backends, n, usable),
-            }
-        });
+        let chosen = hashed.or_else(|| next_endpoint(&route.backends, counter, ejected));
         let decided = chosen.and_then(|endpoint| Some((endpoint.address, &**destinations.get(&endpoint.address)?)));
         if decided.is_none() && logged.insert(port) {
-            let why = match route.backends.iter().any(|backend| !backend.endpoints.is_empty()) {
-                true => "has every endpoint out of rotation after failing",
-                false => "has no endpoint",
-            };
             warn!(
-                "tcp route for port {port} (from {}) in table version {version} {why} ({}); closing its connections",
+                "tcp route for port {port} (from {}) in table version {version} {} ({}); closing its connections",
                 route.source,
+                why_none(&route.backends),
                 describe_backends(&route.backends)
             );
         }
@@ -134,36 +124,67 @@ impl TcpView {
     }
 }
 
-fn describe_backends(backends: &[Backend]) -> String {
-    if backends.is_empty() {
-        return "no backends".into();
-    }
-    let names: Vec<&str> = backends.iter().map(|b| b.service.as_str()).collect();
-    format!("backends {}", names.join(", "))
-}
-
 /// What every connection of one TCP root context shares (one VM thread).
 #[derive(Default)]
 pub struct TcpRouting {
     cache: TableCache<TcpView>,
     health: PassiveHealth,
-    /// The id of [`UNROUTED_COUNTER`], if Envoy defined it.
-    unrouted: Option<u32>,
+    unrouted: Unrouted,
     /// Ports whose connections were refused (and logged) before any table had loaded.
     logged_without_table: HashSet<u16>,
 }
 
 impl TcpRouting {
-    /// Defines the VM's unrouted counter; a failure only costs the count, which is logged.
+    /// The root context's tick: picks up a new table and every VM's ejections.
+    pub fn on_tick(&mut self, host: &impl Host) {
+        self.cache.refresh(host);
+        self.health.refresh(host);
+    }
+
+    /// Defines the VM's unrouted counter.
     pub fn new(host: &impl Host) -> Self {
-        let unrouted = match host.define_counter(UNROUTED_COUNTER) {
+        TcpRouting { unrouted: Unrouted::define(host, UNROUTED_COUNTER), ..TcpRouting::default() }
+    }
+}
+
+/// A network filter's counter of the connections it closed unrouted ([`UNROUTED_COUNTER`] for TCP,
+/// [`crate::tls::UNROUTED_COUNTER`] for TLS), and the closing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unrouted {
+    name: &'static str,
+    /// `None` when Envoy did not define it (or before it was).
+    id: Option<u32>,
+}
+
+impl Unrouted {
+    /// Defines the VM's counter `name`; a failure only costs the count, which is logged.
+    pub fn define(host: &impl Host, name: &'static str) -> Self {
+        let id = match host.define_counter(name) {
             Ok(id) => Some(id),
             Err(status) => {
-                warn!("cannot define the counter {UNROUTED_COUNTER}: {status}; unrouted connections go uncounted");
+                warn!("cannot define the counter {name}: {status}; unrouted connections go uncounted");
                 None
             }
         };
-        TcpRouting { unrouted, ..TcpRouting::default() }
+        Unrouted { name, id }
+    }
+
+    /// One that closes without counting, for a filter that has no routing state to count in.
+    pub fn uncounted(name: &'static str) -> Self {
+        Unrouted { name, id: None }
+    }
+
+    /// Closes the current connection before `tcp_proxy` sees it, and counts it.
+    pub fn close(self, host: &impl Host) -> Verdict {
+        if let Err(status) = host.close_downstream() {
+            warn!("cannot close a connection without a destination ({}): {status}", self.name);
+        }
+        if let Some(id) = self.id
+            && let Err(status) = host.increment_counter(id)
+        {
+            warn!("cannot count an unrouted connection in {}: {status}", self.name);
+        }
+        Verdict::Closed
     }
 }
 
@@ -184,22 +205,22 @@ pub fn on_new_connection(host: &impl Host, routing: &mut TcpRouting) -> Verdict 
         if logged_without_table.insert(port) {
             warn!("no routing table yet; closing connections to port {port} until one loads");
         }
-        return close(host, *unrouted);
+        return unrouted.close(host);
     };
     let Some(port) = destination_port(host) else {
         view.log_once(0, "cannot read the connection's destination port; closing");
-        return close(host, *unrouted);
+        return unrouted.close(host);
     };
-    let ejected = health.refresh(host);
+    let ejected = health.ejected();
     let failure = match view.decide(port, || client_ip(host), ejected) {
         Some((endpoint, encoded)) => match host.set_filter_state(encoded) {
             Ok(()) => return Verdict::Forwarded(endpoint),
             Err(status) => status,
         },
-        None => return close(host, *unrouted),
+        None => return unrouted.close(host),
     };
     view.log_once(port, &format!("cannot set filter state {ORIGINAL_DST_ADDRESS} ({failure}); closing"));
-    close(host, *unrouted)
+    unrouted.close(host)
 }
 
 /// Handles the end of a forwarded connection: when `tcp_proxy` could not connect to `endpoint` it closes the
@@ -230,18 +251,6 @@ fn destination_port(host: &impl Host) -> Option<u16> {
     })
 }
 
-fn close(host: &impl Host, unrouted: Option<u32>) -> Verdict {
-    if let Err(status) = host.close_downstream() {
-        warn!("cannot close an unrouted connection: {status}");
-    }
-    if let Some(id) = unrouted
-        && let Err(status) = host.increment_counter(id)
-    {
-        warn!("cannot count an unrouted connection in {UNROUTED_COUNTER}: {status}");
-    }
-    Verdict::Closed
-}
-
 /// The per-connection context Envoy creates; `routing` is shared by every connection of its root context.
 pub struct TcpFilter {
     routing: Option<Rc<RefCell<TcpRouting>>>,
@@ -264,10 +273,10 @@ impl StreamContext for TcpFilter {
         // The borrow cannot be taken twice (one thread, no re-entry); if it ever were, close instead of panicking.
         let verdict = match self.routing.as_ref().map(|routing| routing.try_borrow_mut()) {
             Some(Ok(mut routing)) => on_new_connection(&host, &mut routing),
-            Some(Err(_)) => close(&host, None),
+            Some(Err(_)) => Unrouted::uncounted(UNROUTED_COUNTER).close(&host),
             None => {
                 warn!("a network filter whose plugin is not configured with role tcp closes its connection");
-                close(&host, None)
+                Unrouted::uncounted(UNROUTED_COUNTER).close(&host)
             }
         };
         match verdict {
@@ -294,7 +303,7 @@ mod tests {
     use crate::cache::{TABLE_KEY, VERSION_KEY};
     use crate::host::fake::FakeHost;
     use crate::passive_health::EJECTED_KEY;
-    use berth_table::{Endpoint, HttpRoute, PathMatch, Source};
+    use berth_table::{Backend, Endpoint, HttpRoute, PathMatch, Source};
 
     fn backend(ports: &[u16]) -> Backend {
         Backend {
@@ -415,6 +424,7 @@ mod tests {
         table.tcp.push(route(31005, &[9005]));
         table.tcp.remove(1);
         publish(&host, &table);
+        routing.on_tick(&host);
         assert_eq!(connect(&host, &mut routing, 31000).as_deref(), Some("127.0.0.1:9001"));
         assert_eq!(connect(&host, &mut routing, 31005).as_deref(), Some("127.0.0.1:9005"));
         assert_eq!(connect(&host, &mut routing, 31001), None);
@@ -422,7 +432,7 @@ mod tests {
     }
 
     #[test]
-    fn hot_path_is_two_small_shared_reads_one_property_read_one_foreign_call() {
+    fn hot_path_is_one_property_read_one_foreign_call_and_the_tick_reads_the_two_small_keys() {
         let (host, mut routing) = setup(Some(&sample(1)));
         connect(&host, &mut routing, 31000).unwrap();
         host.reads.borrow_mut().clear();
@@ -430,9 +440,10 @@ mod tests {
         for _ in 0..10 {
             connect(&host, &mut routing, 31001).unwrap();
         }
-        let reads: Vec<String> = [VERSION_KEY, EJECTED_KEY].repeat(10).into_iter().map(String::from).collect();
-        assert_eq!(*host.reads.borrow(), reads);
+        assert!(host.reads.borrow().is_empty(), "{:?}", host.reads.borrow());
         assert_eq!(*host.property_reads.borrow(), vec!["destination.port".to_string(); 10]);
+        routing.on_tick(&host);
+        assert_eq!(*host.reads.borrow(), [VERSION_KEY, EJECTED_KEY]);
     }
 
     fn fail(host: &FakeHost, routing: &mut TcpRouting, endpoint: &str) {
@@ -449,6 +460,7 @@ mod tests {
             assert_eq!(connect(&host, &mut routing, 31001).as_deref(), Some("127.0.0.1:7003"));
         }
         host.now.set(crate::ejection::BASE_BACKOFF_MS);
+        routing.on_tick(&host);
         let spread: HashSet<String> = (0..2).map(|_| connect(&host, &mut routing, 31001).unwrap()).collect();
         assert_eq!(spread.len(), 2, "back in rotation: {spread:?}");
     }
@@ -501,6 +513,7 @@ mod tests {
         connect(&host, &mut routing, 31000).unwrap();
         host.put_shared(TABLE_KEY, b"garbage");
         host.put_shared(VERSION_KEY, b"2");
+        routing.on_tick(&host);
         assert_eq!(connect(&host, &mut routing, 31000).as_deref(), Some("127.0.0.1:7001"));
     }
 

@@ -4,29 +4,31 @@
 //!
 //! The listener's `tls_inspector` reads the ClientHello before any network filter runs, so the name is known in
 //! `on_new_connection`, which is also the last moment to choose (`tcp_proxy`, next in the chain, picks its upstream
-//! as soon as it sees the connection). Hot path: one `get_shared_data` of the version key, one
+//! as soon as it sees the connection). Hot path: one
 //! `connection.requested_server_name` property read, one hash probe per label of the name, one foreign call with the
-//! chosen endpoint's pre-encoded argument. Passive health works as for TCP ([`crate::tcp`]): one `get_shared_data`
-//! of the ejection list per connection, one `response.flags` read when it closes. A connection without a name,
+//! chosen endpoint's pre-encoded argument; the table version and the ejection list are read on the root context's
+//! tick (see [`crate::cache`]). Passive health works as for TCP ([`crate::tcp`]): one `response.flags` read when a
+//! connection closes. A connection without a name,
 //! with a name no route matches, or whose route has no usable endpoint is closed before `tcp_proxy` sees it and
 //! counted in [`UNROUTED_COUNTER`]: continuing without a destination would send it to the connection's own
 //! destination, which is Envoy's listener.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use berth_table::{Endpoint, SniRouter, Table, TlsRoute, choose_endpoint, choose_endpoint_where, mix64};
+use berth_table::{FnvHashMap, SniRouter, Table, TlsRoute, mix64};
 use log::warn;
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, PeerType};
 
 use crate::cache::{TableCache, View};
+use crate::endpoints::{describe_backends, next_endpoint, why_none};
 use crate::filter_state::{self, LifeSpan, ORIGINAL_DST_ADDRESS};
 use crate::host::{Envoy, Host};
 use crate::passive_health::{PassiveHealth, response_flags};
-use crate::tcp::Verdict;
+use crate::tcp::{Unrouted, Verdict};
 
 /// The counter of TLS connections closed unrouted (no table yet, no server name, an unknown one, no endpoint, or
 /// the destination could not be set). Envoy shows it in `/stats` as `wasmcustom.berth_tls_unrouted`.
@@ -47,7 +49,7 @@ pub struct TlsView {
     /// Connections seen per route (indexed like `routes`), the input of [`choose_endpoint`].
     counters: Vec<u64>,
     /// `set_envoy_filter_state` arguments per endpoint (span: the downstream connection).
-    destinations: HashMap<SocketAddr, Box<[u8]>>,
+    destinations: FnvHashMap<SocketAddr, Box<[u8]>>,
     logged: Logged,
 }
 
@@ -79,21 +81,15 @@ impl TlsView {
             return None;
         };
         let (route, counter) = (routes.get(id.0)?, counters.get_mut(id.0)?);
-        let n = *counter;
-        *counter = n.wrapping_add(1);
-        let chosen = match ejected {
-            [] => choose_endpoint(&route.backends, n),
-            _ => choose_endpoint_where(&route.backends, n, |endpoint: &Endpoint| !ejected.contains(&endpoint.address)),
-        };
+        let chosen = next_endpoint(&route.backends, counter, ejected);
         let decided = chosen.and_then(|endpoint| Some((endpoint.address, &**destinations.get(&endpoint.address)?)));
         if decided.is_none() && logged.first(&route.sni, *version) {
-            let why = match route.backends.iter().any(|backend| !backend.endpoints.is_empty()) {
-                true => "has every endpoint out of rotation after failing",
-                false => "has no endpoint",
-            };
             warn!(
-                "tls route for {} (from {}) in table version {version} {why}; closing its connections",
-                route.sni, route.source
+                "tls route for {} (from {}) in table version {version} {} ({}); closing its connections",
+                route.sni,
+                route.source,
+                why_none(&route.backends),
+                describe_backends(&route.backends)
             );
         }
         decided
@@ -144,23 +140,21 @@ fn shown(name: &str) -> String {
 pub struct TlsRouting {
     cache: TableCache<TlsView>,
     health: PassiveHealth,
-    /// The id of [`UNROUTED_COUNTER`], if Envoy defined it.
-    unrouted: Option<u32>,
+    unrouted: Unrouted,
     /// Whether a refusal for want of a table was logged.
     logged_without_table: bool,
 }
 
 impl TlsRouting {
-    /// Defines the VM's unrouted counter; a failure only costs the count, which is logged.
+    /// The root context's tick: picks up a new table and every VM's ejections.
+    pub fn on_tick(&mut self, host: &impl Host) {
+        self.cache.refresh(host);
+        self.health.refresh(host);
+    }
+
+    /// Defines the VM's unrouted counter.
     pub fn new(host: &impl Host) -> Self {
-        let unrouted = match host.define_counter(UNROUTED_COUNTER) {
-            Ok(id) => Some(id),
-            Err(status) => {
-                warn!("cannot define the counter {UNROUTED_COUNTER}: {status}; unrouted connections go uncounted");
-                None
-            }
-        };
-        TlsRouting { unrouted, ..TlsRouting::default() }
+        TlsRouting { unrouted: Unrouted::define(host, UNROUTED_COUNTER), ..TlsRouting::default() }
     }
 }
 
@@ -172,45 +166,33 @@ pub fn on_new_connection(host: &impl Host, routing: &mut TlsRouting) -> Verdict 
             *logged_without_table = true;
             warn!("no routing table yet; closing tls connections until one loads");
         }
-        return close(host, *unrouted);
+        return unrouted.close(host);
     };
     let name = host.property(&SERVER_NAME).unwrap_or_default();
     let Ok(name) = std::str::from_utf8(&name) else {
         view.log_once("\u{0}not-utf8", "a tls connection's server name is not UTF-8; closing");
-        return close(host, *unrouted);
+        return unrouted.close(host);
     };
     if name.is_empty() {
         view.log_once("", "a tls connection without a server name (SNI) has no route; closing");
-        return close(host, *unrouted);
+        return unrouted.close(host);
     }
-    let ejected = health.refresh(host);
+    let ejected = health.ejected();
     let failure = match view.decide(name, ejected) {
         Some((endpoint, encoded)) => match host.set_filter_state(encoded) {
             Ok(()) => return Verdict::Forwarded(endpoint),
             Err(status) => status,
         },
-        None => return close(host, *unrouted),
+        None => return unrouted.close(host),
     };
     view.log_once("\u{0}filter-state", &format!("cannot set filter state {ORIGINAL_DST_ADDRESS} ({failure}); closing"));
-    close(host, *unrouted)
+    unrouted.close(host)
 }
 
 /// Handles the end of a forwarded connection: when `tcp_proxy` could not connect to `endpoint` it closes the
 /// downstream connection with the `UF` response flag set, which ejects the endpoint.
 pub fn on_close(host: &impl Host, routing: &mut TlsRouting, endpoint: SocketAddr) {
     routing.health.report(host, endpoint, response_flags(host));
-}
-
-fn close(host: &impl Host, unrouted: Option<u32>) -> Verdict {
-    if let Err(status) = host.close_downstream() {
-        warn!("cannot close an unrouted tls connection: {status}");
-    }
-    if let Some(id) = unrouted
-        && let Err(status) = host.increment_counter(id)
-    {
-        warn!("cannot count an unrouted tls connection in {UNROUTED_COUNTER}: {status}");
-    }
-    Verdict::Closed
 }
 
 /// The per-connection context Envoy creates; `routing` is shared by every connection of its root context.
@@ -234,7 +216,7 @@ impl StreamContext for TlsFilter {
         // The borrow cannot be taken twice (one thread, no re-entry); if it ever were, close instead of panicking.
         let verdict = match self.routing.try_borrow_mut() {
             Ok(mut routing) => on_new_connection(&host, &mut routing),
-            Err(_) => close(&host, None),
+            Err(_) => Unrouted::uncounted(UNROUTED_COUNTER).close(&host),
         };
         match verdict {
             Verdict::Forwarded(endpoint) => {
@@ -260,7 +242,7 @@ mod tests {
     use crate::cache::{TABLE_KEY, VERSION_KEY};
     use crate::host::fake::FakeHost;
     use crate::passive_health::EJECTED_KEY;
-    use berth_table::{Backend, Source, TcpRoute};
+    use berth_table::{Backend, Endpoint, Source, TcpRoute};
 
     fn backend(ports: &[u16]) -> Backend {
         Backend {
@@ -401,6 +383,7 @@ mod tests {
         table.tls.push(route("c.example.org", &[9002]));
         table.tls.remove(1);
         publish(&host, &table);
+        routing.on_tick(&host);
         assert_eq!(sni(&host, &mut routing, "a.example.com").as_deref(), Some("127.0.0.1:9001"));
         assert_eq!(sni(&host, &mut routing, "c.example.org").as_deref(), Some("127.0.0.1:9002"));
         assert_eq!(sni(&host, &mut routing, "b.example.com").as_deref(), Some("127.0.0.1:7009"), "now the wildcard");
@@ -408,7 +391,7 @@ mod tests {
     }
 
     #[test]
-    fn hot_path_is_two_small_shared_reads_one_property_read_one_foreign_call() {
+    fn hot_path_is_one_property_read_one_foreign_call_and_the_tick_reads_the_two_small_keys() {
         let (host, mut routing) = setup(Some(&sample(1)));
         sni(&host, &mut routing, "a.example.com").unwrap();
         host.reads.borrow_mut().clear();
@@ -416,9 +399,10 @@ mod tests {
         for _ in 0..10 {
             sni(&host, &mut routing, "b.example.com").unwrap();
         }
-        let reads: Vec<String> = [VERSION_KEY, EJECTED_KEY].repeat(10).into_iter().map(String::from).collect();
-        assert_eq!(*host.reads.borrow(), reads);
+        assert!(host.reads.borrow().is_empty(), "{:?}", host.reads.borrow());
         assert_eq!(*host.property_reads.borrow(), vec!["connection.requested_server_name".to_string(); 10]);
+        routing.on_tick(&host);
+        assert_eq!(*host.reads.borrow(), [VERSION_KEY, EJECTED_KEY]);
     }
 
     fn fail(host: &FakeHost, routing: &mut TlsRouting, endpoint: &str) {
@@ -439,6 +423,7 @@ mod tests {
         assert_eq!(sni(&host, &mut routing, "a.example.com"), None);
         assert_eq!(host.counter(UNROUTED_COUNTER), 1);
         host.now.set(crate::ejection::BASE_BACKOFF_MS);
+        routing.on_tick(&host);
         assert_eq!(sni(&host, &mut routing, "a.example.com").as_deref(), Some("127.0.0.1:7001"), "back in rotation");
     }
 
@@ -456,6 +441,7 @@ mod tests {
         sni(&host, &mut routing, "a.example.com").unwrap();
         host.put_shared(TABLE_KEY, b"garbage");
         host.put_shared(VERSION_KEY, b"2");
+        routing.on_tick(&host);
         assert_eq!(sni(&host, &mut routing, "a.example.com").as_deref(), Some("127.0.0.1:7001"));
     }
 

@@ -7,9 +7,8 @@
 //! 3. Ties go to the route listed first in the table, which the compiler orders oldest object first.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::fnv::FnvHashMap;
 use crate::{PathMatch, Table};
 
 /// Index of a route in [`Table::http`].
@@ -19,7 +18,7 @@ pub struct RouteId(pub usize);
 /// A table's HTTP routes arranged for lookup.
 #[derive(Debug, Default)]
 pub struct HttpRouter {
-    exact_hosts: HashMap<String, HostPaths, BuildHasherDefault<Fnv1a>>,
+    exact_hosts: FnvHashMap<String, HostPaths>,
     /// `(".suffix", paths)`, longest suffix first.
     wildcards: Vec<(String, HostPaths)>,
     any_host: Option<HostPaths>,
@@ -27,9 +26,12 @@ pub struct HttpRouter {
 
 #[derive(Debug, Default)]
 struct HostPaths {
-    exact: HashMap<String, RouteId>,
+    exact: FnvHashMap<String, RouteId>,
     /// Prefix and segment routes: longest first, then table order.
     prefixes: Vec<(PathMatch, RouteId)>,
+    /// The route that serves every path, when the routes do not depend on it (see [`HostRoutes::every_path`]):
+    /// decided once here, so a request for such a host touches neither `exact` nor `prefixes`.
+    every_path: Option<RouteId>,
 }
 
 impl HostPaths {
@@ -45,6 +47,12 @@ impl HostPaths {
 
     fn finish(&mut self) {
         self.prefixes.sort_by_key(|(path, id)| (std::cmp::Reverse(path.as_str().len()), id.0));
+        self.every_path = match self.prefixes.first() {
+            Some((PathMatch::Prefix(p) | PathMatch::Segments(p), id)) if self.exact.is_empty() => {
+                (p.is_empty() || p == "/").then_some(*id)
+            }
+            _ => None,
+        };
     }
 
     fn lookup(&self, path: &str) -> Option<RouteId> {
@@ -52,32 +60,6 @@ impl HostPaths {
             return Some(*id);
         }
         self.prefixes.iter().find(|(prefix, _)| path_matches(prefix, path)).map(|(_, id)| *id)
-    }
-}
-
-/// FNV-1a, for the host map probed on every request: std's SipHash was a fifth of the filter's per-request
-/// instructions (callgrind, BENCHMARKS.md). SipHash's keyed defence is against an attacker who chooses the keys a
-/// map *inserts*; this map is built from the table only, and a client's Host merely probes it, which cannot make a
-/// probe sequence longer than the table's own layout has.
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv1a {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = self.0;
-        for byte in bytes {
-            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 
@@ -124,8 +106,14 @@ impl HttpRouter {
     /// The route for a request, given its `Host`/`:authority` (any case, with or without port) and its path
     /// (with or without query string).
     pub fn match_http(&self, host: &str, path: &str) -> Option<RouteId> {
+        self.match_host(host)?.match_path(path)
+    }
+
+    /// The routes of the host that serves a request's `Host`/`:authority` (any case, with or without port): the
+    /// first half of [`HttpRouter::match_http`], which lets a caller skip reading the path when the host's routes
+    /// do not depend on it ([`HostRoutes::every_path`]).
+    pub fn match_host(&self, host: &str) -> Option<HostRoutes<'_>> {
         let host = normalize_host(host);
-        let path = path.split(['?', '#']).next().unwrap_or(path);
         let paths = self.exact_hosts.get(host.as_ref()).or_else(|| {
             self.wildcards
                 .iter()
@@ -133,7 +121,27 @@ impl HttpRouter {
                 .map(|(_, paths)| paths)
                 .or(self.any_host.as_ref())
         })?;
-        paths.lookup(path)
+        Some(HostRoutes(paths))
+    }
+}
+
+/// The routes of one host (or wildcard, or `*`), from [`HttpRouter::match_host`].
+#[derive(Debug, Clone, Copy)]
+pub struct HostRoutes<'a>(&'a HostPaths);
+
+impl HostRoutes<'_> {
+    /// The route for a path (with or without query string) on this host.
+    pub fn match_path(self, path: &str) -> Option<RouteId> {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        self.0.lookup(path)
+    }
+
+    /// The route that serves every path of this host, when the host's routes do not depend on the path: no exact
+    /// path, and the longest prefix is `/` (so it is the only one, or ties with other `/` routes listed after it).
+    /// The common Ingress of one rule per host. "Every path" means every path Envoy passes on, which begins with
+    /// `/`; a request whose `:path` does not (`OPTIONS *`) also goes to this route rather than get a 404.
+    pub fn every_path(self) -> Option<RouteId> {
+        self.0.every_path
     }
 }
 
@@ -187,6 +195,33 @@ mod tests {
 
     fn route(routes: &[(&str, PathMatch)], host: &str, path: &str) -> Option<usize> {
         HttpRouter::new(&table(routes)).match_http(host, path).map(|id| id.0)
+    }
+
+    fn every_path(routes: &[(&str, PathMatch)], host: &str) -> Option<usize> {
+        HttpRouter::new(&table(routes)).match_host(host)?.every_path().map(|id| id.0)
+    }
+
+    #[test]
+    fn a_host_whose_routes_ignore_the_path_says_so_and_agrees_with_the_full_match() {
+        type Routes<'a> = &'a [(&'a str, PathMatch)];
+        let cases: [(Routes, Option<usize>); 7] = [
+            (&[("h", prefix("/"))], Some(0)),
+            (&[("h", segments("/"))], Some(0)),
+            (&[("h", segments("/")), ("h", prefix("/"))], Some(0)),
+            (&[("*", prefix("/"))], Some(0)),
+            (&[("h", prefix("/")), ("h", prefix("/api"))], None),
+            (&[("h", prefix("/")), ("h", exact("/x"))], None),
+            (&[("h", exact("/"))], None),
+        ];
+        for (routes, expected) in cases {
+            assert_eq!(every_path(routes, "h"), expected, "{routes:?}");
+            if let Some(id) = expected {
+                for path in ["/", "/x", "/api/v1?q=1", "//", "/%ff"] {
+                    assert_eq!(route(routes, "h", path), Some(id), "{routes:?} {path}");
+                }
+            }
+        }
+        assert_eq!(every_path(&[("other", prefix("/"))], "h"), None, "no such host");
     }
 
     #[test]

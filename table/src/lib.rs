@@ -5,6 +5,7 @@
 
 mod affinity;
 mod choose;
+mod fnv;
 mod http_match;
 mod model;
 mod ports;
@@ -15,7 +16,8 @@ mod wire;
 
 pub use affinity::{AffinityKey, ClientAffinity, StickyEndpoints, find_cookie, is_cookie_name};
 pub use choose::{choose_endpoint, choose_endpoint_where, mix64};
-pub use http_match::{HttpRouter, RouteId, normalize_host};
+pub use fnv::FnvHashMap;
+pub use http_match::{HostRoutes, HttpRouter, RouteId, normalize_host};
 pub use model::{Backend, DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, Table, TcpRoute, TlsRoute};
 pub use ports::{Allocation, PortClaim, PortRange, PortRangeError, allocate, allocate_where, parse_ranges};
 pub use sni_match::{SniRouter, check_sni_pattern, normalize_sni};

@@ -10,8 +10,8 @@
 //! longest first.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
+use crate::fnv::FnvHashMap;
 use crate::{RouteId, Table};
 
 /// The longest DNS name (RFC 1035), and so the longest server name a route can name.
@@ -21,9 +21,9 @@ const MAX_LABEL: usize = 63;
 /// A table's TLS routes arranged for lookup. [`RouteId`] indexes [`Table::tls`].
 #[derive(Debug, Default)]
 pub struct SniRouter {
-    exact: HashMap<String, RouteId>,
+    exact: FnvHashMap<String, RouteId>,
     /// By suffix with its leading dot (`.example.com` for `*.example.com`).
-    wildcards: HashMap<String, RouteId>,
+    wildcards: FnvHashMap<String, RouteId>,
 }
 
 impl SniRouter {

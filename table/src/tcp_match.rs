@@ -1,18 +1,18 @@
 //! TCP route matching: which route serves a connection, by the listener port it arrived on.
 
-use std::collections::HashMap;
-
+use crate::fnv::FnvHashMap;
 use crate::{RouteId, Table};
 
 /// A table's TCP routes by port. [`RouteId`] indexes [`Table::tcp`].
 #[derive(Debug, Default)]
 pub struct TcpRouter {
-    by_port: HashMap<u16, RouteId>,
+    by_port: FnvHashMap<u16, RouteId>,
 }
 
 impl TcpRouter {
     pub fn new(table: &Table) -> Self {
-        let mut by_port = HashMap::with_capacity(table.tcp.len());
+        let mut by_port = FnvHashMap::default();
+        by_port.reserve(table.tcp.len());
         for (index, route) in table.tcp.iter().enumerate() {
             // The compiler never lists a port twice; if a table did, the first (oldest) route keeps it.
             by_port.entry(route.port).or_insert(RouteId(index));

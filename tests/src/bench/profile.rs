@@ -1,7 +1,8 @@
 //! The filter's per-request path under callgrind: the filter crate's own `on_request_headers`, built natively and
-//! driven by a host that answers what Envoy would (the shared version key, `:authority`, `:path`). Instruction
-//! counts are exact and repeatable, unlike timings on a shared machine; V8's compiled wasm runs different
-//! instructions, but the same code and so the same hot spots.
+//! driven by a host that answers what Envoy would (`:authority`, `:path`; the shared keys for the first request).
+//! Instruction counts are exact and repeatable, unlike timings on a shared machine; V8's compiled wasm runs
+//! different instructions, but the same code and so the same hot spots. Host calls, which cost far more in Envoy
+//! than in this harness (each crosses the wasm boundary, and a read allocates in the VM), are counted too.
 
 use std::cell::Cell;
 use std::path::Path;
@@ -20,6 +21,8 @@ pub struct ProfileResult {
     pub routes: usize,
     pub requests: usize,
     pub instructions_per_request: f64,
+    /// Calls into the host per request (each crosses the wasm boundary in Envoy).
+    pub host_calls_per_request: f64,
     /// `callgrind_annotate`'s functions by their own cost, the heaviest first.
     pub top_functions: Vec<String>,
 }
@@ -50,10 +53,19 @@ struct BenchHost {
     version: Vec<u8>,
     authorities: Vec<Vec<u8>>,
     current: Cell<usize>,
+    /// Every call the filter made, whatever it was.
+    calls: Cell<usize>,
+}
+
+impl BenchHost {
+    fn call(&self) {
+        self.calls.set(self.calls.get() + 1);
+    }
 }
 
 impl Host for BenchHost {
     fn shared_data(&self, key: &str) -> Option<Vec<u8>> {
+        self.call();
         match key {
             TABLE_KEY => Some(self.table.clone()),
             VERSION_KEY => Some(self.version.clone()),
@@ -61,15 +73,18 @@ impl Host for BenchHost {
         }
     }
     fn set_shared_data(&self, _: &str, _: &[u8]) -> Result<(), String> {
+        self.call();
         Ok(())
     }
     fn shared_data_cas(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         (self.shared_data(key), None)
     }
     fn set_shared_data_cas(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), CasError> {
+        self.call();
         Ok(())
     }
     fn now_ms(&self) -> u64 {
+        self.call();
         0
     }
     fn dispatch_get(&self, _: &str, _: &str, _: &str, _: Duration) -> Result<u32, String> {
@@ -82,6 +97,7 @@ impl Host for BenchHost {
         None
     }
     fn request_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.call();
         match name {
             ":authority" => self.authorities.get(self.current.get()).cloned(),
             ":path" => Some(b"/index.html".to_vec()),
@@ -89,41 +105,54 @@ impl Host for BenchHost {
         }
     }
     fn set_filter_state(&self, _: &[u8]) -> Result<(), String> {
+        self.call();
         Ok(())
     }
     fn send_reply(&self, _: u32, _: &[(&str, &str)], _: &str) -> Result<(), String> {
+        self.call();
         Ok(())
     }
     fn add_response_header(&self, _: &str, _: &str) -> Result<(), String> {
+        self.call();
         Ok(())
     }
     fn property(&self, _: &[&str]) -> Option<Vec<u8>> {
+        self.call();
         None
     }
     fn close_downstream(&self) -> Result<(), String> {
+        self.call();
         Ok(())
     }
     fn define_counter(&self, _: &str) -> Result<u32, String> {
         Ok(0)
     }
     fn increment_counter(&self, _: u32) -> Result<(), String> {
+        self.call();
         Ok(())
     }
 }
 
 /// `berth-bench profile-filter ROUTES REQUESTS`: routes `REQUESTS` requests over every host of a `ROUTES`-route
-/// table. Only [`request_loop`] is measured (callgrind `--toggle-collect`).
+/// table. Only [`request_loop`] is measured (callgrind `--toggle-collect`). Prints the host calls per request.
 pub fn profile_filter(routes: usize, requests: usize) -> anyhow::Result<()> {
     let table = table(routes);
     let authorities = (0..routes).map(|i| format!("{}:8080", host("h", i)).into_bytes()).collect();
-    let envoy =
-        BenchHost { table: berth_table::encode(&table), version: b"1".to_vec(), authorities, current: Cell::new(0) };
+    let envoy = BenchHost {
+        table: berth_table::encode(&table),
+        version: b"1".to_vec(),
+        authorities,
+        current: Cell::new(0),
+        calls: Cell::new(0),
+    };
     let mut routing = HttpRouting::default();
     // The first request loads the table; that is not the per-request cost.
     let first = on_request_headers(&envoy, &mut routing);
     anyhow::ensure!(matches!(first, Verdict::Forwarded(_)), "the table did not load: {first:?}");
+    envoy.calls.set(0);
     let forwarded = request_loop(&envoy, &mut routing, routes, requests);
     anyhow::ensure!(forwarded == requests, "only {forwarded} of {requests} requests were forwarded");
+    println!("{HOST_CALLS} {}", envoy.calls.get() as f64 / requests as f64);
     Ok(())
 }
 
@@ -137,21 +166,28 @@ fn request_loop(envoy: &BenchHost, routing: &mut HttpRouting, routes: usize, req
     std::hint::black_box(forwarded)
 }
 
+/// How `profile-filter` reports the host calls per request on stdout.
+const HOST_CALLS: &str = "host-calls-per-request";
+
 /// Runs this binary's `profile-filter` under callgrind for each table size and reads the counts.
 pub fn run(sizes: &[usize], requests: usize, work: &Path) -> anyhow::Result<Vec<ProfileResult>> {
     let me = std::env::current_exe()?;
     let mut results = Vec::new();
     for &routes in sizes {
         let out = work.join(format!("callgrind.{routes}.out"));
-        let status = Command::new("valgrind")
+        let run = Command::new("valgrind")
             .arg("--tool=callgrind")
             .arg(format!("--callgrind-out-file={}", out.display()))
             .arg("--toggle-collect=*request_loop*")
             .arg(&me)
             .args(["profile-filter", &routes.to_string(), &requests.to_string()])
             .stderr(std::process::Stdio::null())
-            .status()?;
-        anyhow::ensure!(status.success(), "callgrind run failed: {status}");
+            .output()?;
+        anyhow::ensure!(run.status.success(), "callgrind run failed: {}", run.status);
+        let host_calls_per_request = String::from_utf8_lossy(&run.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(HOST_CALLS)?.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("profile-filter did not report its host calls"))?;
         let profile = std::fs::read_to_string(&out)?;
         let total: f64 = profile
             .lines()
@@ -167,9 +203,17 @@ pub fn run(sizes: &[usize], requests: usize, work: &Path) -> anyhow::Result<Vec<
             .take(12)
             .map(|l| l.trim().to_string())
             .collect();
-        let result =
-            ProfileResult { routes, requests, instructions_per_request: total / requests as f64, top_functions };
-        eprintln!("profile: {routes} routes, {:.0} instructions per request", result.instructions_per_request);
+        let result = ProfileResult {
+            routes,
+            requests,
+            instructions_per_request: total / requests as f64,
+            host_calls_per_request,
+            top_functions,
+        };
+        eprintln!(
+            "profile: {routes} routes, {:.0} instructions and {} host calls per request",
+            result.instructions_per_request, result.host_calls_per_request
+        );
         results.push(result);
     }
     Ok(results)
