@@ -79,15 +79,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
             }
             // A clear error for a wrong path before the watcher gives a vaguer one.
             std::fs::metadata(root).map_err(|error| Error::Read { path: root.clone(), error })?;
-            // Watch before the first read, so a change made in between is not missed.
+            // The watch is set up before the first read, so a change made in between is not missed.
             let (snapshots_tx, mut snapshots) = mpsc::channel(4);
-            tasks.push(dir::watch(root.clone(), snapshots_tx)?);
-            let first = {
-                let root = root.clone();
-                tokio::task::spawn_blocking(move || dir::load(&root))
-                    .await
-                    .map_err(|e| Error::Serve(std::io::Error::other(e)))??
-            };
+            let (first, task) = dir::watch(root.clone(), snapshots_tx).await?;
+            tasks.push(task);
             let source = args.source.to_string();
             controller.handle(Update::Reset { source: source.clone(), snapshot: first });
             controller.update();

@@ -26,10 +26,8 @@ const SUPPORTED: &str = "VirtualService (networking.istio.io/v1, v1beta1, v1alph
 pub fn parse_yaml(file: &Path, text: &str) -> Parsed {
     let mut parsed = Parsed::default();
     for (index, (first_line, document)) in split_documents(text).into_iter().enumerate() {
-        // Pad with the lines before the document so YAML's line numbers are the file's.
-        let padded = format!("{}{document}", "\n".repeat(first_line - 1));
         let at = Context { file, document: index + 1, item: None };
-        parse_document(&at, Input::Text(&padded), &mut parsed);
+        parse_document(&at, Input::Text(Document { text: &document, first_line }), &mut parsed);
     }
     parsed
 }
@@ -52,7 +50,7 @@ pub fn parse_value(value: &serde_json::Value) -> Result<Object, Diagnostic> {
     };
     // Through YAML text, so that a type error names the field's path (`spec.ports[0].port: invalid type ..`).
     let yaml = serde_yaml::to_string(value).map_err(|e| problem(format!("cannot read: {e}")))?;
-    let input = Input::Text(&yaml);
+    let input = Input::Text(Document { text: &yaml, first_line: 1 });
     let decoded = decode(kind_of, &input).map_err(|error| {
         let message = error.to_string();
         // Lines of text made up here mean nothing to the object's author.
@@ -102,15 +100,37 @@ impl Context<'_> {
 
 /// A document as text (so errors carry lines) or, for a List's items, as an already parsed value.
 enum Input<'a> {
-    Text(&'a str),
+    Text(Document<'a>),
     Value(Value),
 }
 
 impl Input<'_> {
     fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_yaml::Error> {
         match self {
-            Input::Text(text) => serde_yaml::from_str(text),
+            Input::Text(document) => document.decode(),
             Input::Value(value) => serde_yaml::from_value(value.clone()),
+        }
+    }
+}
+
+/// One document of a file, and the file's line it starts on (1-based).
+#[derive(Clone, Copy)]
+struct Document<'a> {
+    text: &'a str,
+    first_line: usize,
+}
+
+impl Document<'_> {
+    /// Decodes the document alone; when that fails, decodes it again behind as many empty lines as precede it in
+    /// the file, so that YAML's line numbers are the file's. Empty lines mean nothing to YAML, so the second
+    /// decode reads what the first did; doing it only for a document that fails keeps reading a file linear in
+    /// its length (padding every document made it quadratic in the number of documents).
+    fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_yaml::Error> {
+        match serde_yaml::from_str(self.text) {
+            Err(_) if self.first_line > 1 => {
+                serde_yaml::from_str(&format!("{}{}", "\n".repeat(self.first_line - 1), self.text))
+            }
+            decoded => decoded,
         }
     }
 }

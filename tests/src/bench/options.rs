@@ -74,7 +74,8 @@ impl Options {
         }
     }
 
-    /// `[--quick] [--out DIR] [--only a,b] [--workers N]`.
+    /// `[--quick] [--out DIR] [--only a,b] [--workers N] [--changes N] [--propagation-sizes a,b]`; the last two
+    /// make the propagation section quicker to run while working on it.
     pub fn parse(args: &[String]) -> anyhow::Result<Options> {
         let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
         let quick = args.iter().any(|a| a == "--quick");
@@ -85,6 +86,12 @@ impl Options {
         }
         if let Some(workers) = value("--workers") {
             options.workers = workers.parse()?;
+        }
+        if let Some(changes) = value("--changes") {
+            options.changes = changes.parse()?;
+        }
+        if let Some(sizes) = value("--propagation-sizes") {
+            options.propagation_sizes = sizes.split(',').map(str::parse).collect::<Result<_, _>>()?;
         }
         Ok(options)
     }
@@ -100,13 +107,17 @@ mod tests {
 
     #[test]
     fn parses_quick_only_and_workers() {
-        let args: Vec<String> = ["--quick", "--only", "http,tcp", "--workers", "2", "--out", "/tmp/x"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let args: Vec<String> =
+            ["--quick", "--only", "http,tcp", "--workers", "2", "--out", "/tmp/x", "--changes", "7"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         let options = Options::parse(&args).unwrap();
         assert!(options.quick && options.runs("tcp") && !options.runs("churn"));
         assert_eq!((options.workers, options.out, options.http_sizes.len()), (2, PathBuf::from("/tmp/x"), 2));
+        assert_eq!(options.changes, 7);
         assert!(Options::parse(&[]).unwrap().runs("memory"));
+        let sizes = Options::parse(&["--propagation-sizes".to_string(), "10,20".to_string()]).unwrap();
+        assert_eq!(sizes.propagation_sizes, [10, 20]);
     }
 }
