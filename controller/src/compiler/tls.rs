@@ -114,7 +114,8 @@ fn within(sni: &str, host: &str) -> bool {
 /// object, labelled with the route (`tls[0]`), with the source the table names the route by.
 pub fn addresses(claimants: &[Claimant], tls_port: u16) -> Vec<(Source, Assignment)> {
     let mut addresses = Vec::new();
-    for claimant in claimants {
+    // Most objects have no tls routes: their names are not worth formatting.
+    for claimant in claimants.iter().filter(|c| !c.wants.tls.is_empty()) {
         let object = claimant.key.to_string();
         // Repeats within an object are no conflict: the first one listed is the route.
         let mut seen: Vec<&str> = Vec::new();

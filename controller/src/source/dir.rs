@@ -27,8 +27,9 @@ use crate::objects::{Parsed, parse_yaml};
 use crate::{Diagnostic, Error, Result};
 
 /// How long the directory must be quiet before it is read again: editors and `kubectl`-style tools make several
-/// changes for one save.
-const QUIET: Duration = Duration::from_millis(50);
+/// changes for one save, within a millisecond or two. Every change waits this long, so it is short; a writer that
+/// pauses longer in the middle costs an extra update (of what the files held then), which the next one corrects.
+const QUIET: Duration = Duration::from_millis(20);
 /// Read again at least this often while changes keep coming.
 const MAX_DELAY: Duration = Duration::from_millis(500);
 /// Directory links can form loops; nobody nests manifests deeper than this.
