@@ -128,18 +128,16 @@ impl Tree {
         }
         for (path, depth) in reread {
             self.forget(path);
-            // Follow links, as the first read does.
-            match std::fs::metadata(path) {
-                Ok(metadata) if metadata.is_dir() => {
-                    if depth <= MAX_DEPTH {
-                        self.scan(path, depth);
-                    }
-                }
-                Ok(_) if is_manifest(path) && depth <= MAX_DEPTH + 1 => self.read(path.to_path_buf()),
-                // Gone, or not a manifest.
-                _ => {}
-            }
             self.links |= std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+            // Follow links, as the first read does. Gone: nothing more to do.
+            let Ok(metadata) = std::fs::metadata(path) else { continue };
+            if metadata.is_dir() {
+                if depth <= MAX_DEPTH {
+                    self.scan(path, depth);
+                }
+            } else if is_manifest(path) && depth <= MAX_DEPTH + 1 {
+                self.read(path.to_path_buf());
+            }
         }
         Ok(())
     }
