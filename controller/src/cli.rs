@@ -90,6 +90,16 @@ pub struct RunArgs {
     /// (`berth envoy-config --tls-port`) serves it.
     #[arg(long, env = "BERTH_TLS_PORT", default_value_t = crate::compiler::tls::DEFAULT_TLS_PORT)]
     pub tls_port: u16,
+    /// With `--source kube`: the namespace whose Secrets named `kubeconfig-<cluster>-<last 4 hex digits of the
+    /// cluster's UUID>` (key `kubeconfig`) add clusters to watch; see the README's "Many clusters". Default: the
+    /// controller's own namespace (`POD_NAMESPACE`), else berth-system.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "berth-system", value_name = "NS")]
+    pub cluster_secrets_namespace: String,
+    /// With `--source kube`: make each other cluster's API server reachable through Envoy's TLS listener at
+    /// `<cluster>.<DOMAIN>` (TLS passthrough by server name), e.g. `kubectl --server https://alpha.DOMAIN`. Point
+    /// a DNS wildcard `*.DOMAIN` at Envoy. None (the default): no such routes.
+    #[arg(long, env = "BERTH_API_DOMAIN", value_name = "DOMAIN")]
+    pub api_domain: Option<String>,
     #[command(flatten)]
     pub leader: LeaderArgs,
 }

@@ -1,25 +1,81 @@
 //! The index: every object every source currently holds, with where it came from and when it was first seen.
 //!
 //! Plain data, owned by one task and changed only through `apply`, `delete` and `reset`; the compiler reads it.
+//! Objects of every cluster sit side by side, told apart by the cluster in their key. A cluster can be held
+//! back ([`Index::hold`]) while its first lists come in, so that a half-listed cluster (its VirtualServices
+//! without its Services yet) is never compiled into errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::Diagnostic;
-use crate::objects::{Kind, Object, ObjectKey};
+use crate::objects::{Kind, LOCAL_CLUSTER, Object, ObjectKey};
 
-/// Names a source of objects, e.g. `dir:examples`.
-pub type SourceId = String;
+/// Names a source of objects within a cluster: `dir:examples`, `kube:Service v1` of cluster `alpha`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourceId {
+    pub cluster: String,
+    pub name: String,
+}
+
+impl SourceId {
+    pub fn new(cluster: &str, name: &str) -> Self {
+        SourceId { cluster: cluster.to_string(), name: name.to_string() }
+    }
+}
+
+/// A source of the local cluster.
+impl From<&str> for SourceId {
+    fn from(name: &str) -> Self {
+        SourceId::new(LOCAL_CLUSTER, name)
+    }
+}
+
+impl From<String> for SourceId {
+    fn from(name: String) -> Self {
+        SourceId { cluster: LOCAL_CLUSTER.to_string(), name }
+    }
+}
+
+impl From<&SourceId> for SourceId {
+    fn from(source: &SourceId) -> Self {
+        source.clone()
+    }
+}
+
+/// `dir:examples`, or `dir:examples (cluster alpha)`.
+impl fmt::Display for SourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.cluster.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{} (cluster {})", self.name, self.cluster)
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub object: Object,
+    /// The source, and with it the cluster, the object came from.
     pub source: SourceId,
     /// The file the object was read from, for messages; none for sources without files.
     pub file: Option<PathBuf>,
     /// When the index first saw this object, as a sequence number: the age of objects without a
     /// `creationTimestamp`. Kept while the object exists, even across a source's resets.
     pub seen: u64,
+}
+
+impl Entry {
+    /// The object's key, in the cluster it came from.
+    pub fn key(&self) -> ObjectKey {
+        self.object.key().in_cluster(&self.source.cluster)
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.source.cluster
+    }
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +86,8 @@ pub struct Index {
     /// Objects a watching source could not read, by source and key: each is absent from `objects` until a good
     /// version arrives or it is deleted.
     rejected: BTreeMap<SourceId, BTreeMap<ObjectKey, Diagnostic>>,
+    /// Clusters whose objects are kept but not shown to readers yet.
+    held: BTreeSet<String>,
     next_seen: u64,
 }
 
@@ -39,42 +97,53 @@ impl Index {
     }
 
     /// Adds or replaces one object. An object that another source already holds stays with that source.
-    pub fn apply(&mut self, source: &str, object: Object, file: Option<PathBuf>) -> Result<(), Diagnostic> {
-        let key = object.key();
+    pub fn apply(
+        &mut self,
+        source: impl Into<SourceId>,
+        object: Object,
+        file: Option<PathBuf>,
+    ) -> Result<(), Diagnostic> {
+        let source = source.into();
+        let key = object.key().in_cluster(&source.cluster);
         if let Some(entry) = self.objects.get_mut(&key) {
             if entry.source != source {
-                let first = entry.file.as_ref().map_or_else(|| entry.source.clone(), |f| f.display().to_string());
+                let first = entry.file.as_ref().map_or_else(|| entry.source.to_string(), |f| f.display().to_string());
                 return Err(Diagnostic::new(format!("{key} is also defined in {first}; this copy is ignored"))
                     .object(key.to_string())
                     .file(file));
             }
             entry.object = object;
             entry.file = file;
-            self.clear_rejected(source, &key);
+            self.clear_rejected(&source, &key);
             return Ok(());
         }
-        self.clear_rejected(source, &key);
+        self.clear_rejected(&source, &key);
         let seen = self.next_seen;
         self.next_seen += 1;
-        self.objects.insert(key, Entry { object, source: source.to_string(), file, seen });
+        self.objects.insert(key, Entry { object, source, file, seen });
         Ok(())
     }
 
-    pub fn delete(&mut self, source: &str, key: &ObjectKey) {
-        if self.objects.get(key).is_some_and(|entry| entry.source == source) {
-            self.objects.remove(key);
+    /// Removes the object `key` names in `source`'s cluster, if `source` holds it.
+    pub fn delete(&mut self, source: impl Into<SourceId>, key: &ObjectKey) {
+        let source = source.into();
+        let key = key.clone().in_cluster(&source.cluster);
+        if self.objects.get(&key).is_some_and(|entry| entry.source == source) {
+            self.objects.remove(&key);
         }
-        self.clear_rejected(source, key);
+        self.clear_rejected(&source, &key);
     }
 
     /// Records that `source` holds an object it cannot read: any earlier version it held is gone (as a broken
     /// document in a file is), and `diagnostic` says why until the object is fixed or deleted.
-    pub fn reject(&mut self, source: &str, key: ObjectKey, diagnostic: Diagnostic) {
-        self.delete(source, &key);
-        self.rejected.entry(source.to_string()).or_default().insert(key, diagnostic);
+    pub fn reject(&mut self, source: impl Into<SourceId>, key: ObjectKey, diagnostic: Diagnostic) {
+        let source = source.into();
+        let key = key.in_cluster(&source.cluster);
+        self.delete(&source, &key);
+        self.rejected.entry(source).or_default().insert(key, diagnostic);
     }
 
-    fn clear_rejected(&mut self, source: &str, key: &ObjectKey) {
+    fn clear_rejected(&mut self, source: &SourceId, key: &ObjectKey) {
         if let Some(rejected) = self.rejected.get_mut(source) {
             rejected.remove(key);
         }
@@ -82,11 +151,17 @@ impl Index {
 
     /// Replaces everything `source` holds with `objects` (in the order it read them) and its reading problems.
     /// Objects still present keep their age; new ones are younger than all others, in the order given.
-    pub fn reset(&mut self, source: &str, objects: Vec<(Object, Option<PathBuf>)>, mut diagnostics: Vec<Diagnostic>) {
+    pub fn reset(
+        &mut self,
+        source: impl Into<SourceId>,
+        objects: Vec<(Object, Option<PathBuf>)>,
+        mut diagnostics: Vec<Diagnostic>,
+    ) {
+        let source = source.into();
         let mut incoming: BTreeMap<ObjectKey, (Object, Option<PathBuf>)> = BTreeMap::new();
         let mut order = Vec::new();
         for (object, file) in objects {
-            let key = object.key();
+            let key = object.key().in_cluster(&source.cluster);
             if let Some((_, first)) = incoming.get(&key) {
                 let first = first.as_ref().map_or_else(|| source.to_string(), |f| f.display().to_string());
                 diagnostics.push(
@@ -109,30 +184,62 @@ impl Index {
                     }
                     Some(_) => {} // held by another source; reported by `apply`
                     None => {
-                        if let Err(d) = self.apply(source, object, file) {
+                        if let Err(d) = self.apply(&source, object, file) {
                             diagnostics.push(d);
                         }
                     }
                 }
             }
         }
-        self.diagnostics.insert(source.to_string(), diagnostics);
-        self.rejected.remove(source);
+        self.rejected.remove(&source);
+        self.diagnostics.insert(source, diagnostics);
+    }
+
+    /// Forgets everything every source of `cluster` holds: the cluster is gone.
+    pub fn remove_cluster(&mut self, cluster: &str) {
+        self.objects.retain(|_, entry| entry.source.cluster != cluster);
+        self.diagnostics.retain(|source, _| source.cluster != cluster);
+        self.rejected.retain(|source, _| source.cluster != cluster);
+        self.held.remove(cluster);
+    }
+
+    /// Keeps `cluster`'s objects from readers until [`Index::release`]: its first lists are still coming in.
+    pub fn hold(&mut self, cluster: &str) {
+        self.held.insert(cluster.to_string());
+    }
+
+    pub fn release(&mut self, cluster: &str) {
+        self.held.remove(cluster);
+    }
+
+    fn shown(&self, cluster: &str) -> bool {
+        self.held.is_empty() || !self.held.contains(cluster)
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<&Entry> {
-        self.objects.get(key)
+        self.objects.get(key).filter(|_| self.shown(&key.cluster))
     }
 
-    /// Every object of one kind, by namespace then name.
+    /// Every object of one kind, by cluster, namespace then name.
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = &Entry> {
         let start = ObjectKey::new(kind, "", "");
-        self.objects.range(start..).take_while(move |(key, _)| key.kind == kind).map(|(_, entry)| entry)
+        self.objects
+            .range(start..)
+            .take_while(move |(key, _)| key.kind == kind)
+            .filter(|(key, _)| self.shown(&key.cluster))
+            .map(|(_, entry)| entry)
+    }
+
+    /// Every object of one kind in one cluster.
+    pub fn of_kind_in<'a>(&'a self, kind: Kind, cluster: &'a str) -> impl Iterator<Item = &'a Entry> {
+        self.of_kind(kind).filter(move |entry| entry.source.cluster == cluster)
     }
 
     /// Problems found while reading the sources.
     pub fn source_diagnostics(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics.values().flatten().chain(self.rejected.values().flat_map(BTreeMap::values))
+        let diagnostics = self.diagnostics.iter().filter(|(source, _)| self.shown(&source.cluster));
+        let rejected = self.rejected.iter().filter(|(source, _)| self.shown(&source.cluster));
+        diagnostics.flat_map(|(_, d)| d).chain(rejected.flat_map(|(_, r)| r.values()))
     }
 
     pub fn len(&self) -> usize {
@@ -165,7 +272,7 @@ mod tests {
     }
 
     fn names(index: &Index, kind: Kind) -> Vec<(String, u64)> {
-        index.of_kind(kind).map(|e| (e.object.key().name, e.seen)).collect()
+        index.of_kind(kind).map(|e| (e.key().name, e.seen)).collect()
     }
 
     #[test]
@@ -240,5 +347,29 @@ mod tests {
         index.reject("kube:Service", key, Diagnostic::new("bad"));
         index.reset("kube:Service", vec![], vec![]);
         assert_eq!(index.source_diagnostics().count(), 0, "a relist replaces every rejection");
+    }
+
+    #[test]
+    fn clusters_hold_objects_of_the_same_name_apart_and_go_alone() {
+        let mut index = Index::new();
+        index.apply("kube:Service", mk_service("ns", "a"), None).unwrap();
+        let alpha = SourceId::new("alpha", "kube:Service");
+        index.apply(&alpha, mk_service("ns", "a"), None).unwrap();
+        assert_eq!(index.len(), 2, "the same name in two clusters is two objects");
+        let remote = ObjectKey::new(Kind::Service, "ns", "a").in_cluster("alpha");
+        assert_eq!(index.get(&remote).unwrap().key(), remote);
+        assert_eq!(index.of_kind_in(Kind::Service, "alpha").count(), 1);
+
+        index.hold("alpha");
+        assert!(index.get(&remote).is_none(), "a held cluster is not shown");
+        assert_eq!(index.of_kind(Kind::Service).count(), 1);
+        index.release("alpha");
+        assert_eq!(index.of_kind(Kind::Service).count(), 2);
+
+        index.reject(&alpha, ObjectKey::new(Kind::Service, "ns", "b"), Diagnostic::new("bad"));
+        index.remove_cluster("alpha");
+        assert_eq!(index.len(), 1);
+        assert_eq!(index.source_diagnostics().count(), 0);
+        assert!(index.get(&ObjectKey::new(Kind::Service, "ns", "a")).is_some(), "the local cluster is untouched");
     }
 }

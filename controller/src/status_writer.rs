@@ -7,8 +7,12 @@
 //! - With `--ingress-address`, every Ingress Berth served before but serves no more (its class changed, Berth's
 //!   IngressClass is gone): the address Berth wrote is cleared (an address another controller wrote stays).
 //! - A core/v1 Event (type Warning, reason `BerthError`) for every error that appears on a VirtualService, an
-//!   Ingress or a Service (a malformed health check annotation), named after the object and the error ([`event_name`]): a restarted controller finds the Event it
-//!   wrote before and adds none; an error that goes away and comes back raises that Event's `count`.
+//!   Ingress or a Service (a malformed health check annotation), named after the object and the error
+//!   ([`event_name`]): a restarted controller finds the Event it wrote before and adds none; an error that goes
+//!   away and comes back raises that Event's `count`. Likewise on a kubeconfig Secret whose cluster cannot be used.
+//!
+//! There is one writer per cluster, with that cluster's client: what Berth decides about another cluster's objects
+//! is written to that cluster's API server.
 //!
 //! Writes are JSON merge patches under the field manager `berth`. A merge patch, not server-side apply: removing
 //! an annotation must work whoever last set it (a user's `kubectl apply` of an exported manifest takes over the
@@ -69,12 +73,22 @@ pub struct Note {
     pub message: String,
 }
 
-/// The writes that make the objects in `index` say what `compiled` decided; none when they already do.
+/// An Event to create on a Secret (a cluster's kubeconfig, in the controller's namespace).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretNote {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    pub message: String,
+}
+
+/// The writes that make the objects in `index` (of every cluster: each write's key names its cluster) say what
+/// `compiled` decided; none when they already do.
 pub fn plan(index: &Index, compiled: &Compiled, ingress_address: Option<&str>) -> Vec<Write> {
     let mut writes = Vec::new();
     for entry in index.of_kind(Kind::VirtualService) {
         let Object::VirtualService(vs) = &entry.object else { continue };
-        let key = entry.object.key();
+        let key = entry.key();
         let object = key.to_string();
         let exposed = annotation(&vs.metadata, EXPOSE_ANNOTATION) == Some("true");
         let (address, error) = if exposed {
@@ -100,9 +114,10 @@ pub fn plan(index: &Index, compiled: &Compiled, ingress_address: Option<&str>) -
         } else {
             json!([{"hostname": address}])
         };
-        let classes = Classes::from_index(index);
+        let mut classes: HashMap<&str, Classes> = HashMap::new();
         for entry in index.of_kind(Kind::Ingress) {
             let Object::Ingress(ingress) = &entry.object else { continue };
+            let classes = classes.entry(entry.cluster()).or_insert_with(|| Classes::from_index(index, entry.cluster()));
             let current = ingress
                 .status
                 .as_ref()
@@ -121,7 +136,7 @@ pub fn plan(index: &Index, compiled: &Compiled, ingress_address: Option<&str>) -
             };
             if current != wanted {
                 writes.push(Write {
-                    key: entry.object.key(),
+                    key: entry.key(),
                     resource_version: ingress.metadata.resource_version.clone(),
                     patch: json!({"status": {"loadBalancer": {"ingress": wanted}}}),
                 });
@@ -149,13 +164,13 @@ pub fn notes(index: &Index, new_diagnostics: &[Diagnostic]) -> Vec<Note> {
         let Some(entry) = [Kind::VirtualService, Kind::Ingress, Kind::Service]
             .into_iter()
             .flat_map(|kind| index.of_kind(kind))
-            .find(|entry| entry.object.key().to_string() == *object)
+            .find(|entry| entry.key().to_string() == *object)
         else {
             continue;
         };
         let meta = entry.object.metadata();
         notes.push(Note {
-            key: entry.object.key(),
+            key: entry.key(),
             uid: meta.uid.clone(),
             resource_version: meta.resource_version.clone(),
             message: Diagnostic { object: None, file: None, ..diagnostic.clone() }.to_string(),
@@ -167,18 +182,26 @@ pub fn notes(index: &Index, new_diagnostics: &[Diagnostic]) -> Vec<Note> {
 /// The handle the run loop gives plans and notes to; the writing happens in its own task.
 pub struct Writer {
     plans: watch::Sender<Vec<Write>>,
-    notes: mpsc::UnboundedSender<Note>,
+    notes: mpsc::UnboundedSender<Pending>,
     virtual_service: watch::Sender<Option<ApiResource>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// An Event waiting to be recorded.
+#[derive(Debug, Clone)]
+enum Pending {
+    Object(Note),
+    Secret(SecretNote),
 }
 
 impl Writer {
-    /// Starts the writing task.
-    pub fn spawn(client: Client) -> (Writer, tokio::task::JoinHandle<()>) {
+    /// Starts the writing task, which ends when the writer is dropped.
+    pub fn spawn(client: Client) -> Writer {
         let (plans, plans_rx) = watch::channel(Vec::new());
         let (notes, notes_rx) = mpsc::unbounded_channel();
         let (virtual_service, virtual_service_rx) = watch::channel(None);
         let task = tokio::spawn(write_loop(client, virtual_service_rx, plans_rx, notes_rx));
-        (Writer { plans, notes, virtual_service }, task)
+        Writer { plans, notes, virtual_service, task }
     }
 
     /// The resource VirtualServices are read through now (none while their CRD is not installed).
@@ -196,7 +219,17 @@ impl Writer {
     }
 
     pub fn note(&self, note: Note) {
-        let _ = self.notes.send(note);
+        let _ = self.notes.send(Pending::Object(note));
+    }
+
+    pub fn note_secret(&self, note: SecretNote) {
+        let _ = self.notes.send(Pending::Secret(note));
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -212,13 +245,13 @@ async fn write_loop(
     client: Client,
     virtual_service: watch::Receiver<Option<ApiResource>>,
     mut plans: watch::Receiver<Vec<Write>>,
-    mut notes: mpsc::UnboundedReceiver<Note>,
+    mut notes: mpsc::UnboundedReceiver<Pending>,
 ) {
     // The writes made, by object: skipped when planned again against the same resourceVersion.
     let mut done: HashMap<ObjectKey, (Option<String>, Value)> = HashMap::new();
     // The Events this process wrote or found: the same error again counts on the same Event.
     let mut recorded: HashSet<String> = HashSet::new();
-    let mut unsent: Vec<Note> = Vec::new();
+    let mut unsent: Vec<Pending> = Vec::new();
     let mut delay = RETRY_FIRST;
     loop {
         let writes = plans.borrow_and_update().clone();
@@ -245,14 +278,15 @@ async fn write_loop(
             }
         }
         for note in std::mem::take(&mut unsent) {
-            let name = event_name(&note);
-            match event(&client, vs.as_ref(), &note, recorded.contains(&name)).await {
+            let subject = Subject::of(&note, vs.as_ref());
+            let name = subject.event_name();
+            match event(&client, &subject, recorded.contains(&name)).await {
                 Ok(outcome) => {
-                    debug!(object = %note.key, event = %name, ?outcome, "recorded an Event");
+                    debug!(object = %subject, event = %name, ?outcome, "recorded an Event");
                     recorded.insert(name);
                 }
                 Err(error) => {
-                    warn!(object = %note.key, %error, "cannot record an Event; trying again in {delay:?}");
+                    warn!(object = %subject, %error, "cannot record an Event; trying again in {delay:?}");
                     failed = true;
                     unsent.push(note);
                 }
@@ -304,25 +338,80 @@ async fn patch(client: &Client, virtual_service: Option<&ApiResource>, write: &W
 /// object's kind, namespace, name and uid, and the message). The same error on the same object always has the same
 /// Event, so a restarted controller finds the one it wrote before instead of adding another.
 pub fn event_name(note: &Note) -> String {
-    use sha2::Digest;
-    let identity = [
-        note.key.kind.as_str(),
-        &note.key.namespace,
-        &note.key.name,
-        note.uid.as_deref().unwrap_or_default(),
-        EVENT_REASON,
-        &note.message,
-    ]
-    .join("\n");
-    let hash: String = sha2::Sha256::digest(identity.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
-    // Object names are DNS subdomains of at most 253 characters, as Event names must be: keep that.
-    let suffix = format!(".berth-{hash}");
-    let room = 253 - suffix.len();
-    let mut name: String = note.key.name.chars().take(room).collect();
-    while name.ends_with(['.', '-']) {
-        name.pop();
+    Subject::of(&Pending::Object(note.clone()), None).event_name()
+}
+
+/// What an Event is about and says.
+struct Subject {
+    api_version: String,
+    kind: &'static str,
+    namespace: String,
+    name: String,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    message: String,
+}
+
+impl Subject {
+    fn of(note: &Pending, virtual_service: Option<&ApiResource>) -> Subject {
+        match note {
+            Pending::Object(note) => Subject {
+                api_version: match note.key.kind {
+                    Kind::VirtualService => {
+                        virtual_service.map_or("networking.istio.io/v1", |r| r.api_version.as_str()).to_string()
+                    }
+                    Kind::Service => "v1".to_string(),
+                    _ => "networking.k8s.io/v1".to_string(),
+                },
+                kind: note.key.kind.as_str(),
+                namespace: note.key.namespace.clone(),
+                name: note.key.name.clone(),
+                uid: note.uid.clone(),
+                resource_version: note.resource_version.clone(),
+                message: note.message.clone(),
+            },
+            Pending::Secret(note) => Subject {
+                api_version: "v1".to_string(),
+                kind: "Secret",
+                namespace: note.namespace.clone(),
+                name: note.name.clone(),
+                uid: note.uid.clone(),
+                resource_version: None,
+                message: note.message.clone(),
+            },
+        }
     }
-    format!("{name}{suffix}")
+
+    /// The object's name and a hash of what identifies the error; see [`event_name`].
+    fn event_name(&self) -> String {
+        use sha2::Digest;
+        let identity = [
+            self.kind,
+            &self.namespace,
+            &self.name,
+            self.uid.as_deref().unwrap_or_default(),
+            EVENT_REASON,
+            &self.message,
+        ]
+        .join("\n");
+        let hash: String =
+            sha2::Sha256::digest(identity.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+        // Object names are DNS subdomains of at most 253 characters, as Event names must be: keep that.
+        let suffix = format!(".berth-{hash}");
+        let room = 253 - suffix.len();
+        let mut name: String = self.name.chars().take(room).collect();
+        while name.ends_with(['.', '-']) {
+            name.pop();
+        }
+        format!("{name}{suffix}")
+    }
+}
+
+/// `Secret berth-system/kubeconfig-alpha-1a2b`, for logs.
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
 }
 
 /// What recording a note did.
@@ -341,37 +430,27 @@ enum Recorded {
 /// Records `note` as an Event named by [`event_name`]: creates it, or, when it exists and this process recorded
 /// it before (`again`: the error went away and came back), counts it once more. An Event this process did not
 /// write is a restarted controller's own earlier record of the same error, so it is left alone.
-async fn event(
-    client: &Client,
-    virtual_service: Option<&ApiResource>,
-    note: &Note,
-    again: bool,
-) -> Result<Recorded, kube::Error> {
-    let api_version = match note.key.kind {
-        Kind::VirtualService => virtual_service.map_or("networking.istio.io/v1", |r| r.api_version.as_str()),
-        Kind::Service => "v1",
-        _ => "networking.k8s.io/v1",
-    };
-    let name = event_name(note);
+async fn event(client: &Client, subject: &Subject, again: bool) -> Result<Recorded, kube::Error> {
+    let name = subject.event_name();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let event = Event {
         metadata: ObjectMeta {
             name: Some(name.clone()),
-            namespace: Some(note.key.namespace.clone()),
+            namespace: Some(subject.namespace.clone()),
             ..ObjectMeta::default()
         },
         involved_object: ObjectReference {
-            api_version: Some(api_version.to_string()),
-            kind: Some(note.key.kind.to_string()),
-            namespace: Some(note.key.namespace.clone()),
-            name: Some(note.key.name.clone()),
-            uid: note.uid.clone(),
-            resource_version: note.resource_version.clone(),
+            api_version: Some(subject.api_version.clone()),
+            kind: Some(subject.kind.to_string()),
+            namespace: Some(subject.namespace.clone()),
+            name: Some(subject.name.clone()),
+            uid: subject.uid.clone(),
+            resource_version: subject.resource_version.clone(),
             ..ObjectReference::default()
         },
         type_: Some("Warning".to_string()),
         reason: Some(EVENT_REASON.to_string()),
-        message: Some(note.message.clone()),
+        message: Some(subject.message.clone()),
         source: Some(EventSource { component: Some(FIELD_MANAGER.to_string()), host: None }),
         reporting_component: Some(FIELD_MANAGER.to_string()),
         first_timestamp: Some(now.clone()),
@@ -379,7 +458,7 @@ async fn event(
         count: Some(1),
         ..Event::default()
     };
-    let api = Api::<Event>::namespaced(client.clone(), &note.key.namespace);
+    let api = Api::<Event>::namespaced(client.clone(), &subject.namespace);
     let post = PostParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PostParams::default() };
     match api.create(&post, &event).await {
         Ok(_) => return Ok(Recorded::Created),

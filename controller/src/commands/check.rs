@@ -11,6 +11,7 @@ use crate::index::Index;
 use crate::objects::health_check::DEFAULT_INTERVAL;
 use crate::server::AddressView;
 use crate::source::dir;
+use crate::source::dir_clusters::Splitter;
 use crate::{Result, report, state};
 
 pub fn check(args: CheckArgs) -> ExitCode {
@@ -21,7 +22,7 @@ pub fn check(args: CheckArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let options = Options { backends: args.backends, tls_port: args.tls_port };
+    let options = Options { backends: args.backends, tls_port: args.tls_port, ..Options::default() };
     let compiled = match compile_path(&args.path, &options, &held) {
         Ok(compiled) => compiled,
         Err(error) => {
@@ -42,7 +43,9 @@ pub fn check(args: CheckArgs) -> ExitCode {
 pub fn compile_path(path: &Path, options: &Options, held: &HeldPorts) -> Result<Compiled> {
     let snapshot = dir::load(path)?;
     let mut index = Index::new();
-    index.reset(&format!("dir:{}", path.display()), snapshot.objects, snapshot.diagnostics);
+    for (source, snapshot) in Splitter::new(path, &format!("dir:{}", path.display())).split(snapshot) {
+        index.reset(source, snapshot.objects, snapshot.diagnostics);
+    }
     let mut compiled = compile(&index, options, held);
     // As `berth run` reports them; checking itself needs a running controller.
     compiled.diagnostics.extend(health::annotation_diagnostics(&index, DEFAULT_INTERVAL));

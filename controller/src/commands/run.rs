@@ -13,6 +13,10 @@
 //! the write lands (normally one round trip) only that route waits; everything else is published at once, and
 //! the write-back ([`crate::status_writer`]) never holds up a publication.
 //!
+//! Many clusters: the local one and one per kubeconfig Secret ([`crate::source::clusters`]) in Kubernetes mode,
+//! the top level and one per subdirectory ([`crate::source::dir_clusters`]) in directory mode. All of them feed the
+//! one index and the one table.
+//!
 //! With `--leader-elect`, replicas campaign for a Lease ([`crate::leader`]). Every replica watches, compiles and
 //! serves; only the leader writes back. A follower holds exactly the ports on record and hands out none, so its
 //! table never names a port the leader did not record; when it becomes leader it picks up from there. All of them
@@ -33,11 +37,12 @@ use crate::cli::{RunArgs, Source};
 use crate::compiler::{Assignments, Compiled, HeldPorts, Options, compile, ports};
 use crate::health::Health;
 use crate::index::Index;
-use crate::objects::{Kind, Object, annotation};
+use crate::objects::{Kind, annotation};
 use crate::publish::Publisher;
-use crate::server::SourceView;
+use crate::source::clusters::Clusters;
+use crate::source::dir_clusters::Splitter;
 use crate::source::{Update, crds, dir, kube};
-use crate::status_writer::{self, Writer};
+use crate::status_writer;
 use crate::{Error, Result, leader, server, state};
 
 /// How often a failed write of the state file is tried again.
@@ -50,7 +55,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let mut controller = Controller {
         index: Index::new(),
         publisher: Publisher::starting_now(),
-        options: Options { backends: args.backends, tls_port: args.tls_port },
+        options: Options { backends: args.backends, tls_port: args.tls_port, ..Options::default() },
         assignments: Assignments::new(),
         held: HeldPorts::new(),
         // Kept in the state file in directory mode and shared through a Secret with `--leader-elect`; otherwise a
@@ -83,8 +88,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
             let (snapshots_tx, mut snapshots) = mpsc::channel(4);
             let (first, task) = dir::watch(root.clone(), snapshots_tx).await?;
             tasks.push(task);
-            let source = args.source.to_string();
-            controller.handle(Update::Reset { source: source.clone(), snapshot: first });
+            let mut splitter = Splitter::new(root, &args.source.to_string());
+            for (source, snapshot) in splitter.split(first) {
+                controller.handle(Update::Reset { source, snapshot });
+            }
             controller.update();
             // At start a state file that cannot be written is fatal, like one that cannot be read.
             if let (Some(path), None) = (&controller.state, &controller.saved) {
@@ -93,8 +100,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
             let updates_tx = updates_tx.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(snapshot) = snapshots.recv().await {
-                    if updates_tx.send(Update::Reset { source: source.clone(), snapshot }).await.is_err() {
-                        return;
+                    for (source, snapshot) in splitter.split(snapshot) {
+                        if updates_tx.send(Update::Reset { source, snapshot }).await.is_err() {
+                            return;
+                        }
                     }
                 }
             }));
@@ -113,26 +122,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 let namespace = args.leader.leader_elect_namespace.clone();
                 tasks.push(leader::session_key::spawn(client.clone(), namespace, updates_tx.clone()));
             }
-            let (writer, task) = Writer::spawn(client.clone());
-            tasks.push(task);
-            tasks.push(kube::spawn_probe(&client, &updates_tx));
-            tasks.extend(crds::spawn(&client, &updates_tx));
-            let mut watches = kube::Watches::new(client, options, updates_tx.clone());
-            for (kind, resource) in kube::builtin_resources() {
-                watches.set(kind, Some(resource));
-            }
-            // Ready once every built-in kind is listed and each CRD's kind is listed or known to be missing.
-            let mut unlisted: Vec<Kind> = kube::builtin_resources().into_iter().map(|(kind, _)| kind).collect();
-            unlisted.extend(crds::OPTIONAL_KINDS.iter().map(|(kind, _, _)| *kind));
+            let clusters = Clusters::start(client, options, &args.cluster_secrets_namespace, updates_tx.clone());
+            controller.options.api_servers.domain = args.api_domain.clone();
             controller.kube = Some(KubeMode {
                 leads: campaign.as_ref().map(|c| c.leads.clone()),
                 campaign,
-                writer,
                 ingress_address: args.ingress_address.clone(),
-                unlisted,
-                stale: None,
-                watches,
-                missing: BTreeSet::new(),
+                clusters,
+                started: false,
                 noted: false,
             });
             controller.publish_sources();
@@ -244,15 +241,12 @@ struct KubeMode {
     /// Whether this replica leads, with `--leader-elect`; without it, it always does.
     leads: Option<watch::Receiver<bool>>,
     campaign: Option<leader::Campaign>,
-    writer: Writer,
     ingress_address: Option<String>,
-    /// Kinds whose first list has not arrived: nothing is compiled (and `/readyz` fails) until none is left.
-    unlisted: Vec<Kind>,
-    /// Since when (RFC 3339) and why the cluster cannot be reached.
-    stale: Option<(String, String)>,
-    watches: kube::Watches,
-    /// Kinds whose CRD is not installed.
-    missing: BTreeSet<Kind>,
+    /// Every watched cluster, with its watches and its writer.
+    clusters: Clusters,
+    /// Whether a table has been compiled. Until then nothing is (and `/readyz` fails) before every kind of every
+    /// cluster is listed ([`Clusters::ready`]).
+    started: bool,
     /// Whether every error of the last publication has been given to the writer as an Event, which happens only
     /// while leading: a replica that starts to lead notes them all (Events are named per error, so one the
     /// previous leader recorded is found, not repeated).
@@ -263,7 +257,7 @@ impl Controller {
     /// Takes one update into the index; whether anything that needs a compilation changed.
     fn handle(&mut self, update: Update) -> bool {
         if let (Some(kube), Some(source)) = (&self.kube, update.source())
-            && !kube.watches.is_current(source)
+            && !kube.clusters.is_current(source)
         {
             return false; // in flight from a watch that has ended
         }
@@ -277,51 +271,49 @@ impl Controller {
             }
             Update::Reject { source, key, diagnostic } => self.index.reject(&source, key, diagnostic),
             Update::Delete { source, key } => self.index.delete(&source, &key),
-            Update::Listed(kind) => {
+            Update::Listed { cluster, kind } => {
                 if let Some(kube) = &mut self.kube {
-                    kube.unlisted.retain(|k| *k != kind);
+                    kube.clusters.listed(&cluster, kind, &mut self.index);
                 }
             }
-            Update::Served { kind, resource } => {
+            Update::Served { cluster, kind, resource } => {
                 let Some(kube) = &mut self.kube else { return false };
-                if resource.is_some() {
-                    kube.missing.remove(&kind);
-                } else {
-                    kube.missing.insert(kind);
-                    kube.unlisted.retain(|k| *k != kind);
-                }
-                if kind == Kind::VirtualService {
-                    kube.writer.set_virtual_service(resource.clone());
-                }
-                if let Some(ended) = kube.watches.set(kind, resource) {
-                    self.index.reset(&ended, Vec::new(), Vec::new());
+                if let Some(ended) = kube.clusters.served(&cluster, kind, resource) {
+                    self.index.reset(ended, Vec::new(), Vec::new());
                 }
             }
-            Update::Failing { error } => {
-                if let Some(kube) = &mut self.kube {
-                    if kube.stale.is_none() {
-                        warn!(%error, "the cluster cannot be reached; serving the last objects seen");
-                    }
-                    let since = kube.stale.take().map(|(since, _)| since);
-                    let since = since.unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().to_string());
-                    kube.stale = Some((since, error));
+            Update::Failing { cluster, error } => {
+                let Some(kube) = &mut self.kube else { return false };
+                let (shown, recompile) = kube.clusters.failing(&cluster, error);
+                if shown {
+                    self.publish_sources();
                 }
-                self.publish_sources();
-                return false;
+                return recompile;
             }
             Update::SessionKey(key) => {
                 let changed = self.affinity_key != Some(key);
                 self.affinity_key = Some(key);
                 return changed;
             }
-            Update::Healthy => {
+            Update::Healthy { cluster } => {
                 if let Some(kube) = &mut self.kube
-                    && kube.stale.take().is_some()
+                    && kube.clusters.healthy(&cluster)
                 {
-                    info!("the cluster is reachable again");
                     self.publish_sources();
                 }
                 return false;
+            }
+            Update::Kubeconfigs(secrets) => {
+                let Some(kube) = &mut self.kube else { return false };
+                let changed = kube.clusters.sync(secrets, &mut self.index);
+                self.publish_sources();
+                return changed;
+            }
+            Update::Connected { cluster, generation, result } => {
+                let Some(kube) = &mut self.kube else { return false };
+                let changed = kube.clusters.connected(&cluster, generation, result);
+                self.publish_sources();
+                return changed;
             }
         }
         true
@@ -329,19 +321,17 @@ impl Controller {
 
     fn publish_sources(&mut self) {
         let Some(kube) = &self.kube else { return };
-        let view = SourceView {
-            name: "kube".to_string(),
-            stale: kube.stale.is_some(),
-            since: kube.stale.as_ref().map(|(since, _)| since.clone()),
-            error: kube.stale.as_ref().map(|(_, error)| error.clone()),
-        };
-        self.publisher.set_sources(vec![view]);
+        self.publisher.set_sources(kube.clusters.sources());
     }
 
     fn update(&mut self) {
         let Some(affinity_key) = self.affinity_key else { return };
-        if self.kube.as_ref().is_some_and(|k| !k.unlisted.is_empty()) {
-            return;
+        if let Some(kube) = &mut self.kube {
+            if !kube.started && !kube.clusters.ready() {
+                return;
+            }
+            kube.started = true;
+            self.options.api_servers.servers = kube.clusters.api_servers();
         }
         let leading = self.kube.as_ref().is_none_or(KubeMode::leads);
         let held = match &self.kube {
@@ -358,7 +348,8 @@ impl Controller {
         let mut compiled = compile(&self.index, &self.options, &held);
         compiled.content = std::mem::take(&mut compiled.content).with_affinity_key(affinity_key);
         if let Some(kube) = &self.kube {
-            crds::explain_missing(&kube.missing.iter().copied().collect::<Vec<_>>(), &mut compiled);
+            crds::explain_missing(&kube.clusters.missing(), &mut compiled);
+            compiled.diagnostics.extend(kube.clusters.diagnostics());
         }
         for line in ports::describe_changes(&self.assignments, &compiled.assignments) {
             info!("{line}");
@@ -368,7 +359,7 @@ impl Controller {
         self.save_state();
         if let Some(kube) = &self.kube {
             if leading {
-                kube.writer.plan(status_writer::plan(&self.index, &compiled, kube.ingress_address.as_deref()));
+                kube.clusters.plan(status_writer::plan(&self.index, &compiled, kube.ingress_address.as_deref()));
             }
             withhold_unrecorded(&mut compiled, &self.index);
         }
@@ -392,8 +383,9 @@ impl Controller {
             if leading {
                 let to_note = catch_up.as_deref().unwrap_or(&outcome.new_diagnostics);
                 for note in status_writer::notes(&self.index, to_note) {
-                    kube.writer.note(note);
+                    kube.clusters.note(note);
                 }
+                kube.clusters.note_secrets(to_note);
             }
             kube.noted = leading;
         }
@@ -459,7 +451,7 @@ fn recorded_ports(index: &Index) -> HeldPorts {
     let mut held = HeldPorts::new();
     for entry in index.of_kind(Kind::VirtualService) {
         let Some(value) = annotation(entry.object.metadata(), ports::ADDRESS_ANNOTATION) else { continue };
-        let key = entry.object.key();
+        let key = entry.key();
         for (route, port) in ports::parse_address_annotation(value) {
             held.insert(format!("{key} {route}"), port);
         }
@@ -469,17 +461,21 @@ fn recorded_ports(index: &Index) -> HeldPorts {
 
 /// Leaves out of the table every tcp route whose port its object's `berth.dev/address` does not record yet.
 fn withhold_unrecorded(compiled: &mut Compiled, index: &Index) {
+    let recorded: BTreeSet<(berth_table::Source, u16)> = index
+        .of_kind(Kind::VirtualService)
+        .filter_map(|entry| {
+            let value = annotation(entry.object.metadata(), ports::ADDRESS_ANNOTATION)?;
+            let source = crate::compiler::source_of(&entry.key());
+            Some(ports::parse_address_annotation(value).into_values().map(move |port| (source.clone(), port)))
+        })
+        .flatten()
+        .collect();
     compiled.content.tcp.retain(|route| {
-        let key = crate::objects::ObjectKey::new(Kind::VirtualService, &route.source.namespace, &route.source.name);
-        let recorded = index.get(&key).is_some_and(|entry| match &entry.object {
-            Object::VirtualService(vs) => annotation(&vs.metadata, ports::ADDRESS_ANNOTATION)
-                .is_some_and(|value| ports::parse_address_annotation(value).values().any(|p| *p == route.port)),
-            _ => false,
-        });
-        if !recorded {
-            debug!(port = route.port, object = %key, "tcp route waits until berth.dev/address records its port");
+        let waits = !recorded.contains(&(route.source.clone(), route.port));
+        if waits {
+            debug!(port = route.port, object = %route.source, "tcp route waits until berth.dev/address records its port");
         }
-        recorded
+        !waits
     });
 }
 

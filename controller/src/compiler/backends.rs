@@ -81,15 +81,24 @@ impl Unresolved {
     }
 }
 
-/// Resolves Service ports against the index.
+/// Resolves Service ports against the index, within one cluster: a route reaches the Services and Nodes of the
+/// cluster its object came from, never another's.
+#[derive(Clone, Copy)]
 pub struct Resolver<'a> {
     index: &'a Index,
     mode: BackendMode,
+    cluster: &'a str,
 }
 
 impl<'a> Resolver<'a> {
+    /// A resolver for the local cluster.
     pub fn new(index: &'a Index, mode: BackendMode) -> Self {
-        Resolver { index, mode }
+        Resolver { index, mode, cluster: crate::objects::LOCAL_CLUSTER }
+    }
+
+    /// The same for cluster `cluster`.
+    pub fn in_cluster(self, cluster: &'a str) -> Self {
+        Resolver { cluster, ..self }
     }
 
     /// The backend for port `port` (or the only port, when `None`) of Service `namespace/name`. A Service with no
@@ -101,7 +110,7 @@ impl<'a> Resolver<'a> {
         port: Option<PortRef<'_>>,
         weight: u32,
     ) -> Result<Backend, Unresolved> {
-        let key = ObjectKey::new(Kind::Service, namespace, name);
+        let key = ObjectKey::new(Kind::Service, namespace, name).in_cluster(self.cluster);
         let Some(Object::Service(service)) = self.index.get(&key).map(|entry| &entry.object) else {
             return Err(Unresolved::Service(format!("service {name:?} not found in namespace {namespace}")));
         };
@@ -120,7 +129,9 @@ impl<'a> Resolver<'a> {
             }
             BackendMode::Pods => self.pod_endpoints(port, namespace, name),
         };
-        Ok(Backend { service: format!("{namespace}/{name}:{}", port.port), weight, endpoints })
+        // `alpha/shop/web:80` for another cluster's Service: health checks and `berth routes` tell them apart.
+        let service = crate::objects::qualified(self.cluster, &format!("{namespace}/{name}:{}", port.port));
+        Ok(Backend { service, weight, endpoints })
     }
 
     fn node_port_endpoints(
@@ -146,7 +157,7 @@ impl<'a> Resolver<'a> {
         };
         let mut endpoints: Vec<Endpoint> = self
             .index
-            .of_kind(Kind::Node)
+            .of_kind_in(Kind::Node, self.cluster)
             .filter_map(|entry| match &entry.object {
                 Object::Node(node) => node.status.as_ref(),
                 _ => None,
@@ -171,7 +182,7 @@ impl<'a> Resolver<'a> {
         let port_name = port.name.as_deref().unwrap_or_default();
         let mut endpoints: Vec<Endpoint> = self
             .index
-            .of_kind(Kind::EndpointSlice)
+            .of_kind_in(Kind::EndpointSlice, self.cluster)
             .filter_map(|entry| match &entry.object {
                 Object::EndpointSlice(slice) => Some(slice),
                 _ => None,

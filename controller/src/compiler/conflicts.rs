@@ -1,5 +1,8 @@
 //! Conflicts: when two objects claim the same host and path, the same tls server name, or both bring a default
 //! backend, the older one keeps it and the younger one is left out entirely, with a diagnostic naming the winner.
+//! Objects of every cluster claim from the same table, so the winner may be another cluster's object: it is named
+//! with its cluster (`VirtualService alpha/default/web`). Server names the operator reserved (each cluster's API
+//! server under `--api-domain`) are claimed before any object.
 //!
 //! "Same path" means the same kind of match on the same string: `prefix /a` and `exact /a` are different routes
 //! and the matcher's precedence decides between them. Likewise `a.example.com` and `*.example.com` are different
@@ -9,7 +12,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use berth_table::HttpRoute;
+use berth_table::{HttpRoute, TlsRoute};
 
 use super::{Content, Problem, Wants, to_diagnostic};
 use crate::Diagnostic;
@@ -38,11 +41,33 @@ enum Claim {
     },
 }
 
-/// Claims routes for `claimants`, given oldest first; returns the table content and one diagnostic per lost claim.
-pub fn resolve(claimants: Vec<Claimant>) -> (Content, Vec<Diagnostic>) {
-    let mut owners: HashMap<Claim, ObjectKey> = HashMap::new();
+/// A tls route the operator set up, which no object can take: the route and who it is, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    pub route: TlsRoute,
+    /// `the API server of cluster alpha (--api-domain k8s.example.com)`.
+    pub owner: String,
+}
+
+/// Who holds a claim.
+enum Owner {
+    Object(ObjectKey),
+    Reserved(String),
+}
+
+/// Claims routes for `claimants`, given oldest first, after the `reserved` ones; returns the table content and one
+/// diagnostic per lost claim.
+pub fn resolve(reserved: Vec<Reserved>, claimants: Vec<Claimant>) -> (Content, Vec<Diagnostic>) {
+    let mut owners: HashMap<Claim, Owner> = HashMap::new();
     let mut content = Content::default();
     let mut diagnostics = Vec::new();
+    for Reserved { route, owner } in reserved {
+        let claim = Claim::Tls { sni: route.sni.clone() };
+        if let std::collections::hash_map::Entry::Vacant(vacant) = owners.entry(claim) {
+            vacant.insert(Owner::Reserved(owner));
+            content.tls.push(route);
+        }
+    }
     for Claimant { key, file, wants } in claimants {
         let mut claims: Vec<(Claim, &str)> = Vec::new();
         for wanted in &wants.http {
@@ -70,10 +95,16 @@ pub fn resolve(claimants: Vec<Claimant>) -> (Content, Vec<Diagnostic>) {
                     Claim::DefaultBackend => "the default backend".to_string(),
                     Claim::Tls { sni } => format!("tls server name {sni}"),
                 };
-                let message = format!(
-                    "{what} is already routed by {winner}, which is older; this object is not served until the \
-                     conflict is removed from one of them"
-                );
+                let message = match winner {
+                    Owner::Reserved(owner) => format!(
+                        "{what} is already routed to {owner}, which comes before any object; this object is not \
+                         served until it no longer asks for {what}"
+                    ),
+                    Owner::Object(winner) => format!(
+                        "{what} is already routed by {winner}, which is older; this object is not served until the \
+                         conflict is removed from one of them"
+                    ),
+                };
                 Some(Problem::new(*field, message))
             })
             .collect();
@@ -104,7 +135,7 @@ pub fn resolve(claimants: Vec<Claimant>) -> (Content, Vec<Diagnostic>) {
             }
         }
         for claim in taken {
-            owners.insert(claim, key.clone());
+            owners.insert(claim, Owner::Object(key.clone()));
         }
     }
     (content, diagnostics)

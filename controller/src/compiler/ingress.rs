@@ -15,7 +15,7 @@ use super::backends::{PortRef, Resolver, Unresolved};
 use super::host_name::host_name;
 use super::{Problem, Wanted, Wants, source_of};
 use crate::index::Index;
-use crate::objects::{Kind, Object, annotation};
+use crate::objects::{Kind, Object, ObjectKey, annotation};
 
 /// The `spec.controller` of IngressClasses whose Ingresses Berth serves.
 pub const CONTROLLER: &str = "berth.dev/ingress-controller";
@@ -31,9 +31,10 @@ pub struct Classes {
 }
 
 impl Classes {
-    pub fn from_index(index: &Index) -> Self {
+    /// Berth's IngressClasses in `cluster`: an Ingress is Berth's by the classes of its own cluster.
+    pub fn from_index(index: &Index, cluster: &str) -> Self {
         let mut classes = Classes::default();
-        for entry in index.of_kind(Kind::IngressClass) {
+        for entry in index.of_kind_in(Kind::IngressClass, cluster) {
             let Object::IngressClass(class) = &entry.object else { continue };
             if class.spec.as_ref().and_then(|s| s.controller.as_deref()) != Some(CONTROLLER) {
                 continue;
@@ -55,10 +56,10 @@ impl Classes {
     }
 }
 
-pub fn compile(ingress: &Ingress, resolver: &Resolver<'_>) -> Result<Wants, Vec<Problem>> {
-    let namespace = ingress.metadata.namespace.as_deref().unwrap_or("default");
-    let name = ingress.metadata.name.as_deref().unwrap_or_default();
-    let source = source_of(Kind::Ingress, namespace, name);
+/// `key` is the Ingress's key, with its cluster; `resolver` resolves within that cluster.
+pub fn compile(ingress: &Ingress, key: &ObjectKey, resolver: &Resolver<'_>) -> Result<Wants, Vec<Problem>> {
+    let namespace = key.namespace.as_str();
+    let source = source_of(key);
     let mut wants = Wants::default();
     let mut problems = Vec::new();
     let Some(spec) = &ingress.spec else {

@@ -5,8 +5,13 @@
 //! on its own into routes or problems (VirtualServices' tls routes in [`tls`]). An object with any problem
 //! contributes nothing (a half-applied object is harder to reason about than an absent one). Then objects claim
 //! their routes oldest first; see [`conflicts`].
+//!
+//! Objects of every cluster compile into one table: each resolves Services, Nodes and IngressClasses within its
+//! own cluster, and claims hosts, server names and ports against every other cluster's objects, oldest first.
+//! Each remote cluster's API server becomes a tls route with `--api-domain` ([`api_servers`]).
 
 pub mod affinity;
+pub mod api_servers;
 mod backends;
 pub mod conflicts;
 mod host_name;
@@ -38,11 +43,18 @@ pub struct Options {
     /// The port clients reach TLS passthrough routes at: written into their addresses, and the only `port` a tls
     /// match may name.
     pub tls_port: u16,
+    /// With `--api-domain`: the domain under which each remote cluster's API server is reached, and where those
+    /// API servers are.
+    pub api_servers: api_servers::ApiServers,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { backends: BackendMode::default(), tls_port: tls::DEFAULT_TLS_PORT }
+        Options {
+            backends: BackendMode::default(),
+            tls_port: tls::DEFAULT_TLS_PORT,
+            api_servers: api_servers::ApiServers::default(),
+        }
     }
 }
 
@@ -131,10 +143,11 @@ pub struct Wants {
 /// assignments, or what was written back before a restart).
 pub fn compile(index: &Index, options: &Options, held: &HeldPorts) -> Compiled {
     let resolver = Resolver::new(index, options.backends);
-    let classes = Classes::from_index(index);
+    let mut classes: std::collections::BTreeMap<&str, Classes> = std::collections::BTreeMap::new();
 
     let mut entries: Vec<&Entry> = Vec::new();
     for entry in index.of_kind(Kind::Ingress) {
+        let classes = classes.entry(entry.cluster()).or_insert_with(|| Classes::from_index(index, entry.cluster()));
         if let Object::Ingress(ingress) = &entry.object
             && classes.serves(ingress)
         {
@@ -154,7 +167,7 @@ pub fn compile(index: &Index, options: &Options, held: &HeldPorts) -> Compiled {
         .iter()
         .filter_map(|entry| match &entry.object {
             Object::VirtualService(vs) if !vs.spec.tcp.is_empty() => {
-                Some(ports::Request { object: entry.object.key(), routes: vs.spec.tcp.len() })
+                Some(ports::Request { object: entry.key(), routes: vs.spec.tcp.len() })
             }
             _ => None,
         })
@@ -165,12 +178,13 @@ pub fn compile(index: &Index, options: &Options, held: &HeldPorts) -> Compiled {
     diagnostics.append(&mut allocated.diagnostics);
     let mut claimants = Vec::new();
     for entry in entries {
-        let key = entry.object.key();
+        let key = entry.key();
+        let resolver = resolver.in_cluster(entry.cluster());
         let compiled = match &entry.object {
-            Object::Ingress(ingress) => ingress::compile(ingress, &resolver),
+            Object::Ingress(ingress) => ingress::compile(ingress, &key, &resolver),
             Object::VirtualService(vs) => with_tls(
-                virtual_service::compile(vs, &resolver, &allocated),
-                tls::compile(vs, &resolver, options.tls_port),
+                virtual_service::compile(vs, &key, &resolver, &allocated),
+                tls::compile(vs, &key, &resolver, options.tls_port),
             ),
             _ => continue,
         };
@@ -191,7 +205,7 @@ pub fn compile(index: &Index, options: &Options, held: &HeldPorts) -> Compiled {
         }
     }
     let tls_addresses = tls::addresses(&claimants, options.tls_port);
-    let (content, conflicts) = conflicts::resolve(claimants);
+    let (content, conflicts) = conflicts::resolve(options.api_servers.routes(), claimants);
     diagnostics.extend(conflicts);
     let tls_addresses = tls::served(tls_addresses, &content);
     Compiled { content, diagnostics, assignments: allocated.assignments, tls_addresses }
@@ -213,10 +227,13 @@ fn with_tls(
 }
 
 /// The order of objects: those with a `creationTimestamp` by it, then those without in the order they were first
-/// seen (for the directory source: by file path, then position in the file). Ties go to the first seen.
-fn age(entry: &Entry) -> (bool, Option<Time>, u64) {
+/// seen (for the directory source: by file path, then position in the file). Objects created in the same second
+/// go by key (the local cluster's first, then by cluster, namespace and name), so that every replica, and every
+/// restart, picks the same winner whatever order the watches delivered them in.
+fn age(entry: &Entry) -> (bool, Option<Time>, u64, crate::objects::ObjectKey) {
     let created = entry.object.metadata().creation_timestamp.clone();
-    (created.is_none(), created, entry.seen)
+    let seen = if created.is_some() { 0 } else { entry.seen };
+    (created.is_none(), created, seen, entry.key())
 }
 
 pub(crate) fn to_diagnostic(object: &str, file: &Option<PathBuf>, problem: Problem) -> Diagnostic {
@@ -227,9 +244,10 @@ pub(crate) fn to_diagnostic(object: &str, file: &Option<PathBuf>, problem: Probl
     }
 }
 
-/// The table's record of which object a route came from.
-pub(crate) fn source_of(kind: Kind, namespace: &str, name: &str) -> Source {
-    Source { kind: kind.as_str().to_string(), namespace: namespace.to_string(), name: name.to_string() }
+/// The table's record of which object a route came from. The namespace of another cluster's object is
+/// `cluster/namespace`, so the route reads `VirtualService alpha/default/web` like the object's key.
+pub fn source_of(key: &crate::objects::ObjectKey) -> Source {
+    Source { kind: key.kind.as_str().to_string(), namespace: key.qualified_namespace(), name: key.name.clone() }
 }
 
 #[cfg(test)]

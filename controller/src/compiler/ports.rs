@@ -206,13 +206,19 @@ pub fn allocate(index: &Index, requests: &[Request], held: &HeldPorts) -> Alloca
             })
         })
         .collect();
-    let only_claims: Vec<PortClaim> = claims.iter().map(|(_, c)| c.clone()).collect();
+    let contested = contested(&claims);
+    // A contested claim gives its port up to the older holder here, and takes no other (its object is barred).
+    let only_claims: Vec<PortClaim> = claims
+        .iter()
+        .map(|(_, c)| PortClaim { held: c.held.filter(|_| !contested.contains_key(&c.key)), ..c.clone() })
+        .collect();
     let request_of: HashMap<&str, usize> = claims.iter().map(|(r, c)| (c.key.as_str(), *r)).collect();
 
     // Objects that may not take new ports. Without any PortAllocation that is every object (held ports are kept
     // for when one comes back); otherwise the objects that do not fit whole, found oldest first: barring one frees
     // the ports it took in part, which younger ones may then fit into.
     let mut barred: BTreeSet<usize> = if pools.is_empty() { (0..requests.len()).collect() } else { BTreeSet::new() };
+    barred.extend(contested.keys().filter_map(|key| request_of.get(key.as_str())));
     let outcome = loop {
         let outcome = allocate_where(&ranges, &reserved, &only_claims, |claim| {
             request_of.get(claim.key.as_str()).is_none_or(|r| !barred.contains(r))
@@ -253,9 +259,28 @@ pub fn allocate(index: &Index, requests: &[Request], held: &HeldPorts) -> Alloca
         allocated.assignments.insert(claim.key.clone(), assignment);
     }
 
+    // The loser of a contest keeps the port on record (its address stays as its clients know it), unserved.
+    for (key, (port, _)) in &contested {
+        let Some(r) = request_of.get(key.as_str()) else { continue };
+        let route = key.rsplit_once(' ').map_or("", |(_, route)| route).to_string();
+        let host = pools.iter().find(|p| p.ranges.iter().any(|range| range.contains(*port))).or(pools.first());
+        let object = requests[*r].object.to_string();
+        let assignment = Assignment { object, route, port: *port, host: host.map(|p| p.host.clone()) };
+        allocated.assignments.insert(key.clone(), assignment);
+    }
+
     let described = describe_pools(&pools);
     for r in &barred {
         let request = &requests[*r];
+        let lost: Vec<Problem> = claims
+            .iter()
+            .filter(|(owner, _)| owner == r)
+            .filter_map(|(_, claim)| contested.get(&claim.key).map(|(_, problem)| problem.clone()))
+            .collect();
+        if !lost.is_empty() {
+            allocated.problems.insert(request.object.clone(), lost);
+            continue;
+        }
         let problems = if pools.is_empty() {
             let message = "tcp routes need a port, but there is no PortAllocation to take one from; ask an \
                            operator to create one (apiVersion berth.dev/v1alpha1, kind PortAllocation, with \
@@ -285,6 +310,35 @@ pub fn allocate(index: &Index, requests: &[Request], held: &HeldPorts) -> Alloca
         allocated.diagnostics.push(to_diagnostic(&request.object.to_string(), &file, problem).warning());
     }
     allocated
+}
+
+/// Claims holding a port an older object's claim holds too, with the port and the problem to report: two
+/// clusters' objects that were each given the port (by another controller, before the cluster was added), or an
+/// annotation copied along with an object. The port stays with the older; the younger is not served until it
+/// gives the port up, rather than being moved to another port behind its clients' backs.
+fn contested(claims: &[(usize, PortClaim)]) -> BTreeMap<String, (u16, Problem)> {
+    let mut holders: HashMap<u16, (usize, &str)> = HashMap::new();
+    let mut contested = BTreeMap::new();
+    for (r, claim) in claims {
+        let Some(port) = claim.held.filter(|p| *p != 0) else { continue };
+        match holders.get(&port) {
+            Some((first, _)) if first == r => {} // one object's own routes: not a contest between objects
+            Some((_, winner)) => {
+                let route = claim.key.rsplit_once(' ').map_or("", |(_, route)| route);
+                let message = format!(
+                    "port {port}, which {ADDRESS_ANNOTATION} records for this route, is also held by {winner}, which \
+                     is older and keeps it; this object is not served until one of them gives the port up (remove \
+                     {ADDRESS_ANNOTATION} from this object to be given another port)"
+                );
+                let problem = Problem::new(format!("spec.{route}"), message);
+                contested.insert(claim.key.clone(), (port, problem));
+            }
+            None => {
+                holders.insert(port, (*r, &claim.key));
+            }
+        }
+    }
+    contested
 }
 
 /// `no free port for this tcp route: ...; what to do`.
@@ -342,7 +396,7 @@ fn pools(index: &Index, diagnostics: &mut Vec<Diagnostic>) -> Vec<Pool> {
     let mut pools: Vec<Pool> = Vec::new();
     for entry in entries {
         let Object::PortAllocation(allocation) = &entry.object else { continue };
-        let key = entry.object.key().to_string();
+        let key = entry.key().to_string();
         match validate(allocation) {
             Err(problems) => {
                 diagnostics.extend(problems.into_iter().map(|p| to_diagnostic(&key, &entry.file, p)));

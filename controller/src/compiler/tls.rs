@@ -15,7 +15,7 @@ use super::conflicts::Claimant;
 use super::ports::Assignment;
 use super::virtual_service::destinations;
 use super::{Content, Problem, source_of};
-use crate::objects::{Kind, VirtualService};
+use crate::objects::{ObjectKey, VirtualService};
 
 /// The port clients reach TLS passthrough routes at unless `berth run --tls-port` says otherwise.
 pub const DEFAULT_TLS_PORT: u16 = 443;
@@ -31,13 +31,17 @@ pub struct WantedTls {
 }
 
 /// The TLS routes of `vs`, or every problem with them. `tls_port` is the port Berth serves TLS passthrough on.
-pub fn compile(vs: &VirtualService, resolver: &Resolver<'_>, tls_port: u16) -> Result<Vec<WantedTls>, Vec<Problem>> {
+pub fn compile(
+    vs: &VirtualService,
+    key: &ObjectKey,
+    resolver: &Resolver<'_>,
+    tls_port: u16,
+) -> Result<Vec<WantedTls>, Vec<Problem>> {
     if vs.spec.tls.is_empty() {
         return Ok(Vec::new());
     }
-    let namespace = vs.metadata.namespace.as_deref().unwrap_or("default");
-    let name = vs.metadata.name.as_deref().unwrap_or_default();
-    let source = source_of(Kind::VirtualService, namespace, name);
+    let namespace = key.namespace.as_str();
+    let source = source_of(key);
     let hosts: Vec<String> = vs.spec.hosts.iter().map(|h| normalize(h)).collect();
     let mut problems = Vec::new();
     let mut wanted = Vec::new();

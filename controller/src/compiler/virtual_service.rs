@@ -14,14 +14,19 @@ use super::backends::{PortRef, Resolver, Unresolved};
 use super::host_name::host_name;
 use super::ports::Allocated;
 use super::{Problem, Wanted, Wants, source_of};
-use crate::objects::{HttpRule, Kind, RouteDestination, TcpRule, VirtualService};
+use crate::objects::{HttpRule, ObjectKey, RouteDestination, TcpRule, VirtualService};
 
 /// `ports` holds the ports allocated to the object's tcp routes; a route without one is left out (allocation
 /// reports why).
-pub fn compile(vs: &VirtualService, resolver: &Resolver<'_>, ports: &Allocated) -> Result<Wants, Vec<Problem>> {
-    let namespace = vs.metadata.namespace.as_deref().unwrap_or("default");
-    let name = vs.metadata.name.as_deref().unwrap_or_default();
-    let source = source_of(Kind::VirtualService, namespace, name);
+/// `key` is the object's key, with its cluster; `resolver` resolves within that cluster.
+pub fn compile(
+    vs: &VirtualService,
+    key: &ObjectKey,
+    resolver: &Resolver<'_>,
+    ports: &Allocated,
+) -> Result<Wants, Vec<Problem>> {
+    let namespace = key.namespace.as_str();
+    let source = source_of(key);
     let mut problems = Vec::new();
 
     let mut hosts = Vec::new();
@@ -56,11 +61,10 @@ pub fn compile(vs: &VirtualService, resolver: &Resolver<'_>, ports: &Allocated) 
         let backends = destinations(&rule.route, &format!("spec.http[{i}]"), namespace, resolver, &mut problems);
         rules.push((i, paths, backends));
     }
-    let key = crate::objects::ObjectKey::new(Kind::VirtualService, namespace, name);
     let mut tcp = Vec::new();
     for (i, rule) in vs.spec.tcp.iter().enumerate() {
         let backends = tcp_backends(rule, i, namespace, resolver, &mut problems);
-        if let Some(port) = ports.port(&key, i) {
+        if let Some(port) = ports.port(key, i) {
             tcp.push(TcpRoute { port, backends, source: source.clone(), source_ip_affinity });
         }
     }

@@ -34,11 +34,13 @@ fn backends_mut(content: &mut Content) -> impl Iterator<Item = &mut Backend> {
     http.chain(default).chain(tcp).chain(tls)
 }
 
-/// The Service a backend names: its `service` is `namespace/name:port`, as the compiler writes it.
+/// The Service a backend names: its `service` is `namespace/name:port`, or `cluster/namespace/name:port` for
+/// another cluster's Service, as the compiler writes it.
 fn service_key(service: &str) -> Option<ObjectKey> {
-    let (namespace, rest) = service.split_once('/')?;
-    let (name, _port) = rest.rsplit_once(':')?;
-    Some(ObjectKey::new(Kind::Service, namespace, name))
+    let (path, _port) = service.rsplit_once(':')?;
+    let mut parts = path.rsplitn(3, '/');
+    let (name, namespace, cluster) = (parts.next()?, parts.next()?, parts.next().unwrap_or_default());
+    Some(ObjectKey::new(Kind::Service, namespace, name).in_cluster(cluster))
 }
 
 /// The check each backend's Service asks for. A backend whose Service is not in the index (it cannot happen for
@@ -98,7 +100,7 @@ pub fn diagnostics(index: &Index, default_interval: Duration) -> Vec<Diagnostic>
         for problem in problems {
             diagnostics.push(
                 Diagnostic::new(problem.message)
-                    .object(entry.object.key().to_string())
+                    .object(entry.key().to_string())
                     .file(entry.file.clone())
                     .field(format!("metadata.annotations[{:?}]", problem.annotation)),
             );
@@ -250,6 +252,8 @@ mod tests {
     #[test]
     fn service_labels_name_their_service() {
         assert_eq!(service_key("shop/web:8080"), Some(ObjectKey::new(Kind::Service, "shop", "web")));
+        let remote = ObjectKey::new(Kind::Service, "shop", "web").in_cluster("alpha");
+        assert_eq!(service_key("alpha/shop/web:8080"), Some(remote));
         assert_eq!(service_key("web:8080"), None);
     }
 }

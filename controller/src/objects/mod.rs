@@ -59,27 +59,54 @@ impl fmt::Display for Kind {
     }
 }
 
-/// What identifies an object: kind, namespace (empty for cluster-scoped kinds) and name.
+/// The name of the cluster Berth runs in (or the top level of a directory source): empty, so that messages about
+/// its objects read as they always have. Other clusters are named by their kubeconfig Secret (or subdirectory).
+pub const LOCAL_CLUSTER: &str = "";
+
+/// What identifies an object: kind, cluster ([`LOCAL_CLUSTER`] or another's name), namespace (empty for
+/// cluster-scoped kinds) and name. Kind comes first so that one kind's objects sit together in the index.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
     pub kind: Kind,
+    pub cluster: String,
     pub namespace: String,
     pub name: String,
 }
 
 impl ObjectKey {
+    /// The key of an object of the local cluster.
     pub fn new(kind: Kind, namespace: &str, name: &str) -> Self {
-        ObjectKey { kind, namespace: namespace.to_string(), name: name.to_string() }
+        ObjectKey { kind, cluster: LOCAL_CLUSTER.to_string(), namespace: namespace.to_string(), name: name.to_string() }
+    }
+
+    /// The same object in cluster `cluster`.
+    #[must_use]
+    pub fn in_cluster(mut self, cluster: &str) -> Self {
+        cluster.clone_into(&mut self.cluster);
+        self
+    }
+
+    /// `alpha/default` for namespace `default` of cluster `alpha`, `default` in the local cluster: how the
+    /// namespace is shown, and how the table's route sources name it.
+    pub fn qualified_namespace(&self) -> String {
+        qualified(&self.cluster, &self.namespace)
     }
 }
 
+/// `cluster/rest`, or `rest` alone for the local cluster.
+pub fn qualified(cluster: &str, rest: &str) -> String {
+    if cluster.is_empty() { rest.to_string() } else { format!("{cluster}/{rest}") }
+}
+
 /// `VirtualService default/website`, or `Node demo-node` for a cluster-scoped kind: how messages name an object.
+/// An object of another cluster is named with the cluster first: `VirtualService alpha/default/website`,
+/// `Node alpha/demo-node`.
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.namespace.is_empty() {
-            write!(f, "{} {}", self.kind, self.name)
+            write!(f, "{} {}", self.kind, qualified(&self.cluster, &self.name))
         } else {
-            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+            write!(f, "{} {}/{}", self.kind, self.qualified_namespace(), self.name)
         }
     }
 }
@@ -133,7 +160,8 @@ impl Object {
         }
     }
 
-    /// The object's key. Parsing guarantees a name, and a namespace for namespaced kinds.
+    /// The object's key in the local cluster (see [`crate::index::Entry::key`] for the cluster it came from).
+    /// Parsing guarantees a name, and a namespace for namespaced kinds.
     pub fn key(&self) -> ObjectKey {
         let meta = self.metadata();
         let namespace = if self.kind().namespaced() { meta.namespace.as_deref().unwrap_or("default") } else { "" };
@@ -149,4 +177,18 @@ pub fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
 /// The value of label `key` on an object, if set.
 pub fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
     meta.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_clusters_objects_are_named_with_the_cluster_first() {
+        let local = ObjectKey::new(Kind::VirtualService, "default", "web");
+        assert_eq!(local.to_string(), "VirtualService default/web");
+        assert_eq!(local.clone().in_cluster("alpha").to_string(), "VirtualService alpha/default/web");
+        assert_eq!(ObjectKey::new(Kind::Node, "", "n1").in_cluster("alpha").to_string(), "Node alpha/n1");
+        assert_ne!(local.clone().in_cluster("alpha"), local, "the same name in two clusters is two objects");
+    }
 }

@@ -65,16 +65,18 @@ pub fn served_resource(kind: Kind, crd: &CustomResourceDefinition) -> Option<Api
     })
 }
 
-/// Watches the CRD of every optional kind; sends [`Update::Served`] once each CRD's first list is in, then
-/// whenever what it serves changes.
-pub fn spawn(client: &Client, updates: &mpsc::Sender<Update>) -> Vec<tokio::task::JoinHandle<()>> {
+/// Watches the CRD of every optional kind in `cluster`; sends [`Update::Served`] once each CRD's first list is in,
+/// then whenever what it serves changes.
+pub fn spawn(client: &Client, cluster: &str, updates: &mpsc::Sender<Update>) -> Vec<tokio::task::JoinHandle<()>> {
     OPTIONAL_KINDS
         .iter()
-        .map(|(kind, name, _)| tokio::spawn(watch_crd(client.clone(), *kind, name, updates.clone())))
+        .map(|(kind, name, _)| {
+            tokio::spawn(watch_crd(client.clone(), cluster.to_string(), *kind, name, updates.clone()))
+        })
         .collect()
 }
 
-async fn watch_crd(client: Client, kind: Kind, name: &'static str, updates: mpsc::Sender<Update>) {
+async fn watch_crd(client: Client, cluster: String, kind: Kind, name: &'static str, updates: mpsc::Sender<Update>) {
     let api = Api::<CustomResourceDefinition>::all(client);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
@@ -95,9 +97,9 @@ async fn watch_crd(client: Client, kind: Kind, name: &'static str, updates: mpsc
             Ok(Event::Apply(crd)) => served_resource(kind, &crd),
             Ok(Event::Delete(_)) => None,
             Err(error) => {
-                warn!(%kind, crd = name, %error, "watching the CRD failed; resuming with backoff");
-                let update =
-                    Update::Failing { error: format!("watching the CustomResourceDefinition {name}: {error}") };
+                warn!(%kind, crd = name, cluster = %cluster, %error, "watching the CRD failed; resuming with backoff");
+                let error = format!("watching the CustomResourceDefinition {name}: {error}");
+                let update = Update::Failing { cluster: cluster.clone(), error };
                 if updates.send(update).await.is_err() {
                     return;
                 }
@@ -108,28 +110,32 @@ async fn watch_crd(client: Client, kind: Kind, name: &'static str, updates: mpsc
             continue;
         }
         match &now {
-            Some(resource) => info!(%kind, api_version = %resource.api_version, "the CRD {name} is installed"),
-            None => warn!(%kind, "the CRD {name} is not installed (or not established)"),
+            Some(resource) => {
+                info!(%kind, cluster = %cluster, api_version = %resource.api_version, "the CRD {name} is installed")
+            }
+            None => warn!(%kind, cluster = %cluster, "the CRD {name} is not installed (or not established)"),
         }
         reported = Some(now.clone());
-        if updates.send(Update::Served { kind, resource: now }).await.is_err() {
+        if updates.send(Update::Served { cluster: cluster.clone(), kind, resource: now }).await.is_err() {
             return;
         }
     }
 }
 
-/// What Berth cannot do while the CRDs of `missing` kinds are not installed, said where users look: a warning
-/// per kind, and on each object whose tcp routes get no port for want of PortAllocations, that the CRD is missing
-/// and where it is (instead of "create a PortAllocation", which cannot be done without it).
-pub fn explain_missing(missing: &[Kind], compiled: &mut Compiled) {
-    for kind in missing {
+/// What Berth cannot do while the CRDs of `missing` kinds (by cluster) are not installed, said where users look:
+/// a warning per kind and cluster, and on each object whose tcp routes get no port for want of PortAllocations,
+/// that the CRD is missing and where it is (instead of "create a PortAllocation", which cannot be done without it).
+/// PortAllocations belong with the proxy's ports, in the local cluster: other clusters need not install their CRD.
+pub fn explain_missing(missing: &[(&str, Kind)], compiled: &mut Compiled) {
+    for (cluster, kind) in missing {
         let Some(name) = crd_name(*kind) else { continue };
+        let at = if cluster.is_empty() { String::new() } else { format!(" in cluster {cluster}") };
         let message = match kind {
             Kind::VirtualService => format!(
-                "the CustomResourceDefinition {name} is not installed: VirtualServices are not read (Ingresses \
+                "the CustomResourceDefinition {name} is not installed{at}: VirtualServices are not read (Ingresses \
                  are); install Istio's CRDs and Berth picks them up without a restart"
             ),
-            Kind::PortAllocation => format!(
+            Kind::PortAllocation if cluster.is_empty() => format!(
                 "the CustomResourceDefinition {name} is not installed: tcp routes get no port (http routes work); \
                  install it with `kubectl apply -f {PORT_ALLOCATION_CRD_FILE}` (from Berth's controller/deploy/crds/) \
                  and create a PortAllocation"
@@ -138,6 +144,7 @@ pub fn explain_missing(missing: &[Kind], compiled: &mut Compiled) {
         };
         compiled.diagnostics.push(Diagnostic::new(message).warning());
     }
+    let missing: Vec<Kind> = missing.iter().filter(|(cluster, _)| cluster.is_empty()).map(|(_, kind)| *kind).collect();
     if missing.contains(&Kind::PortAllocation) {
         // Without the CRD there is no PortAllocation, so an error on a whole `spec.tcp` is the "no PortAllocation
         // to take a port from" one.
@@ -201,7 +208,7 @@ mod tests {
         let other =
             Diagnostic::new("service \"x\" does not exist").object("VirtualService shop/web").field("spec.http[0]");
         let mut compiled = Compiled { diagnostics: vec![no_pool.clone(), other.clone()], ..Compiled::default() };
-        explain_missing(&[Kind::PortAllocation], &mut compiled);
+        explain_missing(&[("", Kind::PortAllocation)], &mut compiled);
         let texts: Vec<String> = compiled.diagnostics.iter().map(ToString::to_string).collect();
         assert!(
             texts[0]
@@ -214,8 +221,14 @@ mod tests {
         );
 
         let mut compiled = Compiled { diagnostics: vec![no_pool.clone()], ..Compiled::default() };
-        explain_missing(&[Kind::VirtualService], &mut compiled);
+        explain_missing(&[("", Kind::VirtualService)], &mut compiled);
         assert_eq!(compiled.diagnostics[0], no_pool, "with the CRD installed the compiler's message stands");
         assert!(compiled.diagnostics[1].message.contains("VirtualServices are not read"));
+
+        let mut compiled = Compiled { diagnostics: vec![no_pool.clone()], ..Compiled::default() };
+        explain_missing(&[("alpha", Kind::PortAllocation), ("alpha", Kind::VirtualService)], &mut compiled);
+        assert_eq!(compiled.diagnostics[0], no_pool, "another cluster needs no PortAllocation CRD");
+        assert_eq!(compiled.diagnostics.len(), 2);
+        assert!(compiled.diagnostics[1].message.contains("not installed in cluster alpha"));
     }
 }

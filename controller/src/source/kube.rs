@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::{Snapshot, Update};
+use crate::index::SourceId;
 use crate::objects::{Kind, ObjectKey, parse_value};
 use crate::{Error, Result};
 
@@ -69,12 +70,16 @@ pub async fn client(options: &Options) -> Result<Client> {
             failed(format!("no in-cluster configuration and no kubeconfig ({e}); pass --kubeconfig PATH"))
         })?,
     };
-    let mut config = config;
+    client_from(config)
+}
+
+/// A client from `config`, saying who is asking.
+pub fn client_from(mut config: Config) -> Result<Client> {
     // Says who is asking in the API server's audit log (kube-rs sends no User-Agent of its own).
     if let Ok(agent) = axum::http::HeaderValue::from_str(&format!("berth/{}", env!("CARGO_PKG_VERSION"))) {
         config.headers.push((axum::http::header::USER_AGENT, agent));
     }
-    Client::try_from(config).map_err(|e| failed(format!("cannot make a client: {e}")))
+    Client::try_from(config).map_err(|e| Error::Kube { reason: format!("cannot make a client: {e}") })
 }
 
 /// The kinds every cluster serves, and their API resources. VirtualService and PortAllocation come and go with
@@ -89,16 +94,18 @@ pub fn builtin_resources() -> Vec<(Kind, ApiResource)> {
     ]
 }
 
-/// The index source of one kind read through one resource: `kube:Service v1`. A kind whose CRD changes the
-/// version it is read at becomes another source, so that what the old watch still delivers can be told apart.
-pub fn source_id(kind: Kind, resource: &ApiResource) -> String {
-    format!("kube:{kind} {}", resource.api_version)
+/// The index source of one kind read through one resource in one cluster: `kube:Service v1`. A kind whose CRD
+/// changes the version it is read at becomes another source, so that what the old watch still delivers can be told
+/// apart.
+pub fn source_id(cluster: &str, kind: Kind, resource: &ApiResource) -> SourceId {
+    SourceId::new(cluster, &format!("kube:{kind} {}", resource.api_version))
 }
 
-/// Starts the watcher of one kind; it sends to `updates` until it closes or the task is aborted.
+/// Starts the watcher of one kind of `cluster`; it sends to `updates` until it closes or the task is aborted.
 pub fn spawn_kind(
     client: &Client,
     options: &Options,
+    cluster: &str,
     kind: Kind,
     resource: &ApiResource,
     updates: &mpsc::Sender<Update>,
@@ -114,22 +121,24 @@ pub fn spawn_kind(
     if kind.namespaced() && options.namespace.is_none() {
         config = config.fields(&format!("metadata.namespace!={SYSTEM_NAMESPACE}"));
     }
-    tokio::spawn(watch_kind(kind, resource.clone(), api, config, updates.clone()))
+    let source = source_id(cluster, kind, resource);
+    tokio::spawn(watch_kind(source, kind, resource.clone(), api, config, updates.clone()))
 }
 
-/// Starts the reachability probe.
-pub fn spawn_probe(client: &Client, updates: &mpsc::Sender<Update>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(probe(client.clone(), updates.clone()))
+/// Starts the reachability probe of `cluster`.
+pub fn spawn_probe(client: &Client, cluster: &str, updates: &mpsc::Sender<Update>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(probe(client.clone(), cluster.to_string(), updates.clone()))
 }
 
 async fn watch_kind(
+    source: SourceId,
     kind: Kind,
     resource: ApiResource,
     api: Api<DynamicObject>,
     config: watcher::Config,
     updates: mpsc::Sender<Update>,
 ) {
-    let source = source_id(kind, &resource);
+    let cluster = source.cluster.clone();
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut listing: Option<Snapshot> = None;
     let mut listed_once = false;
@@ -149,7 +158,7 @@ async fn watch_kind(
             }
             Ok(Event::InitDone) => {
                 let snapshot = listing.take().unwrap_or_default();
-                info!(%kind, objects = snapshot.objects.len(), "listed");
+                info!(%kind, cluster = %cluster, objects = snapshot.objects.len(), "listed");
                 Update::Reset { source: source.clone(), snapshot }
             }
             Ok(Event::Apply(object)) => match convert(kind, &resource, &object) {
@@ -161,8 +170,8 @@ async fn watch_kind(
             },
             Ok(Event::Delete(object)) => Update::Delete { source: source.clone(), key: key_of(kind, &object) },
             Err(error) => {
-                warn!(%kind, %error, "watch failed; resuming with backoff");
-                Update::Failing { error: format!("watching {}: {error}", resource.plural) }
+                warn!(%kind, cluster = %cluster, %error, "watch failed; resuming with backoff");
+                Update::Failing { cluster: cluster.clone(), error: format!("watching {}: {error}", resource.plural) }
             }
         };
         let done = matches!(update, Update::Reset { .. });
@@ -171,11 +180,11 @@ async fn watch_kind(
         }
         if done && !listed_once {
             listed_once = true;
-            if updates.send(Update::Listed(kind)).await.is_err() {
+            if updates.send(Update::Listed { cluster: cluster.clone(), kind }).await.is_err() {
                 return;
             }
         }
-        if done && updates.send(Update::Healthy).await.is_err() {
+        if done && updates.send(Update::Healthy { cluster: cluster.clone() }).await.is_err() {
             return;
         }
     }
@@ -183,14 +192,17 @@ async fn watch_kind(
 
 /// Asks the API server for its version every [`PROBE_EVERY`]: reports when it stops answering and when it
 /// answers again, which watches alone would not say while nothing changes.
-async fn probe(client: Client, updates: mpsc::Sender<Update>) {
+async fn probe(client: Client, cluster: String, updates: mpsc::Sender<Update>) {
     loop {
         let answer = tokio::time::timeout(PROBE_EVERY * 5, client.apiserver_version()).await;
+        let cluster = cluster.clone();
         // Healthy on every answer: it also ends a stale mark a watch's error set while this probe saw no outage.
         let update = match answer {
-            Ok(Ok(_)) => Some(Update::Healthy),
-            Ok(Err(error)) => Some(Update::Failing { error: format!("the API server does not answer: {error}") }),
-            Err(_) => Some(Update::Failing { error: "the API server does not answer within 5s".to_string() }),
+            Ok(Ok(_)) => Some(Update::Healthy { cluster }),
+            Ok(Err(error)) => {
+                Some(Update::Failing { cluster, error: format!("the API server does not answer: {error}") })
+            }
+            Err(_) => Some(Update::Failing { cluster, error: "the API server does not answer within 5s".to_string() }),
         };
         if let Some(update) = update
             && updates.send(update).await.is_err()
@@ -222,40 +234,42 @@ fn convert(
     parse_value(&value).map_err(|diagnostic| Box::new((key, diagnostic)))
 }
 
-/// The running watches, one per kind, started, replaced and stopped as CRDs come and go. Dropping it stops them.
+/// The running watches of one cluster, one per kind, started, replaced and stopped as CRDs come and go. Dropping
+/// it stops them.
 pub struct Watches {
     client: Client,
     options: Options,
+    cluster: String,
     updates: mpsc::Sender<Update>,
     running: BTreeMap<Kind, (ApiResource, tokio::task::JoinHandle<()>)>,
 }
 
 impl Watches {
-    pub fn new(client: Client, options: Options, updates: mpsc::Sender<Update>) -> Watches {
-        Watches { client, options, updates, running: BTreeMap::new() }
+    pub fn new(client: Client, options: Options, cluster: &str, updates: mpsc::Sender<Update>) -> Watches {
+        Watches { client, options, cluster: cluster.to_string(), updates, running: BTreeMap::new() }
     }
 
     /// Watches `kind` through `resource` from now on; none: not at all. When that ends a watch, returns the index
     /// source its objects are under: they are gone with it (a CRD's objects go with the CRD), or are about to be
     /// listed again under the new source.
-    pub fn set(&mut self, kind: Kind, resource: Option<ApiResource>) -> Option<String> {
+    pub fn set(&mut self, kind: Kind, resource: Option<ApiResource>) -> Option<SourceId> {
         if self.running.get(&kind).map(|(r, _)| r) == resource.as_ref() {
             return None;
         }
         let ended = self.running.remove(&kind).map(|(old, task)| {
             task.abort();
-            source_id(kind, &old)
+            source_id(&self.cluster, kind, &old)
         });
         if let Some(resource) = resource {
-            let task = spawn_kind(&self.client, &self.options, kind, &resource, &self.updates);
+            let task = spawn_kind(&self.client, &self.options, &self.cluster, kind, &resource, &self.updates);
             self.running.insert(kind, (resource, task));
         }
         ended
     }
 
     /// Whether `source` is the index source of a running watch: what an ended one still had in flight is not.
-    pub fn is_current(&self, source: &str) -> bool {
-        self.running.iter().any(|(kind, (resource, _))| source_id(*kind, resource) == source)
+    pub fn is_current(&self, source: &SourceId) -> bool {
+        self.running.iter().any(|(kind, (resource, _))| source_id(&self.cluster, *kind, resource) == *source)
     }
 }
 

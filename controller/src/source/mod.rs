@@ -1,9 +1,13 @@
 //! Sources of objects. The directory source delivers complete snapshots; the Kubernetes source delivers a
 //! snapshot per kind after every (re)list and single changes in between. Both reach the index through
-//! [`Update`], in one run loop.
+//! [`Update`], in one run loop. Every update names the cluster it is about: in Kubernetes mode the local cluster
+//! and one per kubeconfig Secret ([`clusters`]), in directory mode the top level and one per subdirectory
+//! ([`dir_clusters`]).
 
+pub mod clusters;
 pub mod crds;
 pub mod dir;
+pub mod dir_clusters;
 pub mod kube;
 
 use std::path::PathBuf;
@@ -34,14 +38,19 @@ pub enum Update {
     Reject { source: SourceId, key: ObjectKey, diagnostic: Diagnostic },
     /// An object was deleted: [`crate::index::Index::delete`].
     Delete { source: SourceId, key: ObjectKey },
-    /// A watched kind finished its first list (readiness waits for every kind's).
-    Listed(Kind),
-    /// What a kind served through a CRD is read through now; none: its CRD is not installed (see [`crds`]).
-    Served { kind: Kind, resource: Option<ApiResource> },
-    /// The source cannot reach its objects; what is known stays served, marked stale.
-    Failing { error: String },
-    /// The source reaches its objects again.
-    Healthy,
+    /// A watched kind of `cluster` finished its first list (readiness waits for every kind's).
+    Listed { cluster: String, kind: Kind },
+    /// What a kind served through a CRD is read through now in `cluster`; none: its CRD is not installed (see
+    /// [`crds`]).
+    Served { cluster: String, kind: Kind, resource: Option<ApiResource> },
+    /// `cluster` cannot be reached; what is known of it stays served, marked stale.
+    Failing { cluster: String, error: String },
+    /// `cluster` is reachable again.
+    Healthy { cluster: String },
+    /// The kubeconfig Secrets in the controller's namespace, all of them, after every change ([`clusters`]).
+    Kubeconfigs(Vec<clusters::KubeconfigSecret>),
+    /// A client for a cluster added by a kubeconfig Secret, or why there is none ([`clusters::connect`]).
+    Connected { cluster: String, generation: u64, result: Result<clusters::Connection, String> },
     /// The key to make session cookies and client hashes with, shared by replicas
     /// ([`crate::leader::session_key`]).
     SessionKey(AffinityKey),
@@ -49,16 +58,18 @@ pub enum Update {
 
 impl Update {
     /// The index source an update about objects comes from.
-    pub fn source(&self) -> Option<&str> {
+    pub fn source(&self) -> Option<&SourceId> {
         match self {
             Update::Reset { source, .. }
             | Update::Apply { source, .. }
             | Update::Reject { source, .. }
             | Update::Delete { source, .. } => Some(source),
-            Update::Listed(_)
+            Update::Listed { .. }
             | Update::Served { .. }
             | Update::Failing { .. }
-            | Update::Healthy
+            | Update::Healthy { .. }
+            | Update::Kubeconfigs(_)
+            | Update::Connected { .. }
             | Update::SessionKey(_) => None,
         }
     }

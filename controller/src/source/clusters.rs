@@ -1,0 +1,683 @@
+//! The clusters Berth watches in Kubernetes mode: the one it runs in (the local cluster), and one per kubeconfig
+//! Secret in its namespace (`--cluster-secrets-namespace`), named `kubeconfig-<cluster>-<last 4 hex digits of
+//! the cluster's UUID>`, with the kubeconfig under key `kubeconfig`.
+//!
+//! Each cluster runs the same watchers ([`super::kube`], [`super::crds`]) with its own client, tagged with its
+//! name, and has its own write-back ([`Writer`]) to its own API server. A Secret created, changed or deleted while
+//! Berth runs adds, restarts or removes its cluster; the other clusters are not touched. A cluster's objects are
+//! held back from compilation ([`Index::hold`]) until its first lists are all in.
+//!
+//! A kubeconfig that cannot be used (unreadable, refers to files or runs commands, a server that does not
+//! answer, credentials refused) is reported where an operator looks: the log, an Event on the Secret (written by
+//! the leader), and the errors of `berth routes`. It affects no other cluster.
+//!
+//! A kubeconfig from a Secret is held to what a Secret can carry: inline certificates and tokens only. File
+//! references (`tokenFile`, `client-certificate`, `certificate-authority`, ...) and credential plugins (`exec`,
+//! `auth-provider`) are refused: anyone who may create a Secret in Berth's namespace would otherwise make the
+//! controller run commands, or send its own files (its service account token) to a server of their choosing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ApiResource};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Config};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::{Update, crds, kube as kube_source};
+use crate::Diagnostic;
+use crate::compiler::api_servers::ApiServer;
+use crate::index::{Index, SourceId};
+use crate::objects::{Kind, LOCAL_CLUSTER};
+use crate::server::SourceView;
+use crate::status_writer::{Note, SecretNote, Write, Writer};
+
+/// The data key of a kubeconfig Secret.
+pub const KUBECONFIG_KEY: &str = "kubeconfig";
+const SECRET_PREFIX: &str = "kubeconfig-";
+
+/// A kubeconfig Secret as the run loop sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeconfigSecret {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    pub created: Option<Time>,
+    /// The value of key `kubeconfig`; none when the Secret has no such key.
+    pub kubeconfig: Option<Vec<u8>>,
+}
+
+impl KubeconfigSecret {
+    fn from_secret(secret: &Secret) -> Option<KubeconfigSecret> {
+        let name = secret.metadata.name.clone()?;
+        name.starts_with(SECRET_PREFIX).then(|| KubeconfigSecret {
+            namespace: secret.metadata.namespace.clone().unwrap_or_default(),
+            name,
+            uid: secret.metadata.uid.clone(),
+            created: secret.metadata.creation_timestamp.clone(),
+            kubeconfig: secret.data.as_ref().and_then(|d| d.get(KUBECONFIG_KEY)).map(|v| v.0.clone()),
+        })
+    }
+
+    /// `Secret berth-system/kubeconfig-alpha-1a2b`: how diagnostics name it.
+    pub fn object(&self) -> String {
+        format!("Secret {}/{}", self.namespace, self.name)
+    }
+}
+
+/// The cluster a Secret's name says it holds the kubeconfig of: `kubeconfig-alpha-1a2b` → `alpha`. Why not, for
+/// a name that starts like one but does not fit. The cluster's name is a DNS label, so that it can lead a host
+/// name (`alpha.k8s.example.com`).
+pub fn cluster_name(secret: &str) -> Result<String, String> {
+    let expected = "name it kubeconfig-<cluster>-<last 4 hex digits of the cluster's UUID>, e.g. kubeconfig-alpha-1a2b";
+    let rest = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
+    let Some((cluster, suffix)) = rest.rsplit_once('-') else {
+        return Err(format!("no UUID suffix; {expected}"));
+    };
+    if suffix.len() != 4 || !suffix.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(format!("{suffix:?} is not 4 lower-case hex digits; {expected}"));
+    }
+    let label = !cluster.is_empty()
+        && cluster.len() <= 63
+        && cluster.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !cluster.starts_with('-')
+        && !cluster.ends_with('-');
+    if !label {
+        return Err(format!("{cluster:?} is not a cluster name (lower-case letters, digits and '-'); {expected}"));
+    }
+    Ok(cluster.to_string())
+}
+
+/// A client for a cluster, and where its API server is.
+#[derive(Clone)]
+pub struct Connection {
+    pub client: Client,
+    /// The kubeconfig's server URL.
+    pub server: String,
+    /// Its host and port resolved to an address, for `--api-domain`; why not, when it could not be.
+    pub address: Result<SocketAddr, String>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection").field("server", &self.server).field("address", &self.address).finish()
+    }
+}
+
+/// Why a kubeconfig from a Secret is refused: it refers to files or runs commands. None: it is self-contained.
+pub fn refuse(kubeconfig: &Kubeconfig) -> Option<String> {
+    let mut found = Vec::new();
+    for named in &kubeconfig.clusters {
+        if named.cluster.as_ref().is_some_and(|c| c.certificate_authority.is_some()) {
+            found.push(format!("cluster {:?} has certificate-authority (use certificate-authority-data)", named.name));
+        }
+    }
+    for named in &kubeconfig.auth_infos {
+        let Some(auth) = &named.auth_info else { continue };
+        let refused = [
+            (auth.token_file.is_some(), "tokenFile (use token)"),
+            (auth.client_certificate.is_some(), "client-certificate (use client-certificate-data)"),
+            (auth.client_key.is_some(), "client-key (use client-key-data)"),
+            (auth.exec.is_some(), "exec (use a service account token)"),
+            (auth.auth_provider.is_some(), "auth-provider (use a service account token)"),
+        ];
+        for (_, what) in refused.iter().filter(|(present, _)| *present) {
+            found.push(format!("user {:?} has {what}", named.name));
+        }
+    }
+    (!found.is_empty()).then(|| {
+        format!(
+            "the kubeconfig refers to files or runs commands, which a kubeconfig Secret may not: {}",
+            found.join("; ")
+        )
+    })
+}
+
+/// A client from the kubeconfig of a Secret, and its API server's address.
+pub async fn connect(kubeconfig: &[u8]) -> Result<Connection, String> {
+    let text = std::str::from_utf8(kubeconfig).map_err(|_| "the kubeconfig is not UTF-8 text".to_string())?;
+    let kubeconfig = Kubeconfig::from_yaml(text).map_err(|e| format!("the kubeconfig cannot be read: {e}"))?;
+    if let Some(reason) = refuse(&kubeconfig) {
+        return Err(reason);
+    }
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| format!("the kubeconfig cannot be used: {e}"))?;
+    let server = config.cluster_url.to_string();
+    let address = resolve(&config.cluster_url).await;
+    let client = kube_source::client_from(config).map_err(|e| e.to_string())?;
+    Ok(Connection { client, server, address })
+}
+
+/// The address of the API server at `url` (`https://api.alpha.example.com:6443`).
+async fn resolve(url: &axum::http::Uri) -> Result<SocketAddr, String> {
+    let host = url.host().ok_or_else(|| format!("the server {url} has no host"))?;
+    let port = url.port_u16().unwrap_or(if url.scheme_str() == Some("http") { 80 } else { 443 });
+    let mut addresses = tokio::net::lookup_host(format!("{host}:{port}"))
+        .await
+        .map_err(|e| format!("cannot resolve the server {host}: {e}"))?;
+    addresses.next().ok_or_else(|| format!("the server {host} resolves to no address"))
+}
+
+/// Watches the Secrets of `namespace` in the local cluster; sends every kubeconfig Secret, all of them, once the
+/// first list is in and after every change. Other Secrets are not kept.
+pub fn spawn_secret_watch(client: &Client, namespace: &str, updates: &mpsc::Sender<Update>) -> JoinHandle<()> {
+    let api = Api::<Secret>::namespaced(client.clone(), namespace);
+    let updates = updates.clone();
+    tokio::spawn(async move {
+        let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+        let mut known: BTreeMap<String, KubeconfigSecret> = BTreeMap::new();
+        let mut listing: Option<BTreeMap<String, KubeconfigSecret>> = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(Event::Init) => {
+                    listing = Some(BTreeMap::new());
+                    continue;
+                }
+                Ok(Event::InitApply(secret)) => {
+                    if let Some(found) = KubeconfigSecret::from_secret(&secret) {
+                        listing.get_or_insert_with(BTreeMap::new).insert(found.name.clone(), found);
+                    }
+                    continue;
+                }
+                Ok(Event::InitDone) => known = listing.take().unwrap_or_default(),
+                Ok(Event::Apply(secret)) => {
+                    let Some(found) = KubeconfigSecret::from_secret(&secret) else { continue };
+                    known.insert(found.name.clone(), found);
+                }
+                Ok(Event::Delete(secret)) => {
+                    let Some(found) = KubeconfigSecret::from_secret(&secret) else { continue };
+                    known.remove(&found.name);
+                }
+                Err(error) => {
+                    warn!(%error, "watching kubeconfig Secrets failed; resuming with backoff");
+                    continue;
+                }
+            }
+            if updates.send(Update::Kubeconfigs(known.values().cloned().collect())).await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// A connected cluster's watches and writer. Dropping it stops them all.
+struct Running {
+    writer: Writer,
+    watches: kube_source::Watches,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// One watched cluster.
+struct Cluster {
+    /// The Secret it comes from; none for the local cluster.
+    secret: Option<KubeconfigSecret>,
+    /// Tells the connection attempt of this Secret's version from an earlier one still in flight.
+    generation: u64,
+    running: Option<Running>,
+    connecting: Option<JoinHandle<()>>,
+    /// Why the cluster cannot be used, while it has not been listed: its kubeconfig, its server, its
+    /// credentials. Reported on the Secret.
+    problem: Option<String>,
+    /// Kinds whose first list has not arrived.
+    unlisted: Vec<Kind>,
+    /// Since when (RFC 3339) and why the cluster cannot be reached.
+    stale: Option<(String, String)>,
+    /// Kinds whose CRD is not installed.
+    missing: BTreeSet<Kind>,
+    api_server: Option<SocketAddr>,
+}
+
+impl Cluster {
+    fn new(secret: Option<KubeconfigSecret>, generation: u64) -> Cluster {
+        let mut unlisted: Vec<Kind> = kube_source::builtin_resources().into_iter().map(|(kind, _)| kind).collect();
+        unlisted.extend(crds::OPTIONAL_KINDS.iter().map(|(kind, _, _)| *kind));
+        Cluster {
+            secret,
+            generation,
+            running: None,
+            connecting: None,
+            problem: None,
+            unlisted,
+            stale: None,
+            missing: BTreeSet::new(),
+            api_server: None,
+        }
+    }
+
+    fn listed(&self) -> bool {
+        self.unlisted.is_empty()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(task) = &self.connecting {
+            task.abort();
+        }
+    }
+}
+
+/// Every watched cluster, by name (the local one is [`LOCAL_CLUSTER`]).
+pub struct Clusters {
+    options: kube_source::Options,
+    updates: mpsc::Sender<Update>,
+    all: BTreeMap<String, Cluster>,
+    /// Kubeconfig Secrets that add no cluster, with why.
+    refused: Vec<(KubeconfigSecret, String)>,
+    /// Whether the first list of kubeconfig Secrets has arrived.
+    secrets_listed: bool,
+    secret_watch: JoinHandle<()>,
+    next_generation: u64,
+}
+
+impl Drop for Clusters {
+    fn drop(&mut self) {
+        self.secret_watch.abort();
+    }
+}
+
+impl Clusters {
+    /// Starts watching the local cluster through `client`, and the kubeconfig Secrets of `secrets_namespace`.
+    pub fn start(
+        client: Client,
+        options: kube_source::Options,
+        secrets_namespace: &str,
+        updates: mpsc::Sender<Update>,
+    ) -> Clusters {
+        let secret_watch = spawn_secret_watch(&client, secrets_namespace, &updates);
+        let mut clusters = Clusters {
+            options,
+            updates,
+            all: BTreeMap::new(),
+            refused: Vec::new(),
+            secrets_listed: false,
+            secret_watch,
+            next_generation: 1,
+        };
+        let mut local = Cluster::new(None, 0);
+        local.running = Some(clusters.run(LOCAL_CLUSTER, client));
+        clusters.all.insert(LOCAL_CLUSTER.to_string(), local);
+        clusters
+    }
+
+    fn run(&self, cluster: &str, client: Client) -> Running {
+        let writer = Writer::spawn(client.clone());
+        let mut tasks = vec![kube_source::spawn_probe(&client, cluster, &self.updates)];
+        tasks.extend(crds::spawn(&client, cluster, &self.updates));
+        let mut watches = kube_source::Watches::new(client, self.options.clone(), cluster, self.updates.clone());
+        for (kind, resource) in kube_source::builtin_resources() {
+            watches.set(kind, Some(resource));
+        }
+        Running { writer, watches, tasks }
+    }
+
+    /// Takes the kubeconfig Secrets as they are now: adds, restarts and removes clusters to match. Returns whether
+    /// anything that needs a compilation changed.
+    pub fn sync(&mut self, secrets: Vec<KubeconfigSecret>, index: &mut Index) -> bool {
+        self.secrets_listed = true;
+        let (wanted, refused) = wanted_clusters(secrets);
+        let mut changed = refused != self.refused;
+        self.refused = refused;
+        let gone: Vec<String> =
+            self.all.keys().filter(|name| !name.is_empty() && !wanted.contains_key(*name)).cloned().collect();
+        for name in gone {
+            info!(cluster = %name, "its kubeconfig Secret is gone: no longer watched");
+            self.all.remove(&name);
+            index.remove_cluster(&name);
+            changed = true;
+        }
+        for (name, secret) in wanted {
+            match self.all.get_mut(&name) {
+                Some(cluster) if cluster.secret.as_ref().map(|s| &s.kubeconfig) == Some(&secret.kubeconfig) => {
+                    cluster.secret = Some(secret);
+                }
+                _ => {
+                    info!(cluster = %name, secret = %secret.object(), "watching the cluster of a kubeconfig Secret");
+                    index.remove_cluster(&name);
+                    index.hold(&name);
+                    let generation = self.next_generation;
+                    self.next_generation += 1;
+                    let mut cluster = Cluster::new(Some(secret.clone()), generation);
+                    match secret.kubeconfig {
+                        None => cluster.problem = Some(format!("the Secret has no key {KUBECONFIG_KEY:?}")),
+                        Some(kubeconfig) => {
+                            let (updates, name) = (self.updates.clone(), name.clone());
+                            cluster.connecting = Some(tokio::spawn(async move {
+                                let result = connect(&kubeconfig).await;
+                                let _ = updates.send(Update::Connected { cluster: name, generation, result }).await;
+                            }));
+                        }
+                    }
+                    if let Some(problem) = &cluster.problem {
+                        warn!(cluster = %name, %problem, "cannot watch the cluster");
+                    }
+                    self.all.insert(name, cluster);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    /// Takes the outcome of connecting to a cluster: starts watching it, or records why it cannot be.
+    pub fn connected(&mut self, name: &str, generation: u64, result: Result<Connection, String>) -> bool {
+        let Some(cluster) = self.all.get(name).filter(|c| c.generation == generation) else { return false };
+        let _ = cluster;
+        match result {
+            Ok(connection) => {
+                info!(cluster = %name, server = %connection.server, "connected");
+                let running = self.run(name, connection.client);
+                let Some(cluster) = self.all.get_mut(name) else { return false };
+                match connection.address {
+                    Ok(address) => cluster.api_server = Some(address),
+                    Err(error) => warn!(cluster = %name, %error, "its API server gets no route with --api-domain"),
+                }
+                cluster.running = Some(running);
+                cluster.connecting = None;
+                cluster.api_server.is_some()
+            }
+            Err(problem) => {
+                warn!(cluster = %name, %problem, "cannot watch the cluster");
+                let Some(cluster) = self.all.get_mut(name) else { return false };
+                cluster.problem = Some(problem);
+                cluster.connecting = None;
+                true
+            }
+        }
+    }
+
+    /// A kind of `name` listed; when that was its last, a remote cluster's objects are shown. Returns whether
+    /// that needs a compilation.
+    pub fn listed(&mut self, name: &str, kind: Kind, index: &mut Index) -> bool {
+        let Some(cluster) = self.all.get_mut(name) else { return false };
+        let was = cluster.listed();
+        cluster.unlisted.retain(|k| *k != kind);
+        if was || !cluster.listed() {
+            return false;
+        }
+        if !name.is_empty() {
+            info!(cluster = %name, "every kind listed");
+            cluster.problem = None;
+            index.release(name);
+        }
+        true
+    }
+
+    /// What `kind` is read through in cluster `name` now. Returns the index source of the watch this ends, whose
+    /// objects are gone with it.
+    pub fn served(&mut self, name: &str, kind: Kind, resource: Option<ApiResource>) -> Option<SourceId> {
+        let cluster = self.all.get_mut(name)?;
+        if resource.is_some() {
+            cluster.missing.remove(&kind);
+        } else {
+            cluster.missing.insert(kind);
+            cluster.unlisted.retain(|k| *k != kind);
+        }
+        let running = cluster.running.as_mut()?;
+        if kind == Kind::VirtualService {
+            running.writer.set_virtual_service(resource.clone());
+        }
+        running.watches.set(kind, resource)
+    }
+
+    /// `name` cannot be reached. Returns whether what is reported about it changed, and whether that needs a
+    /// compilation (a cluster not listed yet reports it as an error on its Secret).
+    pub fn failing(&mut self, name: &str, error: String) -> (bool, bool) {
+        let Some(cluster) = self.all.get_mut(name) else { return (false, false) };
+        let first = cluster.stale.is_none();
+        if first {
+            warn!(cluster = %describe(name), %error, "the cluster cannot be reached; serving the last objects seen");
+        }
+        let since = cluster.stale.take().map(|(since, _)| since);
+        let since = since.unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().to_string());
+        let changed = cluster.stale.as_ref().map(|(_, e)| e) != Some(&error);
+        cluster.stale = Some((since, error.clone()));
+        let recompile = !name.is_empty() && !cluster.listed() && cluster.problem.as_ref() != Some(&error);
+        if recompile {
+            cluster.problem = Some(error);
+        }
+        (first || changed, recompile)
+    }
+
+    /// `name` is reachable again. Returns whether that changed.
+    pub fn healthy(&mut self, name: &str) -> bool {
+        let Some(cluster) = self.all.get_mut(name) else { return false };
+        if cluster.stale.take().is_some() {
+            info!(cluster = %describe(name), "the cluster is reachable again");
+            return true;
+        }
+        false
+    }
+
+    /// Whether `source` is the index source of a running watch: what an ended one (or a removed cluster's) still
+    /// had in flight is not.
+    pub fn is_current(&self, source: &SourceId) -> bool {
+        let running = self.all.get(&source.cluster).and_then(|c| c.running.as_ref());
+        running.is_some_and(|r| r.watches.is_current(source))
+    }
+
+    /// Whether the first table can be compiled: the local cluster and the kubeconfig Secrets listed, and every
+    /// remote cluster listed or known not to work, so that a restarted controller's first table already has
+    /// every cluster's routes.
+    pub fn ready(&self) -> bool {
+        self.secrets_listed && self.all.iter().all(|(name, c)| c.listed() || (!name.is_empty() && c.problem.is_some()))
+    }
+
+    /// Whether the local cluster's kinds are all listed.
+    pub fn local_listed(&self) -> bool {
+        self.all.get(LOCAL_CLUSTER).is_some_and(Cluster::listed)
+    }
+
+    /// The kinds whose CRD is not installed, by cluster.
+    pub fn missing(&self) -> Vec<(&str, Kind)> {
+        self.all.iter().flat_map(|(name, c)| c.missing.iter().map(move |kind| (name.as_str(), *kind))).collect()
+    }
+
+    /// The API servers of the remote clusters that have an address.
+    pub fn api_servers(&self) -> Vec<ApiServer> {
+        self.all
+            .iter()
+            .filter_map(|(name, c)| {
+                let secret = c.secret.as_ref()?;
+                Some(ApiServer {
+                    cluster: name.clone(),
+                    secret: (secret.namespace.clone(), secret.name.clone()),
+                    address: c.api_server?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every kubeconfig Secret that adds no working cluster, as an error on the Secret.
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        let refused = self.refused.iter().map(|(secret, why)| {
+            Diagnostic::new(format!("adds no cluster: {why}")).object(secret.object()).field("metadata.name")
+        });
+        let broken = self.all.iter().filter_map(|(name, c)| {
+            let (secret, problem) = (c.secret.as_ref()?, c.problem.as_ref()?);
+            let message = format!("cluster {name} cannot be watched: {problem}; fix the kubeconfig in the Secret");
+            Some(Diagnostic::new(message).object(secret.object()).field(format!("data.{KUBECONFIG_KEY}")))
+        });
+        refused.chain(broken).collect()
+    }
+
+    /// The Events for the errors of `new_diagnostics` that are about kubeconfig Secrets.
+    pub fn secret_notes(&self, new_diagnostics: &[Diagnostic]) -> Vec<SecretNote> {
+        let secrets = self.all.values().filter_map(|c| c.secret.as_ref()).chain(self.refused.iter().map(|(s, _)| s));
+        let secrets: Vec<&KubeconfigSecret> = secrets.collect();
+        new_diagnostics
+            .iter()
+            .filter(|d| !d.is_warning())
+            .filter_map(|d| {
+                let secret = secrets.iter().find(|s| d.object.as_deref() == Some(s.object().as_str()))?;
+                Some(SecretNote {
+                    namespace: secret.namespace.clone(),
+                    name: secret.name.clone(),
+                    uid: secret.uid.clone(),
+                    message: Diagnostic { object: None, file: None, ..d.clone() }.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Each cluster's status for `/v1/routes`: `kube` for the local one, `kube alpha` for another.
+    pub fn sources(&self) -> Vec<SourceView> {
+        self.all
+            .iter()
+            .map(|(name, c)| SourceView {
+                name: if name.is_empty() { "kube".to_string() } else { format!("kube {name}") },
+                stale: c.stale.is_some() || c.problem.is_some(),
+                since: c.stale.as_ref().map(|(since, _)| since.clone()),
+                error: c.stale.as_ref().map(|(_, error)| error.clone()).or_else(|| c.problem.clone()),
+            })
+            .collect()
+    }
+
+    /// The writer of cluster `name`, once connected.
+    pub fn writer(&self, name: &str) -> Option<&Writer> {
+        self.all.get(name)?.running.as_ref().map(|r| &r.writer)
+    }
+
+    /// Hands each note to the writer of its object's cluster.
+    pub fn note(&self, note: Note) {
+        if let Some(writer) = self.writer(&note.key.cluster) {
+            writer.note(note);
+        }
+    }
+
+    /// Records the errors of `new_diagnostics` about kubeconfig Secrets as Events on them, in the local cluster.
+    pub fn note_secrets(&self, new_diagnostics: &[Diagnostic]) {
+        let Some(writer) = self.writer(LOCAL_CLUSTER) else { return };
+        for note in self.secret_notes(new_diagnostics) {
+            writer.note_secret(note);
+        }
+    }
+
+    /// Gives each cluster's writer the writes for its objects (and nothing more: a plan is the whole truth).
+    pub fn plan(&self, writes: Vec<Write>) {
+        let mut by_cluster: BTreeMap<&str, Vec<Write>> = BTreeMap::new();
+        for write in writes {
+            if let Some((name, _)) = self.all.get_key_value(&write.key.cluster) {
+                by_cluster.entry(name.as_str()).or_default().push(write);
+            }
+        }
+        for (name, cluster) in &self.all {
+            if let Some(running) = &cluster.running {
+                running.writer.plan(by_cluster.remove(name.as_str()).unwrap_or_default());
+            }
+        }
+    }
+}
+
+/// `local` or the cluster's name, for logs.
+fn describe(name: &str) -> String {
+    if name.is_empty() { "local".to_string() } else { name.to_string() }
+}
+
+/// The cluster each kubeconfig Secret adds, and those that add none with why: a name that does not fit, or a
+/// cluster another Secret names too (the oldest Secret wins, then the first by name).
+pub fn wanted_clusters(
+    mut secrets: Vec<KubeconfigSecret>,
+) -> (BTreeMap<String, KubeconfigSecret>, Vec<(KubeconfigSecret, String)>) {
+    secrets.sort_by(|a, b| (a.created.is_none(), &a.created, &a.name).cmp(&(b.created.is_none(), &b.created, &b.name)));
+    let mut wanted: BTreeMap<String, KubeconfigSecret> = BTreeMap::new();
+    let mut refused = Vec::new();
+    for secret in secrets {
+        match cluster_name(&secret.name) {
+            Err(why) => refused.push((secret, why)),
+            Ok(cluster) => match wanted.get(&cluster) {
+                Some(first) => {
+                    let why = format!("cluster {cluster} comes from {} already, which is older", first.object());
+                    refused.push((secret, why));
+                }
+                None => {
+                    wanted.insert(cluster, secret);
+                }
+            },
+        }
+    }
+    refused.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+    (wanted, refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(name: &str, created: &str) -> KubeconfigSecret {
+        KubeconfigSecret {
+            namespace: "berth-system".into(),
+            name: name.into(),
+            uid: None,
+            created: Some(Time(created.parse().unwrap())),
+            kubeconfig: Some(b"k".to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_secret_name_says_which_cluster_it_adds() {
+        assert_eq!(cluster_name("kubeconfig-alpha-1a2b"), Ok("alpha".to_string()));
+        assert_eq!(cluster_name("kubeconfig-eu-west-1-0f9e"), Ok("eu-west-1".to_string()));
+        assert!(cluster_name("kubeconfig-alpha").unwrap_err().contains("e.g. kubeconfig-alpha-1a2b"));
+        assert!(cluster_name("kubeconfig-alpha-1A2B").unwrap_err().contains("hex"));
+        assert!(cluster_name("kubeconfig-alpha-12345").unwrap_err().contains("hex"));
+        assert!(cluster_name("kubeconfig--1a2b").unwrap_err().contains("not a cluster name"));
+        assert!(cluster_name("kubeconfig-Alpha-1a2b").unwrap_err().contains("not a cluster name"));
+        assert!(cluster_name("kubeconfig-alpha.x-1a2b").unwrap_err().contains("not a cluster name"));
+    }
+
+    #[test]
+    fn two_secrets_for_one_cluster_leave_it_to_the_older() {
+        let secrets = vec![
+            secret("kubeconfig-alpha-2222", "2024-01-02T00:00:00Z"),
+            secret("kubeconfig-alpha-1111", "2024-01-01T00:00:00Z"),
+            secret("kubeconfig-beta-3333", "2024-01-03T00:00:00Z"),
+            secret("kubeconfig-bad", "2024-01-01T00:00:00Z"),
+        ];
+        let (wanted, refused) = wanted_clusters(secrets);
+        assert_eq!(wanted.keys().collect::<Vec<_>>(), ["alpha", "beta"]);
+        assert_eq!(wanted["alpha"].name, "kubeconfig-alpha-1111");
+        let refused: Vec<(&str, &str)> = refused.iter().map(|(s, why)| (s.name.as_str(), why.as_str())).collect();
+        assert_eq!(refused[0].0, "kubeconfig-alpha-2222");
+        assert!(refused[0].1.contains("Secret berth-system/kubeconfig-alpha-1111 already"), "{}", refused[0].1);
+        assert_eq!(refused[1].0, "kubeconfig-bad");
+    }
+
+    #[test]
+    fn a_kubeconfig_that_refers_to_files_or_runs_commands_is_refused() {
+        let inline = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://10.0.0.1:6443\n    \
+                      certificate-authority-data: Zm9v\nusers:\n- name: u\n  user:\n    token: abc\ncontexts:\n- name: x\n  \
+                      context: {cluster: c, user: u}\ncurrent-context: x\n";
+        assert_eq!(refuse(&Kubeconfig::from_yaml(inline).unwrap()), None);
+        let files = inline
+            .replace("certificate-authority-data: Zm9v", "certificate-authority: /etc/ca.pem")
+            .replace("token: abc", "tokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token");
+        let why = refuse(&Kubeconfig::from_yaml(&files).unwrap()).unwrap();
+        assert!(why.contains("certificate-authority (use") && why.contains("tokenFile"), "{why}");
+        let exec = inline.replace("token: abc", "exec: {apiVersion: client.authentication.k8s.io/v1, command: sh}");
+        assert!(refuse(&Kubeconfig::from_yaml(&exec).unwrap()).unwrap().contains("exec"));
+    }
+
+    #[tokio::test]
+    async fn a_kubeconfig_that_is_not_one_says_so() {
+        let error = connect(b"{not yaml: [").await.unwrap_err();
+        assert!(error.starts_with("the kubeconfig cannot be read"), "{error}");
+    }
+}
