@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use super::*;
 use crate::objects::{Destination, HttpMatch, HttpRule, PortSelector, RouteDestination, StringMatch, VirtualService};
 
+mod clusters;
 mod tls;
 
 // ---- builders ----
