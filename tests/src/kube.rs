@@ -16,6 +16,8 @@ pub struct KubeApiServer {
     pub state: PathBuf,
     /// Serving HTTPS (`--tls`): the kubeconfig trusts the CA kept in `<dir>/kube-api-tls/ca.pem`.
     pub tls: bool,
+    /// More names its certificate holds (`--tls-name`), besides 127.0.0.1 and localhost.
+    tls_names: Vec<String>,
     dir: PathBuf,
     process: Process,
 }
@@ -24,23 +26,34 @@ impl KubeApiServer {
     /// Starts the server on a free port, keeping its objects in `<dir>/kube-api-state.json` and writing its
     /// kubeconfig to `<dir>/kubeconfig`; waits until it answers.
     pub fn start(dir: &Path) -> KubeApiServer {
-        KubeApiServer::start_with(dir, false)
+        KubeApiServer::start_with(dir, false, &[])
     }
 
     /// The same over HTTPS, as an in-cluster API server: a CA and a server certificate for 127.0.0.1 are made at
     /// start (and kept in `<dir>/kube-api-tls`, so a restart keeps them), and the kubeconfig trusts the CA.
     pub fn start_tls(dir: &Path) -> KubeApiServer {
-        KubeApiServer::start_with(dir, true)
+        KubeApiServer::start_with(dir, true, &[])
     }
 
-    fn start_with(dir: &Path, tls: bool) -> KubeApiServer {
+    /// The same, with a certificate that also holds `names` (a name clients reach it by through a proxy).
+    pub fn start_tls_named(dir: &Path, names: &[&str]) -> KubeApiServer {
+        KubeApiServer::start_with(dir, true, names)
+    }
+
+    fn start_with(dir: &Path, tls: bool, names: &[&str]) -> KubeApiServer {
         let addr = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
         let (kubeconfig, state) = (dir.join("kubeconfig"), dir.join("kube-api-state.json"));
-        let process = KubeApiServer::spawn(addr, &kubeconfig, &state, dir, tls);
-        KubeApiServer { addr, kubeconfig, state, tls, dir: dir.to_path_buf(), process }
+        let tls_names: Vec<String> = names.iter().map(ToString::to_string).collect();
+        let process = KubeApiServer::spawn(addr, &kubeconfig, &state, dir, tls, &tls_names);
+        KubeApiServer { addr, kubeconfig, state, tls, tls_names, dir: dir.to_path_buf(), process }
     }
 
-    fn spawn(addr: SocketAddr, kubeconfig: &Path, state: &Path, dir: &Path, tls: bool) -> Process {
+    /// The CA its certificate is signed by, when serving HTTPS.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.dir.join("kube-api-tls").join("ca.pem")
+    }
+
+    fn spawn(addr: SocketAddr, kubeconfig: &Path, state: &Path, dir: &Path, tls: bool, names: &[String]) -> Process {
         let mut command = Command::new(paths::kube_api());
         command
             .arg(format!("--listen={addr}"))
@@ -48,6 +61,7 @@ impl KubeApiServer {
             .arg(format!("--state={}", state.display()));
         if tls {
             command.arg("--tls").arg(format!("--tls-dir={}", dir.join("kube-api-tls").display()));
+            command.args(names.iter().map(|name| format!("--tls-name={name}")));
         }
         // The server prints this line once it serves (its kubeconfig written); the log keeps earlier runs' lines.
         let ready = |log: &str| log.matches("listening on ").count();
@@ -68,7 +82,8 @@ impl KubeApiServer {
     /// Starts it again on the same address from its state file: objects, resourceVersions and history kept.
     pub fn restart(&mut self) {
         self.process.kill();
-        self.process = KubeApiServer::spawn(self.addr, &self.kubeconfig, &self.state, &self.dir, self.tls);
+        self.process =
+            KubeApiServer::spawn(self.addr, &self.kubeconfig, &self.state, &self.dir, self.tls, &self.tls_names);
     }
 
     /// `GET` of a test endpoint: plain HTTP, or through kubectl (which speaks TLS with the kubeconfig's CA).

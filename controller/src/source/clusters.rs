@@ -449,7 +449,9 @@ impl Clusters {
         let since = since.unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().to_string());
         let changed = cluster.stale.as_ref().map(|(_, e)| e) != Some(&error);
         cluster.stale = Some((since, error.clone()));
-        let recompile = !name.is_empty() && !cluster.listed() && cluster.problem.as_ref() != Some(&error);
+        // The first error of a cluster not listed yet is the one reported on its Secret: the probe and each watch
+        // say it their own way, and one Event is enough.
+        let recompile = !name.is_empty() && !cluster.listed() && cluster.problem.is_none();
         if recompile {
             cluster.problem = Some(error);
         }
