@@ -176,6 +176,7 @@ pub fn spawn_secret_watch(client: &Client, namespace: &str, updates: &mpsc::Send
         let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
         let mut known: BTreeMap<String, KubeconfigSecret> = BTreeMap::new();
         let mut listing: Option<BTreeMap<String, KubeconfigSecret>> = None;
+        let mut listed = false;
         while let Some(item) = stream.next().await {
             match item {
                 Ok(Event::Init) => {
@@ -188,7 +189,10 @@ pub fn spawn_secret_watch(client: &Client, namespace: &str, updates: &mpsc::Send
                     }
                     continue;
                 }
-                Ok(Event::InitDone) => known = listing.take().unwrap_or_default(),
+                Ok(Event::InitDone) => {
+                    known = listing.take().unwrap_or_default();
+                    listed = true;
+                }
                 Ok(Event::Apply(secret)) => {
                     let Some(found) = KubeconfigSecret::from_secret(&secret) else { continue };
                     known.insert(found.name.clone(), found);
@@ -199,7 +203,12 @@ pub fn spawn_secret_watch(client: &Client, namespace: &str, updates: &mpsc::Send
                 }
                 Err(error) => {
                     warn!(%error, "watching kubeconfig Secrets failed; resuming with backoff");
-                    continue;
+                    // Until they can be listed there are no other clusters: the local one must not wait for them
+                    // (a Role without the Secrets rule would otherwise keep the controller from ever being ready).
+                    if listed {
+                        continue;
+                    }
+                    listed = true;
                 }
             }
             if updates.send(Update::Kubeconfigs(known.values().cloned().collect())).await.is_err() {
@@ -378,8 +387,9 @@ impl Clusters {
 
     /// Takes the outcome of connecting to a cluster: starts watching it, or records why it cannot be.
     pub fn connected(&mut self, name: &str, generation: u64, result: Result<Connection, String>) -> bool {
-        let Some(cluster) = self.all.get(name).filter(|c| c.generation == generation) else { return false };
-        let _ = cluster;
+        if self.all.get(name).is_none_or(|c| c.generation != generation) {
+            return false; // an attempt for a Secret that has changed or gone since
+        }
         match result {
             Ok(connection) => {
                 info!(cluster = %name, server = %connection.server, "connected");
