@@ -18,7 +18,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cargo build --locked --profile wasm --target wasm32-unknown-unknown -p berth-filter \
  && mkdir -p /out \
  && cp target/release/berth /out/berth \
- && cp target/wasm32-unknown-unknown/wasm/berth_filter.wasm /out/berth_filter.wasm
+ && cargo run --locked --release -q -p berth-wasm-exports -- --keep filter/src/exports.txt \
+      target/wasm32-unknown-unknown/wasm/berth_filter.wasm /out/berth_filter.wasm
 
 # glibc and CA certificates, no shell; runs as uid 65532 (the Deployment also insists on a non-root user).
 FROM gcr.io/distroless/cc-debian12:nonroot
