@@ -1,5 +1,6 @@
 //! Stock Envoy running the built filter, configured by `berth envoy-config`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -74,16 +75,25 @@ impl Envoy {
         self.process.log()
     }
 
-    /// Waits until the filter routes by table `version` or a later one: the fetcher logs each table it publishes
-    /// to the workers, which use it from their next request on.
+    /// Waits until the filter routes by table `version` or a later one: the fetcher has published it, and every
+    /// filter root context that has loaded a table (each role on each thread, for they tick apart) has loaded it.
     pub fn wait_for_table(&self, version: u64) {
-        wait::until(&format!("Envoy to publish table version {version}"), Duration::from_secs(10), || {
+        wait::until(&format!("Envoy to route by table version {version}"), Duration::from_secs(10), || {
             let log = self.process.log();
-            let published = log.lines().filter_map(|line| {
-                let rest = line.split("published routing table version ").nth(1)?;
-                rest.split_whitespace().next()?.parse::<u64>().ok()
-            });
-            published.max().filter(|latest| *latest >= version)
+            let published = log.lines().filter_map(|line| table_version(line, "published routing table version "));
+            if published.max().is_none_or(|latest| latest < version) {
+                return None;
+            }
+            let mut loaded: HashMap<(&str, &str), u64> = HashMap::new();
+            for line in log.lines() {
+                if let Some(v) = table_version(line, "routing table version ").filter(|_| line.contains(" loaded ("))
+                    && let Some(root) = root_context(line)
+                {
+                    let newest = loaded.entry(root).or_default();
+                    *newest = (*newest).max(v);
+                }
+            }
+            (!loaded.is_empty() && loaded.values().all(|v| *v >= version)).then_some(())
         });
     }
 
@@ -128,4 +138,17 @@ pub fn validate(config: &Path) -> Result<(), String> {
     } else {
         Err(format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
     }
+}
+
+/// The version after `marker` in a log line of the filter's.
+fn table_version(line: &str, marker: &str) -> Option<u64> {
+    line.split(marker).nth(1)?.split_whitespace().next()?.parse().ok()
+}
+
+/// Which root context logged `line`: Envoy's thread id and the plugin name, as in
+/// `[time][thread][info][wasm] [file:line] wasm log PLUGIN berth: ...`.
+fn root_context(line: &str) -> Option<(&str, &str)> {
+    let thread = line.split('[').nth(2)?.split(']').next()?;
+    let plugin = line.split("wasm log ").nth(1)?.split_whitespace().next()?;
+    Some((thread, plugin))
 }
