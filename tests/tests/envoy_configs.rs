@@ -2,40 +2,30 @@
 
 use berth_tests::{envoy, paths};
 
-#[test]
-fn rendered_bootstrap_validates() {
+/// Renders `berth envoy-config` with `extra` arguments, checks that Envoy validates it and returns it.
+fn render_and_validate(extra: &[&str]) -> String {
     let work = tempfile::tempdir().unwrap();
-    let output = berth_tests::controller::berth(&[
-        "envoy-config",
-        "--controller=127.0.0.1:8081",
-        &format!("--wasm={}", paths::wasm().display()),
-        "--http-listen=127.0.0.1:8080",
-        "--admin=127.0.0.1:9901",
-    ]);
+    let wasm = format!("--wasm={}", paths::wasm().display());
+    let mut args = vec!["envoy-config", "--controller=127.0.0.1:8081", &wasm];
+    args.extend(["--http-listen=127.0.0.1:8080", "--admin=127.0.0.1:9901"]);
+    args.extend(extra);
+    let output = berth_tests::controller::berth(&args);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let config = work.path().join("envoy.yaml");
     std::fs::write(&config, &output.stdout).unwrap();
     envoy::validate(&config).unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn rendered_bootstrap_validates() {
+    render_and_validate(&[]);
 }
 
 #[test]
 fn rendered_bootstrap_with_tcp_and_tls_passthrough_listeners_validates() {
-    let work = tempfile::tempdir().unwrap();
-    let output = berth_tests::controller::berth(&[
-        "envoy-config",
-        "--controller=127.0.0.1:8081",
-        &format!("--wasm={}", paths::wasm().display()),
-        "--http-listen=127.0.0.1:8080",
-        "--admin=127.0.0.1:9901",
-        "--tcp-ports=31000-31010",
-        "--tls-port=8443",
-    ]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = render_and_validate(&["--tcp-ports=31000-31010", "--tls-port=8443"]);
     assert!(text.contains("envoy.filters.listener.tls_inspector"), "{text}");
-    let config = work.path().join("envoy.yaml");
-    std::fs::write(&config, &output.stdout).unwrap();
-    envoy::validate(&config).unwrap();
 
     let refused = berth_tests::controller::berth(&["envoy-config", "--tcp-ports=31000-31010", "--tls-port=31005"]);
     assert_eq!(refused.status.code(), Some(2), "a TLS port inside the TCP ports would fail to bind");
