@@ -60,7 +60,7 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     let _ = writeln!(
         md,
         "**Caveat: a shared 2-core machine.** The load generator, the backends, the controller and Envoy share two \
-         cores, and other builds ran on the same machine at the same time. Absolute numbers are noisy and low \
+         cores, and nothing isolates them from other work on the machine (Setup gives the load average at the start). Absolute numbers are noisy and low \
          (Envoy gets roughly one core); the alternation makes drift fall on both sides, so the *ratios* are the \
          meaningful part. The callgrind instruction counts are exact and repeatable.{}\n",
         if options.quick {
