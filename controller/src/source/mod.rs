@@ -9,6 +9,7 @@ pub mod crds;
 pub mod dir;
 pub mod dir_clusters;
 pub mod kube;
+pub mod kubeconfig_secret;
 
 use std::path::PathBuf;
 
@@ -48,7 +49,7 @@ pub enum Update {
     /// `cluster` is reachable again.
     Healthy { cluster: String },
     /// The kubeconfig Secrets in the controller's namespace, all of them, after every change ([`clusters`]).
-    Kubeconfigs(Vec<clusters::KubeconfigSecret>),
+    Kubeconfigs(Vec<kubeconfig_secret::KubeconfigSecret>),
     /// A client for a cluster added by a kubeconfig Secret, or why there is none ([`clusters::connect`]).
     Connected { cluster: String, generation: u64, result: Result<clusters::Connection, String> },
     /// The key to make session cookies and client hashes with, shared by replicas
