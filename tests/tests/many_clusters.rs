@@ -68,6 +68,27 @@ fn wait_backend(envoy: &Envoy, host: &str, backend: &str) {
     });
 }
 
+/// The messages of the Events on Secret `secret` of the controller's namespace.
+fn secret_events(local: &Kubectl, secret: &str) -> Vec<String> {
+    let out = local.ok(&["get", "events", "-n", NAMESPACE, "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&out).expect("events JSON");
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["involvedObject"]["kind"] == "Secret" && e["involvedObject"]["name"] == secret)
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Waits for the first Events on Secret `secret`; returns their messages.
+fn wait_for_events(local: &Kubectl, secret: &str) -> Vec<String> {
+    wait::until(&format!("an Event on {secret}"), Duration::from_secs(30), || {
+        let found = secret_events(local, secret);
+        (!found.is_empty()).then_some(found)
+    })
+}
+
 /// Waits until the wall clock is in the next second: creationTimestamps have whole seconds, and two objects that
 /// must differ in age need two different ones.
 fn next_second() {
@@ -193,25 +214,11 @@ fn a_broken_kubeconfig_is_reported_on_its_secret_and_other_clusters_work_on() {
     assert_eq!(backend_of(&envoy, "local.example.com").as_deref(), Some("local"));
 
     // Where an operator looks: an Event on each broken Secret, and the errors of `berth routes`.
-    let events = |secret: &str| -> Vec<String> {
-        let out = local.kubectl().ok(&["get", "events", "-n", NAMESPACE, "-o", "json"]);
-        let list: serde_json::Value = serde_json::from_str(&out).expect("events JSON");
-        list["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["involvedObject"]["kind"] == "Secret" && e["involvedObject"]["name"] == secret)
-            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
-            .collect()
-    };
     for (secret, says) in [
         ("kubeconfig-nobody-0000", "cluster nobody cannot be watched: "),
         ("kubeconfig-garbage-ffff", "cluster garbage cannot be watched: the kubeconfig cannot be read"),
     ] {
-        let found = wait::until(&format!("an Event on {secret}"), Duration::from_secs(30), || {
-            let found = events(secret);
-            (!found.is_empty()).then_some(found)
-        });
+        let found = wait_for_events(&local.kubectl(), secret);
         assert!(found[0].contains(says), "{found:?}");
         assert!(
             controller
@@ -226,6 +233,31 @@ fn a_broken_kubeconfig_is_reported_on_its_secret_and_other_clusters_work_on() {
     let routes = String::from_utf8_lossy(&out.stdout);
     assert!(routes.contains("source kube nobody: stale"), "{routes}");
     assert!(routes.contains(&format!("Secret {NAMESPACE}/kubeconfig-garbage-ffff")), "{routes}");
+}
+
+#[test]
+fn a_remote_cluster_whose_api_server_goes_away_is_reported_on_its_secret_and_its_routes_stay() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let tls_port = wait::free_port_range(1).0;
+    let (local, controller, envoy) = start_local(work.path(), tls_port);
+    let alpha = TestCluster::start(work.path(), "alpha", None);
+    alpha.expose("web", "alpha.example.com");
+    add_cluster(&local.kubectl(), "kubeconfig-alpha-1a2b", &alpha.api.kubeconfig);
+    wait_backend(&envoy, "alpha.example.com", "alpha");
+    assert!(secret_events(&local.kubectl(), "kubeconfig-alpha-1a2b").is_empty(), "no Event while it answers");
+
+    let TestCluster { api, backend: _alpha_backend } = alpha;
+    drop(api);
+    let found = wait_for_events(&local.kubectl(), "kubeconfig-alpha-1a2b");
+    assert!(found[0].contains("cluster alpha cannot be reached since "), "{found:?}");
+    assert!(found[0].contains("routes are served as last seen"), "{found:?}");
+    assert!(
+        controller.errors().iter().any(|e| e.contains("cluster alpha cannot be reached")),
+        "{:?}",
+        controller.errors()
+    );
+    assert_eq!(backend_of(&envoy, "alpha.example.com").as_deref(), Some("alpha"), "its routes stay");
+    assert_eq!(backend_of(&envoy, "local.example.com").as_deref(), Some("local"));
 }
 
 #[test]

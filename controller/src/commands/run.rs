@@ -282,9 +282,9 @@ impl Controller {
                     self.index.reset(ended, Vec::new(), Vec::new());
                 }
             }
-            Update::Failing { cluster, error } => {
+            Update::Failing { cluster, error, unreachable } => {
                 let Some(kube) = &mut self.kube else { return false };
-                let (shown, recompile) = kube.clusters.failing(&cluster, error);
+                let (shown, recompile) = kube.clusters.failing(&cluster, error, unreachable);
                 if shown {
                     self.publish_sources();
                 }
@@ -296,12 +296,12 @@ impl Controller {
                 return changed;
             }
             Update::Healthy { cluster } => {
-                if let Some(kube) = &mut self.kube
-                    && kube.clusters.healthy(&cluster)
-                {
+                let Some(kube) = &mut self.kube else { return false };
+                let (shown, recompile) = kube.clusters.healthy(&cluster);
+                if shown {
                     self.publish_sources();
                 }
-                return false;
+                return recompile;
             }
             Update::Kubeconfigs(secrets) => {
                 let Some(kube) = &mut self.kube else { return false };

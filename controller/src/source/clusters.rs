@@ -160,6 +160,9 @@ struct Cluster {
     unlisted: Vec<Kind>,
     /// Since when (RFC 3339) and why the cluster cannot be reached.
     stale: Option<(String, String)>,
+    /// Since when and why the API server of a remote cluster, listed before, stopped answering: an error on its
+    /// Secret until it answers again. Kept as first seen, so that one outage makes one Event.
+    outage: Option<(String, String)>,
     /// Kinds whose CRD is not installed.
     missing: BTreeSet<Kind>,
     api_server: Option<SocketAddr>,
@@ -177,6 +180,7 @@ impl Cluster {
             problem: None,
             unlisted,
             stale: None,
+            outage: None,
             missing: BTreeSet::new(),
             api_server: None,
         }
@@ -359,35 +363,42 @@ impl Clusters {
         running.watches.set(kind, resource)
     }
 
-    /// `name` cannot be reached. Returns whether what is reported about it changed, and whether that needs a
-    /// compilation (a cluster not listed yet reports it as an error on its Secret).
-    pub fn failing(&mut self, name: &str, error: String) -> (bool, bool) {
+    /// `name` cannot be reached (`unreachable`: its API server does not answer at all). Returns whether what is
+    /// reported about it changed, and whether that needs a compilation: a remote cluster not listed yet reports
+    /// its first error on its Secret, a listed one the start of an outage of its API server. (A watch's own error
+    /// alone is no outage: the probe decides, so a watch restarting does not make an Event.)
+    pub fn failing(&mut self, name: &str, error: String, unreachable: bool) -> (bool, bool) {
         let Some(cluster) = self.all.get_mut(name) else { return (false, false) };
         let first = cluster.stale.is_none();
         if first {
             warn!(cluster = %describe(name), %error, "the cluster cannot be reached; serving the last objects seen");
         }
+        let changed = cluster.stale.as_ref().map(|(_, e)| e) != Some(&error);
         let since = cluster.stale.take().map(|(since, _)| since);
         let since = since.unwrap_or_else(|| k8s_openapi::jiff::Timestamp::now().to_string());
-        let changed = cluster.stale.as_ref().map(|(_, e)| e) != Some(&error);
         cluster.stale = Some((since, error.clone()));
         // The first error of a cluster not listed yet is the one reported on its Secret: the probe and each watch
         // say it their own way, and one Event is enough.
-        let recompile = !name.is_empty() && !cluster.listed() && cluster.problem.is_none();
-        if recompile {
+        let remote = !name.is_empty();
+        let first_problem = remote && !cluster.listed() && cluster.problem.is_none();
+        if first_problem {
             cluster.problem = Some(error);
+        } else if remote && unreachable && cluster.listed() && cluster.outage.is_none() {
+            cluster.outage = cluster.stale.clone();
+            return (true, true);
         }
-        (first || changed, recompile)
+        (first || changed, first_problem)
     }
 
-    /// `name` is reachable again. Returns whether that changed.
-    pub fn healthy(&mut self, name: &str) -> bool {
-        let Some(cluster) = self.all.get_mut(name) else { return false };
+    /// `name` is reachable again. Returns whether that changed, and whether it needs a compilation (an outage
+    /// reported on its Secret ends).
+    pub fn healthy(&mut self, name: &str) -> (bool, bool) {
+        let Some(cluster) = self.all.get_mut(name) else { return (false, false) };
         if cluster.stale.take().is_some() {
             info!(cluster = %describe(name), "the cluster is reachable again");
-            return true;
+            return (true, cluster.outage.take().is_some());
         }
-        false
+        (false, false)
     }
 
     /// Whether `source` is the index source of a running watch: what an ended one (or a removed cluster's) still
@@ -439,7 +450,15 @@ impl Clusters {
             let message = format!("cluster {name} cannot be watched: {problem}; fix the kubeconfig in the Secret");
             Some(Diagnostic::new(message).object(secret.object()).field(format!("data.{KUBECONFIG_KEY}")))
         });
-        refused.chain(broken).collect()
+        let unreachable = self.all.iter().filter_map(|(name, c)| {
+            let (secret, (since, error)) = (c.secret.as_ref()?, c.outage.as_ref()?);
+            let message = format!(
+                "cluster {name} cannot be reached since {since} ({error}); its routes are served as last seen until \
+                 its API server answers again"
+            );
+            Some(Diagnostic::new(message).object(secret.object()))
+        });
+        refused.chain(broken).chain(unreachable).collect()
     }
 
     /// The Events for the errors of `new_diagnostics` that are about kubeconfig Secrets.

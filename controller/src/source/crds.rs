@@ -99,7 +99,7 @@ async fn watch_crd(client: Client, cluster: String, kind: Kind, name: &'static s
             Err(error) => {
                 warn!(%kind, crd = name, cluster = %cluster, %error, "watching the CRD failed; resuming with backoff");
                 let error = format!("watching the CustomResourceDefinition {name}: {error}");
-                let update = Update::Failing { cluster: cluster.clone(), error };
+                let update = Update::Failing { cluster: cluster.clone(), error, unreachable: false };
                 if updates.send(update).await.is_err() {
                     return;
                 }

@@ -171,7 +171,11 @@ async fn watch_kind(
             Ok(Event::Delete(object)) => Update::Delete { source: source.clone(), key: key_of(kind, &object) },
             Err(error) => {
                 warn!(%kind, cluster = %cluster, %error, "watch failed; resuming with backoff");
-                Update::Failing { cluster: cluster.clone(), error: format!("watching {}: {error}", resource.plural) }
+                Update::Failing {
+                    cluster: cluster.clone(),
+                    error: format!("watching {}: {error}", resource.plural),
+                    unreachable: false,
+                }
             }
         };
         let done = matches!(update, Update::Reset { .. });
@@ -199,10 +203,16 @@ async fn probe(client: Client, cluster: String, updates: mpsc::Sender<Update>) {
         // Healthy on every answer: it also ends a stale mark a watch's error set while this probe saw no outage.
         let update = match answer {
             Ok(Ok(_)) => Some(Update::Healthy { cluster }),
-            Ok(Err(error)) => {
-                Some(Update::Failing { cluster, error: format!("the API server does not answer: {error}") })
-            }
-            Err(_) => Some(Update::Failing { cluster, error: "the API server does not answer within 5s".to_string() }),
+            Ok(Err(error)) => Some(Update::Failing {
+                cluster,
+                error: format!("the API server does not answer: {error}"),
+                unreachable: true,
+            }),
+            Err(_) => Some(Update::Failing {
+                cluster,
+                error: "the API server does not answer within 5s".to_string(),
+                unreachable: true,
+            }),
         };
         if let Some(update) = update
             && updates.send(update).await.is_err()

@@ -44,8 +44,9 @@ pub enum Update {
     /// What a kind served through a CRD is read through now in `cluster`; none: its CRD is not installed (see
     /// [`crds`]).
     Served { cluster: String, kind: Kind, resource: Option<ApiResource> },
-    /// `cluster` cannot be reached; what is known of it stays served, marked stale.
-    Failing { cluster: String, error: String },
+    /// `cluster` cannot be reached; what is known of it stays served, marked stale. `unreachable`: its API server
+    /// does not answer at all (the probe), rather than one watch failing.
+    Failing { cluster: String, error: String, unreachable: bool },
     /// `cluster` is reachable again.
     Healthy { cluster: String },
     /// The kubeconfig Secrets in the controller's namespace, all of them, after every change ([`clusters`]).
