@@ -62,7 +62,8 @@ impl Options {
         }
     }
 
-    /// Everything once, small: checks the plumbing in a minute or two, numbers not worth publishing.
+    /// Everything once, small: checks the plumbing in about ten minutes (six Envoys start under callgrind), numbers
+    /// not worth publishing.
     pub fn quick(out: PathBuf) -> Options {
         Options {
             quick: true,

@@ -119,7 +119,7 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     profile_section(&mut md, results);
     let _ = writeln!(
         md,
-        "## Reproduce\n\n```sh\nmake bench          # the full run: writes BENCHMARKS.md and BENCHMARKS.png here\nmake bench QUICK=1  # a smoke run in a couple of minutes, written to target/bench/\n```\n\nThe harness is `tests/src/bin/bench.rs` with its parts in `tests/src/bench/`; `berth-bench --only http,tcp` runs some sections only."
+        "## Reproduce\n\n```sh\nmake bench          # the full run: writes BENCHMARKS.md and BENCHMARKS.png here\nmake bench QUICK=1  # a smoke run in about ten minutes, written to target/bench/\n```\n\nThe harness is `tests/src/bin/bench.rs` with its parts in `tests/src/bench/`; `berth-bench --only http,tcp,instructions` runs some sections only."
     );
     md
 }
