@@ -7,10 +7,12 @@ SHELL := bash
 VENV := .venv
 ENVOY := $(abspath $(VENV)/bin/envoy)
 WASM := target/berth_filter.wasm
+NOOP_WASM := target/noop_filter.wasm
 BERTH := target/release/berth
 export BERTH_ENVOY := $(ENVOY)
 export BERTH_KUBECTL := $(abspath $(VENV)/bin/kubectl)
 export BERTH_WASM := $(abspath $(WASM))
+export BERTH_NOOP_WASM := $(abspath $(NOOP_WASM))
 export BERTH_BIN := $(abspath $(BERTH))
 
 # Build the filter with a rustup wasm32 target when the machine has one; otherwise with Debian's rustc-web
@@ -28,7 +30,14 @@ endif
 # Its own target directory: the two toolchains would otherwise keep invalidating each other's build scripts.
 WASM_TARGET_DIR := target/wasm
 
-.PHONY: help setup build wasm controller run test lint bench clean
+# $(call wasm_module,PACKAGE,CRATE,EXPORTS,OUT): builds PACKAGE for wasm32 and writes its module (CRATE.wasm) to OUT
+# with only the exports the file EXPORTS names: Envoy skips a callback the module does not export.
+define wasm_module
+$(WASM_CARGO) build --profile wasm --target wasm32-unknown-unknown $(WASM_FLAGS) -p $(1) --target-dir $(WASM_TARGET_DIR)
+cargo run --release -q -p berth-wasm-exports -- --keep $(3) $(WASM_TARGET_DIR)/wasm32-unknown-unknown/wasm/$(2).wasm $(4)
+endef
+
+.PHONY: help setup build wasm noop-wasm controller run test lint bench clean
 
 help:
 	@echo "make run    build and start the demo: controller on examples/, Envoy with the filter, example backends"
@@ -55,12 +64,12 @@ $(ENVOY) $(BERTH_KUBECTL):
 
 build: wasm controller
 
-# The module keeps only the exports in filter/src/exports.txt: Envoy skips a callback the module does not export.
 wasm: setup
-	$(WASM_CARGO) build --profile wasm --target wasm32-unknown-unknown $(WASM_FLAGS) \
-	  -p berth-filter --target-dir $(WASM_TARGET_DIR)
-	cargo run --release -q -p berth-wasm-exports -- --keep filter/src/exports.txt \
-	  $(WASM_TARGET_DIR)/wasm32-unknown-unknown/wasm/berth_filter.wasm $(WASM)
+	$(call wasm_module,berth-filter,berth_filter,filter/src/exports.txt,$(WASM))
+
+# The benchmark's reference: a filter that does nothing, entered for the same callbacks as Berth's.
+noop-wasm: setup
+	$(call wasm_module,berth-noop-filter,noop_filter,tools/noop-filter/src/exports.txt,$(NOOP_WASM))
 
 controller:
 	cargo build --release --bins
@@ -78,11 +87,11 @@ lint: setup
 	cargo fmt --all --check
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	$(WASM_CLIPPY) $(WASM_CARGO) clippy --profile wasm --target wasm32-unknown-unknown $(WASM_FLAGS) \
-	  -p berth-filter --target-dir $(WASM_TARGET_DIR) -- -D warnings
+	  -p berth-filter -p berth-noop-filter --target-dir $(WASM_TARGET_DIR) -- -D warnings
 
 # Not part of `make test`: minutes of load on this machine. QUICK=1 is a smoke run, written to target/bench/.
 BENCH_TOOLS := wrk:wrk hyperfine:hyperfine rsvg-convert:librsvg2-bin valgrind:valgrind callgrind_annotate:valgrind
-bench: build
+bench: build noop-wasm
 	missing=$$(for tool in $(BENCH_TOOLS); do command -v $${tool%%:*} >/dev/null || echo $${tool#*:}; done | sort -u)
 	if [ -n "$$missing" ]; then
 	  echo "installing from Debian:" $$missing

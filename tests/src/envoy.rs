@@ -49,10 +49,30 @@ impl Envoy {
     /// Starts Envoy on the bootstrap `config` (listening on `http`, admin on `admin`) with these command-line
     /// `options`, logging to `<work>/<name>.log`, and waits until its admin interface reports LIVE.
     pub fn run(name: &str, config: &Path, http: SocketAddr, admin: SocketAddr, work: &Path, options: &[&str]) -> Envoy {
-        let mut command = Command::new(paths::envoy());
+        Envoy::run_under(None, name, config, http, admin, work, options)
+    }
+
+    /// The same, under `wrapper` (e.g. valgrind) when given.
+    pub fn run_under(
+        wrapper: Option<&Wrapper>,
+        name: &str,
+        config: &Path,
+        http: SocketAddr,
+        admin: SocketAddr,
+        work: &Path,
+        options: &[&str],
+    ) -> Envoy {
+        let (mut command, ready_within) = match wrapper {
+            None => (Command::new(paths::envoy()), Duration::from_secs(30)),
+            Some(wrapper) => {
+                let mut command = Command::new(&wrapper.program);
+                command.args(&wrapper.args).arg(paths::envoy());
+                (command, wrapper.ready_within)
+            }
+        };
         command.arg("-c").arg(config).arg("--use-dynamic-base-id").args(options);
         let mut process = Process::spawn(name, &mut command, work);
-        wait::until("Envoy's admin /ready", Duration::from_secs(30), || {
+        wait::until("Envoy's admin /ready", ready_within, || {
             assert!(process.is_running(), "envoy exited:\n{}", process.log());
             client::get(admin, "admin", "/ready").ok().filter(|r| r.status == 200)
         });
@@ -104,6 +124,14 @@ impl Envoy {
     pub fn pid(&self) -> Option<u32> {
         self.process.pid()
     }
+}
+
+/// A program Envoy runs under, such as valgrind, and how long Envoy may take to get ready under it.
+pub struct Wrapper {
+    pub program: String,
+    /// Its options, before Envoy's path.
+    pub args: Vec<String>,
+    pub ready_within: Duration,
 }
 
 /// Envoy's options in tests: two workers, and the filter's debug logs in the log file.

@@ -28,6 +28,11 @@ pub fn wasm() -> PathBuf {
     artifact("BERTH_WASM", "target/berth_filter.wasm", "run `make build` (make test does it)")
 }
 
+/// The benchmark's no-op reference filter (tools/noop-filter).
+pub fn noop_wasm() -> PathBuf {
+    artifact("BERTH_NOOP_WASM", "target/noop_filter.wasm", "run `make noop-wasm` (make bench does it)")
+}
+
 pub fn examples() -> PathBuf {
     workspace().join("examples")
 }

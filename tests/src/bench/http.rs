@@ -1,30 +1,38 @@
-//! Comparison 1: HTTP requests/s and latency, Envoy with Berth's filter against the same Envoy routing the same
-//! routes natively, at several route-table sizes, keep-alive, with wrk.
+//! Comparison 1: HTTP requests/s and latency at several route-table sizes, keep-alive, with wrk: Envoy with Berth's
+//! filter, the same Envoy routing the same routes natively with the no-op wasm filter in front (the floor), and
+//! natively alone (see [`super::sides`]).
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
-use berth_tests::Envoy;
 use berth_tests::client;
+use berth_tests::manifests::ManifestDir;
 
+use super::noop::{self, Layer};
 use super::options::Options;
 use super::routes::{self, host};
-use super::stats::{median, ratio};
+use super::sides::{PerSide, Side, SideConfig};
+use super::stats::{median, paired_ratio, ratio};
 use super::wrk::{self, Load, Run};
-use super::{BerthStack, envoy_options, free_addr, rss_mib, wait_routed};
+use super::{BerthStack, free_addr, rss_mib, wait_routed};
 
-/// Both sides' runs at one table size.
+/// One side's runs at one table size.
+#[derive(Debug, Clone, Default)]
+pub struct SideRuns {
+    /// Saturating runs (`wrk_connections` connections): throughput, and latency under queueing.
+    pub saturated: Vec<Run>,
+    /// One connection, one request at a time: latency is the time a request takes, not time spent queueing,
+    /// so the difference between two sides is what one adds to a request over the other.
+    pub one_connection: Vec<Run>,
+    pub rss_mib: f64,
+}
+
+/// Every side's runs at one table size; run `i` of each side ran in round `i`.
 #[derive(Debug, Clone)]
 pub struct HttpResult {
     pub hosts: usize,
-    /// Saturating runs (`wrk_connections` connections): throughput, and latency under queueing.
-    pub berth: Vec<Run>,
-    pub native: Vec<Run>,
-    /// One connection, one request at a time: latency is the time a request takes, not time spent queueing,
-    /// so the difference between the sides is what the filter adds to a request.
-    pub berth_latency: Vec<Run>,
-    pub native_latency: Vec<Run>,
-    pub berth_rss_mib: f64,
-    pub native_rss_mib: f64,
+    pub sides: PerSide<SideRuns>,
 }
 
 /// The median over `runs` of `metric`.
@@ -32,36 +40,67 @@ fn median_of(runs: &[Run], metric: fn(&Run) -> f64) -> f64 {
     median(&runs.iter().map(metric).collect::<Vec<_>>())
 }
 
+fn requests_per_second(run: &Run) -> f64 {
+    run.requests_per_second
+}
+
 impl HttpResult {
-    /// `metric`'s medians over the saturating runs: Berth's, native's.
-    pub fn saturated(&self, metric: fn(&Run) -> f64) -> (f64, f64) {
-        (median_of(&self.berth, metric), median_of(&self.native, metric))
+    /// `metric`'s median over `side`'s saturating runs.
+    pub fn saturated(&self, side: Side, metric: fn(&Run) -> f64) -> f64 {
+        median_of(&self.sides.get(side).saturated, metric)
     }
 
-    /// `metric`'s medians over the one-connection runs: Berth's, native's.
-    pub fn one_connection(&self, metric: fn(&Run) -> f64) -> (f64, f64) {
-        (median_of(&self.berth_latency, metric), median_of(&self.native_latency, metric))
+    /// `metric`'s median over `side`'s one-connection runs.
+    pub fn one_connection(&self, side: Side, metric: fn(&Run) -> f64) -> f64 {
+        median_of(&self.sides.get(side).one_connection, metric)
     }
 
-    /// Berth's throughput over the native one's, from the medians.
-    pub fn throughput_ratio(&self) -> f64 {
-        let (berth, native) = self.saturated(|run| run.requests_per_second);
-        ratio(berth, native)
+    /// `a`'s throughput over `b`'s, from the medians.
+    pub fn throughput_ratio(&self, (a, b): (Side, Side)) -> f64 {
+        ratio(self.saturated(a, requests_per_second), self.saturated(b, requests_per_second))
     }
 
-    /// Berth's throughput over the native one's, round by round (each pair ran back to back), then the median.
-    pub fn paired_ratio(&self) -> f64 {
-        let ratios: Vec<f64> = self
-            .berth
-            .iter()
-            .zip(&self.native)
-            .map(|(b, n)| ratio(b.requests_per_second, n.requests_per_second))
-            .collect();
-        median(&ratios)
+    /// `a`'s throughput over `b`'s, round by round (the sides of a round ran back to back), then the median.
+    pub fn paired_ratio(&self, (a, b): (Side, Side)) -> f64 {
+        let throughput =
+            |side: Side| -> Vec<f64> { self.sides.get(side).saturated.iter().map(requests_per_second).collect() };
+        paired_ratio(&throughput(a), &throughput(b))
     }
 }
 
-pub fn run(options: &Options, backends: &[std::net::SocketAddr]) -> anyhow::Result<Vec<HttpResult>> {
+/// Berth's stack routing `size` hosts, and the bootstraps of the other two sides, built from its rendered bootstrap
+/// and the table its controller compiled.
+pub struct HttpSides {
+    pub manifests: ManifestDir,
+    pub berth: BerthStack,
+    pub noop: SideConfig,
+    pub native: SideConfig,
+}
+
+impl HttpSides {
+    pub fn start(work: &Path, options: &Options, backends: &[SocketAddr], size: usize) -> anyhow::Result<HttpSides> {
+        let (manifests, berth) = BerthStack::with_hosts(work, options, backends, "h", size)?;
+        let table_json = client::get(berth.controller.addr, "controller", "/v1/table")?.body;
+        let table = berth_table::decode(table_json.as_bytes())?;
+        anyhow::ensure!(table.http.len() == size, "the table has {} routes, not {size}", table.http.len());
+        let side = |name: &str, yaml: &dyn Fn(SocketAddr, SocketAddr) -> anyhow::Result<String>| {
+            let (listener, admin) = (free_addr(), free_addr());
+            let bootstrap = work.join(format!("{name}.yaml"));
+            std::fs::write(&bootstrap, yaml(listener, admin)?)?;
+            anyhow::Ok(SideConfig { bootstrap, listener, admin })
+        };
+        let native_yaml = |listener, admin| routes::native_bootstrap(&berth.rendered, &table, listener, admin);
+        let native = side("native", &native_yaml)?;
+        let noop_yaml = |listener, admin| {
+            let wasm = berth_tests::paths::noop_wasm();
+            noop::with_noop_filter(&native_yaml(listener, admin)?, &berth.rendered, Layer::Http, &wasm)
+        };
+        let noop = side("noop", &noop_yaml)?;
+        Ok(HttpSides { manifests, berth, noop, native })
+    }
+}
+
+pub fn run(options: &Options, backends: &[SocketAddr]) -> anyhow::Result<Vec<HttpResult>> {
     let mut results = Vec::new();
     for &size in &options.http_sizes {
         eprintln!("http: {size} hosts");
@@ -70,47 +109,36 @@ pub fn run(options: &Options, backends: &[std::net::SocketAddr]) -> anyhow::Resu
     Ok(results)
 }
 
-fn compare(options: &Options, backends: &[std::net::SocketAddr], size: usize) -> anyhow::Result<HttpResult> {
+fn compare(options: &Options, backends: &[SocketAddr], size: usize) -> anyhow::Result<HttpResult> {
     let work = tempfile::tempdir()?;
-    let (_, berth) = BerthStack::with_hosts(work.path(), options, backends, "h", size)?;
+    let sides = HttpSides::start(work.path(), options, backends, size)?;
+    let noop = sides.noop.start("noop-envoy", work.path(), options.workers, None);
+    let native = sides.native.start("native-envoy", work.path(), options.workers, None);
+    let envoys = PerSide { berth: &sides.berth.envoy, noop: &noop, native: &native };
     let last = host("h", size - 1);
-
-    let table_json = client::get(berth.controller.addr, "controller", "/v1/table")?.body;
-    let table = berth_table::decode(table_json.as_bytes())?;
-    anyhow::ensure!(table.http.len() == size, "the table has {} routes, not {size}", table.http.len());
-    let (http, admin) = (free_addr(), free_addr());
-    let native_config = work.path().join("native.yaml");
-    std::fs::write(&native_config, routes::native_bootstrap(&berth.rendered, &table, http, admin)?)?;
-    let native_work = work.path().join("native");
-    std::fs::create_dir_all(&native_work)?;
-    let envoy_options = envoy_options(options.workers);
-    let envoy_options: Vec<&str> = envoy_options.iter().map(String::as_str).collect();
-    let native = Envoy::run("native-envoy", &native_config, http, admin, &native_work, &envoy_options);
-    wait_routed(native.http, &last, Duration::from_secs(60));
-    for side in [berth.envoy.http, native.http] {
-        let miss = client::get(side, "nowhere.example", "/")?;
-        anyhow::ensure!(miss.status == 404, "{side}: a host outside the table got {}", miss.status);
+    for side in Side::ALL {
+        let listener = envoys.get(side).http;
+        wait_routed(listener, &last, Duration::from_secs(60));
+        let miss = client::get(listener, "nowhere.example", "/")?;
+        anyhow::ensure!(miss.status == 404, "{}: a host outside the table got {}", side.name(), miss.status);
     }
 
     let hosts: Vec<String> = (0..size).map(|i| host("h", i)).collect();
     let (script, list) = wrk::prepare(work.path(), &hosts)?;
     let load = Load { threads: 1, connections: options.wrk_connections, seconds: options.seconds };
     let warmup = Load { seconds: 1, ..load.clone() };
-    for side in [berth.envoy.http, native.http] {
-        wrk::run(side, &warmup, &script, &list)?;
+    for side in Side::ALL {
+        wrk::run(envoys.get(side).http, &warmup, &script, &list)?;
     }
     let single = Load { connections: 1, ..load.clone() };
-    let (mut berth_runs, mut native_runs) = (Vec::new(), Vec::new());
-    let (mut berth_latency, mut native_latency) = (Vec::new(), Vec::new());
+    let mut runs: PerSide<SideRuns> = PerSide::default();
     for round in 0..options.rounds {
-        // A then B, then B then A: whatever else the machine does falls on both sides alike.
-        let berth_first = round % 2 == 0;
-        for berth_turn in [berth_first, !berth_first] {
-            let target = if berth_turn { berth.envoy.http } else { native.http };
+        for side in Side::order(round) {
+            let target = envoys.get(side).http;
             let result = wrk::run(target, &load, &script, &list)?;
             eprintln!(
-                "  round {round} {}: {:.0} req/s, p50 {} µs, p99 {} µs, {} errors",
-                if berth_turn { "berth " } else { "native" },
+                "  round {round} {:<10}: {:.0} req/s, p50 {} µs, p99 {} µs, {} errors",
+                side.name(),
                 result.requests_per_second,
                 result.p50_us,
                 result.p99_us,
@@ -118,22 +146,12 @@ fn compare(options: &Options, backends: &[std::net::SocketAddr], size: usize) ->
             );
             let latency = wrk::run(target, &single, &script, &list)?;
             eprintln!("    one connection: p50 {} µs, p99 {} µs", latency.p50_us, latency.p99_us);
-            if berth_turn {
-                berth_runs.push(result);
-                berth_latency.push(latency);
-            } else {
-                native_runs.push(result);
-                native_latency.push(latency);
-            }
+            runs.get_mut(side).saturated.push(result);
+            runs.get_mut(side).one_connection.push(latency);
         }
     }
-    Ok(HttpResult {
-        hosts: size,
-        berth: berth_runs,
-        native: native_runs,
-        berth_latency,
-        native_latency,
-        berth_rss_mib: rss_mib(berth.envoy.pid()),
-        native_rss_mib: rss_mib(native.pid()),
-    })
+    for side in Side::ALL {
+        runs.get_mut(side).rss_mib = rss_mib(envoys.get(side).pid());
+    }
+    Ok(HttpResult { hosts: size, sides: runs })
 }

@@ -1,20 +1,25 @@
-//! `make bench`: Berth measured against Envoy's own routing on this machine, side by side in one run, alternating
-//! A and B so drift (other work on the machine) falls on both; plus propagation, churn, memory and a callgrind
-//! profile of the filter's per-request path. Writes BENCHMARKS.md and a plot.
+//! `make bench`: Berth measured against Envoy's own routing on this machine, with and without a no-op wasm filter
+//! (the floor any proxy-wasm filter costs), side by side in one run, rotating the order so drift (other work on the
+//! machine) falls on every side; Envoy's instructions per request on each side under callgrind; plus propagation,
+//! churn, memory and a callgrind profile of the filter's per-request path. Writes BENCHMARKS.md and a plot.
 
+pub mod callgrind;
 pub mod check;
 pub mod churn;
+pub mod envoy_instructions;
 pub mod fast_backend;
 pub mod http;
 pub mod keep_alive;
 pub mod machine;
 pub mod memory;
+pub mod noop;
 pub mod options;
 pub mod plot;
 pub mod profile;
 pub mod propagation;
 pub mod report;
 pub mod routes;
+pub mod sides;
 pub mod stats;
 pub mod tcp;
 pub mod wrk;

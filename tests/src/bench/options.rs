@@ -7,7 +7,7 @@ pub struct Options {
     pub quick: bool,
     /// Where BENCHMARKS.md and the plot go.
     pub out: PathBuf,
-    /// Which sections to run (all when empty): http, tcp, propagation, churn, memory, profile, check.
+    /// Which sections to run (all when empty): http, tcp, instructions, propagation, churn, memory, profile, check.
     pub only: Vec<String>,
     /// Envoy worker threads, for both sides.
     pub workers: u32,
@@ -27,6 +27,11 @@ pub struct Options {
     pub memory_routes: usize,
     pub profile_routes: usize,
     pub profile_requests: usize,
+    /// Envoy's instructions per request under callgrind: at this many hosts, counted over a load this long after
+    /// a warm-up this long.
+    pub instructions_hosts: usize,
+    pub instructions_seconds: u32,
+    pub instructions_warmup: u32,
 }
 
 impl Options {
@@ -51,10 +56,14 @@ impl Options {
             memory_routes: 10_000,
             profile_routes: 10_000,
             profile_requests: 20_000,
+            instructions_hosts: 10,
+            instructions_seconds: 10,
+            instructions_warmup: 5,
         }
     }
 
-    /// Everything once, small: checks the plumbing in a minute or two, numbers not worth publishing.
+    /// Everything once, small: checks the plumbing in about ten minutes (six Envoys start under callgrind), numbers
+    /// not worth publishing.
     pub fn quick(out: PathBuf) -> Options {
         Options {
             quick: true,
@@ -70,6 +79,8 @@ impl Options {
             memory_routes: 1_000,
             profile_routes: 1_000,
             profile_requests: 2_000,
+            instructions_seconds: 3,
+            instructions_warmup: 2,
             ..Options::full(out)
         }
     }

@@ -14,6 +14,7 @@ use berth_filter::host::{CasError, Host};
 use berth_filter::http::{HttpRouting, Verdict, on_request_headers};
 use berth_table::{Backend, Endpoint, HttpRoute, PathMatch, Source, Table};
 
+use super::callgrind;
 use super::routes::host;
 
 #[derive(Debug, Clone)]
@@ -175,10 +176,7 @@ pub fn run(sizes: &[usize], requests: usize, work: &Path) -> anyhow::Result<Vec<
     let mut results = Vec::new();
     for &routes in sizes {
         let out = work.join(format!("callgrind.{routes}.out"));
-        let run = Command::new("valgrind")
-            .arg("--tool=callgrind")
-            .arg(format!("--callgrind-out-file={}", out.display()))
-            .arg("--toggle-collect=*request_loop*")
+        let run = callgrind::command(&out, &["--toggle-collect=*request_loop*"])
             .arg(&me)
             .args(["profile-filter", &routes.to_string(), &requests.to_string()])
             .stderr(std::process::Stdio::null())
@@ -188,12 +186,7 @@ pub fn run(sizes: &[usize], requests: usize, work: &Path) -> anyhow::Result<Vec<
             .lines()
             .find_map(|l| l.strip_prefix(HOST_CALLS)?.trim().parse().ok())
             .ok_or_else(|| anyhow::anyhow!("profile-filter did not report its host calls"))?;
-        let profile = std::fs::read_to_string(&out)?;
-        let total: f64 = profile
-            .lines()
-            .find_map(|l| l.strip_prefix("totals:").or_else(|| l.strip_prefix("summary:")))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no totals in {}", out.display()))?;
+        let total = callgrind::total_instructions(&out)?;
         let annotated = Command::new("callgrind_annotate").arg("--inclusive=no").arg(&out).output()?;
         let top_functions = String::from_utf8_lossy(&annotated.stdout)
             .lines()

@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use super::check::CheckResult;
 use super::churn::ChurnResult;
+use super::envoy_instructions::InstructionsResult;
 use super::http::HttpResult;
 use super::machine::Machine;
 use super::memory::MemoryResult;
@@ -11,6 +12,7 @@ use super::options::Options;
 use super::plot::Chart;
 use super::profile::ProfileResult;
 use super::propagation::PropagationResult;
+use super::sides::{BERTH_NATIVE, BERTH_OWN, FLOOR, PAIRS, PerSide, Side, pair_name};
 use super::stats::median;
 use super::tcp::TcpResult;
 use super::wrk::Run;
@@ -22,6 +24,7 @@ pub struct Results {
     pub machine: Option<Machine>,
     pub http: Vec<HttpResult>,
     pub tcp: Option<TcpResult>,
+    pub instructions: Vec<InstructionsResult>,
     pub propagation: Vec<PropagationResult>,
     pub churn: Option<ChurnResult>,
     pub memory: Vec<MemoryResult>,
@@ -52,17 +55,26 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     let _ = writeln!(md, "# Benchmarks\n");
     let _ = writeln!(
         md,
-        "Written by `make bench` (`{}`), started {}. Every comparison ran both sides in the same run, alternating \
-         which goes first each round (A B, B A, ...); the tables give medians over the rounds and the raw numbers \
-         follow.\n",
+        "Written by `make bench` (`{}`), started {}. Every comparison ran its three sides in the same run, rotating \
+         which goes first each round (A B C, B C A, C A B, ...); the tables give medians over the rounds and the raw \
+         numbers follow.\n",
         results.command, results.started
+    );
+    let _ = writeln!(
+        md,
+        "**Three sides.** *Berth*: Envoy with Berth's filter. *native*: the same Envoy routing the same routes by \
+         itself (a `route_config`, or plain `tcp_proxy`). *no-op wasm*: native with a proxy-wasm filter in front that \
+         does nothing (`tools/noop-filter`: every callback continues, no call into Envoy), entered for the same \
+         callbacks as Berth's filter, with the same runtime and settings, in a VM of its own. **The no-op against \
+         native is the floor**: what any proxy-wasm filter costs in this Envoy before it does any work, which no \
+         proxy-wasm filter can go below. Berth against the no-op is what Berth's own work adds on top of it.\n"
     );
     let _ = writeln!(
         md,
         "**Caveat: a shared 2-core machine.** The load generator, the backends, the controller and Envoy share two \
          cores, and nothing isolates them from other work on the machine (Setup gives the load average at the start). Absolute numbers are noisy and low \
-         (Envoy gets roughly one core); the alternation makes drift fall on both sides, so the *ratios* are the \
-         meaningful part. The callgrind instruction counts are exact and repeatable.{}\n",
+         (Envoy gets roughly one core); the rotation makes drift fall on every side, so the *ratios* are the \
+         meaningful part. The callgrind instruction counts are exact.{}\n",
         if options.quick {
             " **This is a quick smoke run (`QUICK=1`): sizes and durations are too small to quote.**"
         } else {
@@ -86,7 +98,7 @@ pub fn markdown(results: &Results, options: &Options) -> String {
         );
         let _ = writeln!(
             md,
-            "| Envoy settings | both sides: `--concurrency {}`, `--log-level warn`, the same listener and connection-manager settings (`berth envoy-config`); the native side replaces the filter with a `route_config` generated from the very table the controller compiled (a virtual host per host, a static cluster per endpoint set) |",
+            "| Envoy settings | every side: `--concurrency {}`, `--log-level warn`, the same listener and connection-manager settings (`berth envoy-config`); the native side replaces the filter with a `route_config` generated from the very table the controller compiled (a virtual host per host, a static cluster per endpoint set); the no-op wasm side is the native one with the no-op filter first |",
             options.workers
         );
         let _ = writeln!(
@@ -96,8 +108,10 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     }
 
     headline(&mut md, results);
+    floor_summary(&mut md, results);
     http_section(&mut md, results);
     tcp_section(&mut md, results);
+    instructions_section(&mut md, results, options);
     propagation_section(&mut md, results);
     churn_section(&mut md, results);
     memory_section(&mut md, results);
@@ -105,62 +119,117 @@ pub fn markdown(results: &Results, options: &Options) -> String {
     profile_section(&mut md, results);
     let _ = writeln!(
         md,
-        "## Reproduce\n\n```sh\nmake bench          # the full run: writes BENCHMARKS.md and BENCHMARKS.png here\nmake bench QUICK=1  # a smoke run in a couple of minutes, written to target/bench/\n```\n\nThe harness is `tests/src/bin/bench.rs` with its parts in `tests/src/bench/`; `berth-bench --only http,tcp` runs some sections only."
+        "## Reproduce\n\n```sh\nmake bench          # the full run: writes BENCHMARKS.md and BENCHMARKS.png here\nmake bench QUICK=1  # a smoke run in about ten minutes, written to target/bench/\n```\n\nThe harness is `tests/src/bin/bench.rs` with its parts in `tests/src/bench/`; `berth-bench --only http,tcp,instructions` runs some sections only."
     );
     md
 }
 
+/// The three sides' values of a measure, as headline cells.
+fn cells(values: &PerSide<f64>, format: fn(f64) -> String) -> String {
+    Side::ALL.iter().map(|side| format(*values.get(*side))).collect::<Vec<_>>().join(" | ")
+}
+
+fn whole(value: f64) -> String {
+    format!("{value:.0}")
+}
+
+/// A headline row without per-side values.
+const NO_SIDES: &str = "– | – | –";
+
 fn headline(md: &mut String, results: &Results) {
     let _ = writeln!(
         md,
-        "## Headline\n\n| measure | Berth | native Envoy | ratio / value | goal | met |\n| --- | --- | --- | --- | --- | --- |"
+        "## Headline\n\n| measure | Berth | no-op wasm | native Envoy | ratio / value | goal | met |\n| --- | --- | --- | --- | --- | --- | --- |"
     );
     for result in &results.http {
-        let (b, n) = result.saturated(rps);
-        let r = result.throughput_ratio();
+        let hosts = size(result.hosts);
+        let throughput = PerSide {
+            berth: result.saturated(Side::Berth, rps),
+            noop: result.saturated(Side::Noop, rps),
+            native: result.saturated(Side::Native, rps),
+        };
+        let r = result.throughput_ratio(BERTH_NATIVE);
         let _ = writeln!(
             md,
-            "| HTTP req/s, {} hosts | {b:.0} | {n:.0} | {r:.3} | ≥ 0.95 | {} |",
-            size(result.hosts),
+            "| HTTP req/s, {hosts} hosts | {} | {r:.3} | ≥ 0.95 | {} |",
+            cells(&throughput, whole),
             met(r >= 0.95)
         );
-        let (b50, n50) = result.one_connection(p50);
+        for pair in [FLOOR, BERTH_OWN] {
+            let _ = writeln!(
+                md,
+                "| HTTP req/s, {hosts} hosts: {} | {NO_SIDES} | {:.3} | – | – |",
+                pair_name(pair),
+                result.throughput_ratio(pair)
+            );
+        }
+        let one = |metric: fn(&Run) -> f64| PerSide {
+            berth: result.one_connection(Side::Berth, metric),
+            noop: result.one_connection(Side::Noop, metric),
+            native: result.one_connection(Side::Native, metric),
+        };
+        let p50s = one(p50);
         let _ = writeln!(
             md,
-            "| HTTP p50 µs, one connection, {} hosts | {b50:.0} | {n50:.0} | {:+.0} µs | – | – |",
-            size(result.hosts),
-            b50 - n50
+            "| HTTP p50 µs, one connection, {hosts} hosts | {} | {:+.0} µs (no-op wasm {:+.0} µs) | – | – |",
+            cells(&p50s, whole),
+            p50s.berth - p50s.native,
+            p50s.noop - p50s.native
         );
-        let (b99, n99) = result.one_connection(p99);
-        let added = b99 - n99;
+        let p99s = one(p99);
+        let added = p99s.berth - p99s.native;
         let _ = writeln!(
             md,
-            "| HTTP p99 µs, one connection, {} hosts | {b99:.0} | {n99:.0} | {added:+.0} µs | ≤ +50 µs | {} |",
-            size(result.hosts),
+            "| HTTP p99 µs, one connection, {hosts} hosts | {} | {added:+.0} µs (no-op wasm {:+.0} µs) | ≤ +50 µs | {} |",
+            cells(&p99s, whole),
+            p99s.noop - p99s.native,
             met(added <= 50.0)
         );
     }
     if let Some(tcp) = &results.tcp {
-        let (b, n) = (median(&tcp.berth_connections_per_second), median(&tcp.native_connections_per_second));
+        let medians = |values: &PerSide<Vec<f64>>| PerSide {
+            berth: median(&values.berth),
+            noop: median(&values.noop),
+            native: median(&values.native),
+        };
+        let r = tcp.connection_ratio(BERTH_NATIVE);
         let _ = writeln!(
             md,
-            "| TCP new connections/s | {b:.0} | {n:.0} | {:.3} | ≥ 0.95 | {} |",
-            tcp.connection_ratio(),
-            met(tcp.connection_ratio() >= 0.95)
+            "| TCP new connections/s | {} | {r:.3} | ≥ 0.95 | {} |",
+            cells(&medians(&tcp.connections_per_second), whole),
+            met(r >= 0.95)
         );
-        let (b, n) = (median(&tcp.berth_mib_per_second), median(&tcp.native_mib_per_second));
+        for pair in [FLOOR, BERTH_OWN] {
+            let _ = writeln!(
+                md,
+                "| TCP new connections/s: {} | {NO_SIDES} | {:.3} | – | – |",
+                pair_name(pair),
+                tcp.connection_ratio(pair)
+            );
+        }
+        let r = tcp.throughput_ratio(BERTH_NATIVE);
         let _ = writeln!(
             md,
-            "| TCP echo MiB/s | {b:.0} | {n:.0} | {:.3} | ≥ 0.95 | {} |",
-            tcp.throughput_ratio(),
-            met(tcp.throughput_ratio() >= 0.95)
+            "| TCP echo MiB/s | {} | {r:.3} | ≥ 0.95 | {} |",
+            cells(&medians(&tcp.mib_per_second), whole),
+            met(r >= 0.95)
+        );
+    }
+    for result in &results.instructions {
+        let _ = writeln!(
+            md,
+            "| Envoy instructions per {} (callgrind) | {} | floor {:+.0}, Berth's own {:+.0} | – | – |",
+            result.unit,
+            cells(&result.per_unit, whole),
+            result.difference(FLOOR),
+            result.difference(BERTH_OWN)
         );
     }
     for result in &results.propagation {
         let goal = if result.routes <= 1000 { 100.0 } else { 1000.0 };
         let _ = writeln!(
             md,
-            "| propagation p99, {} routes | {:.0} ms | – | p50 {:.0} ms | ≤ {goal:.0} ms | {} |",
+            "| propagation p99, {} routes | {:.0} ms | – | – | p50 {:.0} ms | ≤ {goal:.0} ms | {} |",
             size(result.routes),
             result.p99(),
             result.p50(),
@@ -170,7 +239,7 @@ fn headline(md: &mut String, results: &Results) {
     if let Some(churn) = &results.churn {
         let _ = writeln!(
             md,
-            "| failed requests on stable routes under churn | {} of {} | – | – | 0 | {} |",
+            "| failed requests on stable routes under churn | {} of {} | – | – | – | 0 | {} |",
             churn.failed,
             churn.requests,
             met(churn.failed == 0)
@@ -179,7 +248,7 @@ fn headline(md: &mut String, results: &Results) {
     if let [empty, full] = results.memory.as_slice() {
         let _ = writeln!(
             md,
-            "| controller RSS, 0 → {} routes | {:.1} → {:.1} MiB | – | +{:.1} MiB | – | – |",
+            "| controller RSS, 0 → {} routes | {:.1} → {:.1} MiB | – | – | +{:.1} MiB | – | – |",
             size(full.routes),
             empty.controller_mib,
             full.controller_mib,
@@ -187,7 +256,7 @@ fn headline(md: &mut String, results: &Results) {
         );
         let _ = writeln!(
             md,
-            "| Envoy RSS, 0 → {} routes | {:.1} → {:.1} MiB | – | +{:.1} MiB | – | – |",
+            "| Envoy RSS, 0 → {} routes | {:.1} → {:.1} MiB | – | – | +{:.1} MiB | – | – |",
             size(full.routes),
             empty.envoy_mib,
             full.envoy_mib,
@@ -197,7 +266,7 @@ fn headline(md: &mut String, results: &Results) {
     for profile in &results.profile {
         let _ = writeln!(
             md,
-            "| filter instructions per request, {} routes (callgrind) | {:.0} | – | – | – | – |",
+            "| filter instructions per request, {} routes (callgrind) | {:.0} | – | – | – | – | – |",
             size(profile.routes),
             profile.instructions_per_request
         );
@@ -205,90 +274,189 @@ fn headline(md: &mut String, results: &Results) {
     let _ = writeln!(md);
 }
 
+/// The floor in words, from the smallest HTTP table and the instruction counts: how much of the gap to native any
+/// proxy-wasm filter already costs, and how much is Berth's own.
+fn floor_summary(md: &mut String, results: &Results) {
+    let mut sentences = Vec::new();
+    if let Some(http) = results.http.first() {
+        sentences.push(format!(
+            "At {} hosts, a filter that does nothing already brings Envoy to {:.2} of its native requests/s; Berth \
+             reaches {:.2} of native, which is {:.2} of the no-op filter's.",
+            size(http.hosts),
+            http.throughput_ratio(FLOOR),
+            http.throughput_ratio(BERTH_NATIVE),
+            http.throughput_ratio(BERTH_OWN)
+        ));
+    }
+    if let Some(tcp) = &results.tcp {
+        sentences.push(format!(
+            "For new TCP connections the no-op filter reaches {:.2} of native and Berth {:.2}.",
+            tcp.connection_ratio(FLOOR),
+            tcp.connection_ratio(BERTH_NATIVE)
+        ));
+    }
+    for counts in &results.instructions {
+        let native = counts.per_unit.native;
+        let share = |extra: f64| if native > 0.0 { 100.0 * extra / native } else { 0.0 };
+        let (floor, own) = (counts.difference(FLOOR), counts.difference(BERTH_OWN));
+        sentences.push(format!(
+            "Per {}, native Envoy executes {native:.0} instructions; a filter that does nothing adds {floor:.0} \
+             ({:.0} % of native): that is the floor. Berth's own work adds {own:.0} more ({:.0} % of native).",
+            counts.unit,
+            share(floor),
+            share(own)
+        ));
+    }
+    if !sentences.is_empty() {
+        let _ = writeln!(md, "**The floor.** {}\n", sentences.join(" "));
+    }
+}
+
+/// `a / b` from the medians, and the median of the per-round ratios.
+fn ratio_cell(of_medians: f64, paired: f64) -> String {
+    format!("{of_medians:.3} (paired {paired:.3})")
+}
+
 fn http_section(md: &mut String, results: &Results) {
     if results.http.is_empty() {
         return;
     }
-    let _ = writeln!(md, "## 1. HTTP: Berth's filter against Envoy's own routing\n");
+    let _ = writeln!(md, "## 1. HTTP: Berth's filter, the no-op wasm floor and Envoy's own routing\n");
     let _ = writeln!(
         md,
         "Each host has one route (`/`, Ingress `Prefix`) to one of two Services; wrk cycles through every host. \
          Throughput and the latencies next to it come from runs whose connections saturate Envoy (latency there is \
          mostly queueing); each is followed by a run on one connection, one request at a time, whose latency is the \
-         time a request takes: the difference between the sides there is what the filter adds to a request.\n"
+         time a request takes: the difference between two sides there is what one adds to a request. Ratios are of \
+         the medians, with the median of the per-round ratios (the sides of a round ran back to back) in brackets.\n"
     );
-    let _ = writeln!(
-        md,
-        "| hosts | Berth req/s | native req/s | ratio of medians | median of paired ratios | Berth p50 / p99 µs, saturated | native p50 / p99 µs, saturated | Berth p50 / p99 µs, one connection | native p50 / p99 µs, one connection | Envoy RSS Berth / native MiB |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-    );
+    let mut header = "| hosts | Berth req/s | no-op wasm req/s | native req/s |".to_string();
+    for pair in PAIRS {
+        let _ = write!(header, " {} |", pair_name(pair));
+    }
+    let _ = writeln!(md, "{header}\n| --- | --- | --- | --- | --- | --- | --- |");
     for r in &results.http {
-        let (throughput, sat50, sat99) = (r.saturated(rps), r.saturated(p50), r.saturated(p99));
-        let (one50, one99) = (r.one_connection(p50), r.one_connection(p99));
+        let ratios: Vec<String> =
+            PAIRS.iter().map(|pair| ratio_cell(r.throughput_ratio(*pair), r.paired_ratio(*pair))).collect();
         let _ = writeln!(
             md,
-            "| {} | {:.0} | {:.0} | {:.3} | {:.3} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} / {:.0} | {:.1} / {:.1} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {} |",
             size(r.hosts),
-            throughput.0,
-            throughput.1,
-            r.throughput_ratio(),
-            r.paired_ratio(),
-            sat50.0,
-            sat99.0,
-            sat50.1,
-            sat99.1,
-            one50.0,
-            one99.0,
-            one50.1,
-            one99.1,
-            r.berth_rss_mib,
-            r.native_rss_mib
+            r.saturated(Side::Berth, rps),
+            r.saturated(Side::Noop, rps),
+            r.saturated(Side::Native, rps),
+            ratios.join(" | ")
         );
     }
-    let _ = writeln!(md, "\nRaw runs (req/s, p50 µs, p99 µs, errors):\n");
+    let _ = writeln!(
+        md,
+        "\n| hosts | side | p50 / p99 µs, saturated | p50 / p99 µs, one connection | Envoy RSS MiB |\n| --- | --- | --- | --- | --- |"
+    );
     for r in &results.http {
-        let line = |runs: &[Run]| {
-            runs.iter()
-                .map(|x| format!("{:.0}/{:.0}/{:.0}/{}", x.requests_per_second, x.p50_us, x.p99_us, x.errors))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let _ = writeln!(md, "- {} hosts — Berth: {}; native: {}", size(r.hosts), line(&r.berth), line(&r.native));
-        let (berth, native) = (line(&r.berth_latency), line(&r.native_latency));
-        let _ = writeln!(md, "- {} hosts, one connection — Berth: {berth}; native: {native}", size(r.hosts));
+        for side in Side::ALL {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.0} / {:.0} | {:.0} / {:.0} | {:.1} |",
+                size(r.hosts),
+                side.name(),
+                r.saturated(side, p50),
+                r.saturated(side, p99),
+                r.one_connection(side, p50),
+                r.one_connection(side, p99),
+                r.sides.get(side).rss_mib
+            );
+        }
+    }
+    let _ = writeln!(md, "\nRaw runs in round order (req/s, p50 µs, p99 µs, errors):\n");
+    let line = |runs: &[Run]| {
+        runs.iter()
+            .map(|x| format!("{:.0}/{:.0}/{:.0}/{}", x.requests_per_second, x.p50_us, x.p99_us, x.errors))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for r in &results.http {
+        for side in Side::ALL {
+            let runs = r.sides.get(side);
+            let _ = writeln!(md, "- {} hosts, {} — saturated: {}", size(r.hosts), side.name(), line(&runs.saturated));
+            let _ = writeln!(md, "  one connection: {}", line(&runs.one_connection));
+        }
     }
     let _ = writeln!(md);
 }
 
 fn tcp_section(md: &mut String, results: &Results) {
     let Some(tcp) = &results.tcp else { return };
-    let _ = writeln!(md, "## 2. TCP: Berth's network filter against plain `tcp_proxy`\n");
+    let _ = writeln!(md, "## 2. TCP: Berth's network filter, the no-op wasm floor and plain `tcp_proxy`\n");
     let _ = writeln!(
         md,
-        "New connections: 8 concurrent loops of connect, one byte there and back, close. Throughput: 4 connections each writing 64 KiB blocks to an echo backend while reading the echo.\n"
+        "New connections: 8 concurrent loops of connect, one byte there and back, close. Throughput: 4 connections each writing 64 KiB blocks to an echo backend while reading the echo. Ratios as in section 1.\n"
     );
+    let mut header = "| measure | Berth | no-op wasm | native |".to_string();
+    for pair in PAIRS {
+        let _ = write!(header, " {} |", pair_name(pair));
+    }
+    let _ = writeln!(md, "{header}\n| --- | --- | --- | --- | --- | --- | --- |");
+    let connections: Vec<String> =
+        PAIRS.iter().map(|pair| ratio_cell(tcp.connection_ratio(*pair), tcp.paired_connection_ratio(*pair))).collect();
+    let throughput: Vec<String> = PAIRS.iter().map(|pair| format!("{:.3}", tcp.throughput_ratio(*pair))).collect();
+    for (measure, values, ratios) in
+        [("connections/s", &tcp.connections_per_second, connections), ("echo MiB/s", &tcp.mib_per_second, throughput)]
+    {
+        let medians: Vec<String> = Side::ALL.iter().map(|side| format!("{:.0}", median(values.get(*side)))).collect();
+        let _ = writeln!(md, "| {measure} | {} | {} |", medians.join(" | "), ratios.join(" | "));
+    }
     let list = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(", ");
+    let _ = writeln!(md, "\nRaw runs in round order:\n");
+    for side in Side::ALL {
+        let _ = writeln!(
+            md,
+            "- {} — connections/s: {}; MiB/s: {}",
+            side.name(),
+            list(tcp.connections_per_second.get(side)),
+            list(tcp.mib_per_second.get(side))
+        );
+    }
+    let _ = writeln!(md);
+}
+
+fn instructions_section(md: &mut String, results: &Results, options: &Options) {
+    if results.instructions.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Envoy instructions per request (callgrind)\n");
     let _ = writeln!(
         md,
-        "| measure | Berth median | native median | ratio | Berth runs | native runs |\n| --- | --- | --- | --- | --- | --- |"
+        "Each side's Envoy ran alone under `valgrind --tool=callgrind --smc-check=all-non-file`; after {} s of load \
+         as a warm-up, its counts were zeroed (`callgrind_control -z`), {} s of load ran (wrk, 1 thread, 4 \
+         connections, cycling through the hosts; or 4 loops of short TCP connections), and the counts were dumped \
+         (`callgrind_control -d`). The total is the whole process's instructions (every thread, Envoy's timers, \
+         Berth's 20 ms table watch) divided by the requests or connections completed meanwhile. The counts are exact, \
+         not timings: only that background work, spread over the requests, varies between runs. The floor (no-op \
+         wasm − native) is what any proxy-wasm filter costs Envoy per request, Berth's own (Berth − no-op wasm) what \
+         its routing adds.\n",
+        options.instructions_warmup, options.instructions_seconds
     );
     let _ = writeln!(
         md,
-        "| connections/s | {:.0} | {:.0} | {:.3} | {} | {} |",
-        median(&tcp.berth_connections_per_second),
-        median(&tcp.native_connections_per_second),
-        tcp.connection_ratio(),
-        list(&tcp.berth_connections_per_second),
-        list(&tcp.native_connections_per_second)
+        "| per | Berth | no-op wasm | native | floor: no-op wasm − native | Berth's own: Berth − no-op wasm | Berth − native | counted (Berth / no-op / native) |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
     );
-    let _ = writeln!(
-        md,
-        "| echo MiB/s | {:.0} | {:.0} | {:.3} | {} | {} |\n",
-        median(&tcp.berth_mib_per_second),
-        median(&tcp.native_mib_per_second),
-        tcp.throughput_ratio(),
-        list(&tcp.berth_mib_per_second),
-        list(&tcp.native_mib_per_second)
-    );
+    for r in &results.instructions {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.0} | {:.0} | {:+.0} | {:+.0} | {:+.0} | {} / {} / {} |",
+            r.unit,
+            r.per_unit.berth,
+            r.per_unit.noop,
+            r.per_unit.native,
+            r.difference(FLOOR),
+            r.difference(BERTH_OWN),
+            r.difference(BERTH_NATIVE),
+            r.units.berth,
+            r.units.noop,
+            r.units.native
+        );
+    }
+    let _ = writeln!(md);
 }
 
 fn propagation_section(md: &mut String, results: &Results) {
@@ -406,36 +574,36 @@ fn profile_section(md: &mut String, results: &Results) {
     }
 }
 
-/// The plot: throughput, p99, Berth as a share of native, propagation.
+/// The plot: throughput, p99, the ratios to native, propagation.
 pub fn charts(results: &Results) -> Vec<Chart<'static>> {
     let mut charts = Vec::new();
     if !results.http.is_empty() {
-        let sides = |title, medians: fn(&HttpResult) -> (f64, f64)| Chart {
+        let sides = |title, medians: &dyn Fn(&HttpResult, Side) -> f64| Chart {
             title,
-            series: &["Berth filter", "native route_config"],
+            series: &["Berth", "no-op wasm", "native"],
             groups: results
                 .http
                 .iter()
-                .map(|r| {
-                    let (berth, native) = medians(r);
-                    (format!("{} hosts", size(r.hosts)), vec![berth, native])
-                })
+                .map(|r| (format!("{} hosts", size(r.hosts)), Side::ALL.iter().map(|side| medians(r, *side)).collect()))
                 .collect(),
             goal: None,
         };
-        charts.push(sides("HTTP requests/s (median)", |r| r.saturated(rps)));
-        charts.push(sides("HTTP p99 latency, one connection, µs", |r| r.one_connection(p99)));
+        charts.push(sides("HTTP requests/s (median)", &|r, side| r.saturated(side, rps)));
+        charts.push(sides("HTTP p99 latency, one connection, µs", &|r, side| r.one_connection(side, p99)));
     }
-    let mut shares: Vec<(String, Vec<f64>)> =
-        results.http.iter().map(|r| (format!("HTTP {}", size(r.hosts)), vec![r.throughput_ratio()])).collect();
+    let mut shares: Vec<(String, Vec<f64>)> = results
+        .http
+        .iter()
+        .map(|r| (format!("HTTP {}", size(r.hosts)), vec![r.throughput_ratio(BERTH_NATIVE), r.throughput_ratio(FLOOR)]))
+        .collect();
     if let Some(tcp) = &results.tcp {
-        shares.push(("TCP conn/s".into(), vec![tcp.connection_ratio()]));
-        shares.push(("TCP MiB/s".into(), vec![tcp.throughput_ratio()]));
+        shares.push(("TCP conn/s".into(), vec![tcp.connection_ratio(BERTH_NATIVE), tcp.connection_ratio(FLOOR)]));
+        shares.push(("TCP MiB/s".into(), vec![tcp.throughput_ratio(BERTH_NATIVE), tcp.throughput_ratio(FLOOR)]));
     }
     if !shares.is_empty() {
         charts.push(Chart {
-            title: "Berth / native",
-            series: &["ratio"],
+            title: "Share of native",
+            series: &["Berth / native", "no-op / native"],
             groups: shares,
             goal: Some((0.95, "goal 0.95")),
         });

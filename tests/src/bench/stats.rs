@@ -27,6 +27,11 @@ pub fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 { 0.0 } else { a / b }
 }
 
+/// The median of `a[i] / b[i]`: each pair ran back to back, so a ratio per pair cancels the drift between pairs.
+pub fn paired_ratio(a: &[f64], b: &[f64]) -> f64 {
+    median(&a.iter().zip(b).map(|(a, b)| ratio(*a, *b)).collect::<Vec<_>>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +46,6 @@ mod tests {
         assert_eq!(percentile(&hundred, 99.0), 99.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
         assert_eq!(ratio(1.0, 0.0), 0.0);
+        assert_eq!(paired_ratio(&[1.0, 4.0, 9.0], &[2.0, 2.0, 3.0]), 2.0);
     }
 }

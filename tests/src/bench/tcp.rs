@@ -1,92 +1,120 @@
-//! Comparison 2: TCP through Berth's network filter against plain `tcp_proxy` to the same echo backend: new
-//! connections per second (connect, one byte there and back, close) and echo throughput on long connections.
+//! Comparison 2: TCP through Berth's network filter, plain `tcp_proxy` to the same echo backend with the no-op wasm
+//! filter in front (the floor), and plain `tcp_proxy` alone (see [`super::sides`]): new connections per second
+//! (connect, one byte there and back, close) and echo throughput on long connections.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_tests::manifests::{self, ManifestDir};
-use berth_tests::{Envoy, wait};
+use berth_tests::wait;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::noop::{self, Layer};
 use super::options::Options;
 use super::routes;
-use super::stats::{median, ratio};
-use super::{BerthStack, envoy_options, free_addr};
+use super::sides::{PerSide, Side, SideConfig};
+use super::stats::{median, paired_ratio, ratio};
+use super::{BerthStack, free_addr};
 
+/// Every side's runs; run `i` of each side ran in round `i`.
 #[derive(Debug, Clone, Default)]
 pub struct TcpResult {
-    pub berth_connections_per_second: Vec<f64>,
-    pub native_connections_per_second: Vec<f64>,
-    pub berth_mib_per_second: Vec<f64>,
-    pub native_mib_per_second: Vec<f64>,
+    pub connections_per_second: PerSide<Vec<f64>>,
+    pub mib_per_second: PerSide<Vec<f64>>,
 }
 
 impl TcpResult {
-    pub fn connection_ratio(&self) -> f64 {
-        ratio(median(&self.berth_connections_per_second), median(&self.native_connections_per_second))
+    /// `a`'s new connections per second over `b`'s, from the medians.
+    pub fn connection_ratio(&self, (a, b): (Side, Side)) -> f64 {
+        ratio(median(self.connections_per_second.get(a)), median(self.connections_per_second.get(b)))
     }
 
-    pub fn throughput_ratio(&self) -> f64 {
-        ratio(median(&self.berth_mib_per_second), median(&self.native_mib_per_second))
+    /// The same round by round, then the median.
+    pub fn paired_connection_ratio(&self, (a, b): (Side, Side)) -> f64 {
+        paired_ratio(self.connections_per_second.get(a), self.connections_per_second.get(b))
     }
+
+    pub fn throughput_ratio(&self, (a, b): (Side, Side)) -> f64 {
+        ratio(median(self.mib_per_second.get(a)), median(self.mib_per_second.get(b)))
+    }
+}
+
+/// Berth's stack with one TCP port to the echo backend, and the bootstraps of the other two sides: plain
+/// `tcp_proxy` to the same backend, with and without the no-op filter in front.
+pub struct TcpSides {
+    pub manifests: ManifestDir,
+    pub berth: BerthStack,
+    /// Berth's TCP listener.
+    pub berth_listener: SocketAddr,
+    pub noop: SideConfig,
+    pub native: SideConfig,
+}
+
+impl TcpSides {
+    pub fn start(work: &Path, workers: u32, echo: SocketAddr) -> anyhow::Result<TcpSides> {
+        let manifests = ManifestDir::new(&work.join("manifests"));
+        let (port, _) = wait::free_port_range(1);
+        manifests.write(
+            "cluster.yaml",
+            &[
+                manifests::node("bench-node", "127.0.0.1"),
+                manifests::port_allocation("tcp", "tcp.bench.example", port, port),
+                manifests::node_port_service("echo", 7, echo.port()),
+                manifests::tcp_virtual_service("echo", &[("echo", 7)]),
+            ]
+            .join("---\n"),
+        );
+        let state = vec![format!("--state={}", work.join("state.json").display())];
+        let berth = BerthStack::start(&manifests, work, workers, &state, &[format!("--tcp-ports={port}")])?;
+        let side = |name: &str, with_noop: bool| {
+            let (listener, admin) = (free_addr(), free_addr());
+            let mut yaml = routes::native_tcp_bootstrap(&berth.rendered, listener, echo, admin)?;
+            if with_noop {
+                let wasm = berth_tests::paths::noop_wasm();
+                yaml = noop::with_noop_filter(&yaml, &berth.rendered, Layer::Tcp, &wasm)?;
+            }
+            let bootstrap = work.join(format!("{name}.yaml"));
+            std::fs::write(&bootstrap, yaml)?;
+            anyhow::Ok(SideConfig { bootstrap, listener, admin })
+        };
+        let (noop, native) = (side("noop-tcp", true)?, side("native-tcp", false)?);
+        Ok(TcpSides { manifests, berth, berth_listener: SocketAddr::from(([127, 0, 0, 1], port)), noop, native })
+    }
+}
+
+/// Waits until `addr` echoes (the route is live there).
+pub fn wait_echoes(client: &tokio::runtime::Runtime, addr: SocketAddr, limit: Duration) {
+    wait::until(&format!("{addr} to echo"), limit, || client.block_on(connection(addr)).ok());
 }
 
 pub fn run(options: &Options, echo: SocketAddr) -> anyhow::Result<TcpResult> {
     let work = tempfile::tempdir()?;
-    let manifests = ManifestDir::new(&work.path().join("manifests"));
-    let (port, _) = wait::free_port_range(1);
-    manifests.write(
-        "cluster.yaml",
-        &[
-            manifests::node("bench-node", "127.0.0.1"),
-            manifests::port_allocation("tcp", "tcp.bench.example", port, port),
-            manifests::node_port_service("echo", 7, echo.port()),
-            manifests::tcp_virtual_service("echo", &[("echo", 7)]),
-        ]
-        .join("---\n"),
-    );
-    let state = vec![format!("--state={}", work.path().join("state.json").display())];
-    let berth = BerthStack::start(&manifests, work.path(), options.workers, &state, &[format!("--tcp-ports={port}")])?;
-    let berth_addr = SocketAddr::from(([127, 0, 0, 1], port));
-
-    let native_addr = free_addr();
-    let native_work = work.path().join("native");
-    std::fs::create_dir_all(&native_work)?;
-    let config = native_work.join("native.yaml");
-    let admin = free_addr();
-    std::fs::write(&config, routes::native_tcp_bootstrap(&berth.rendered, native_addr, echo, admin)?)?;
-    let envoy_options = envoy_options(options.workers);
-    let envoy_options: Vec<&str> = envoy_options.iter().map(String::as_str).collect();
-    // The native Envoy has no HTTP listener: its admin address stands in for it.
-    let _native = Envoy::run("native-envoy", &config, admin, admin, &native_work, &envoy_options);
+    let sides = TcpSides::start(work.path(), options.workers, echo)?;
+    let noop = sides.noop.start("noop-envoy", work.path(), options.workers, None);
+    let native = sides.native.start("native-envoy", work.path(), options.workers, None);
+    let listeners = PerSide { berth: sides.berth_listener, noop: noop.http, native: native.http };
 
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    for addr in [berth_addr, native_addr] {
-        wait::until(&format!("{addr} to echo"), Duration::from_secs(20), || client.block_on(connection(addr)).ok());
+    for side in Side::ALL {
+        wait_echoes(&client, *listeners.get(side), Duration::from_secs(20));
     }
     let seconds = Duration::from_secs(u64::from(options.seconds));
     let mut result = TcpResult::default();
     for round in 0..options.rounds {
-        let berth_first = round % 2 == 0;
-        for berth_turn in [berth_first, !berth_first] {
-            let addr = if berth_turn { berth_addr } else { native_addr };
-            let rate = client.block_on(connection_rate(addr, options.tcp_concurrency, seconds));
+        for side in Side::order(round) {
+            let addr = *listeners.get(side);
+            let done = client.block_on(connections(addr, options.tcp_concurrency, seconds));
+            let rate = done as f64 / seconds.as_secs_f64();
             let throughput = client.block_on(throughput(addr, options.tcp_streams, seconds));
-            let side = if berth_turn { "berth " } else { "native" };
-            eprintln!("  tcp round {round} {side}: {rate:.0} connections/s, {throughput:.0} MiB/s");
-            if berth_turn {
-                result.berth_connections_per_second.push(rate);
-                result.berth_mib_per_second.push(throughput);
-            } else {
-                result.native_connections_per_second.push(rate);
-                result.native_mib_per_second.push(throughput);
-            }
+            eprintln!("  tcp round {round} {:<10}: {rate:.0} connections/s, {throughput:.0} MiB/s", side.name());
+            result.connections_per_second.get_mut(side).push(rate);
+            result.mib_per_second.get_mut(side).push(throughput);
         }
     }
-    drop(berth);
     Ok(result)
 }
 
@@ -100,8 +128,8 @@ async fn connection(addr: SocketAddr) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Completed short connections per second, `concurrency` at a time.
-async fn connection_rate(addr: SocketAddr, concurrency: usize, duration: Duration) -> f64 {
+/// Short connections completed within `duration`, `concurrency` at a time.
+pub async fn connections(addr: SocketAddr, concurrency: usize, duration: Duration) -> u64 {
     let done = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + duration;
     let tasks: Vec<_> = (0..concurrency)
@@ -119,7 +147,7 @@ async fn connection_rate(addr: SocketAddr, concurrency: usize, duration: Duratio
     for task in tasks {
         let _ = task.await;
     }
-    done.load(Ordering::Relaxed) as f64 / duration.as_secs_f64()
+    done.load(Ordering::Relaxed)
 }
 
 /// MiB/s echoed back over `streams` long connections, each writing 64 KiB blocks while reading the echo.

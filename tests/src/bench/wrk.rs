@@ -32,6 +32,8 @@ end
 /// One wrk run's results.
 #[derive(Debug, Clone, Default)]
 pub struct Run {
+    /// Requests completed.
+    pub requests: u64,
     pub requests_per_second: f64,
     pub p50_us: f64,
     pub p99_us: f64,
@@ -83,6 +85,7 @@ fn parse(line: &str) -> anyhow::Result<Run> {
     let seconds = number("duration_us") / 1e6;
     let errors = ["connect", "read", "write", "status", "timeout"].iter().map(|k| number(k) as u64).sum();
     Ok(Run {
+        requests: number("requests") as u64,
         requests_per_second: if seconds > 0.0 { number("requests") / seconds } else { 0.0 },
         p50_us: number("p50_us"),
         p99_us: number("p99_us"),
@@ -112,7 +115,7 @@ mod tests {
             r#"{"requests":20000,"duration_us":2000000,"connect":0,"read":1,"write":0,"status":2,"timeout":0,"p50_us":120,"p90_us":200,"p99_us":450,"mean_us":130.5}"#,
         )
         .unwrap();
-        assert_eq!(run.requests_per_second, 10_000.0);
+        assert_eq!((run.requests, run.requests_per_second), (20_000, 10_000.0));
         assert_eq!((run.p50_us, run.p99_us, run.errors), (120.0, 450.0, 3));
     }
 }

@@ -1,5 +1,6 @@
-//! `make bench`: Berth against Envoy's own routing, propagation, churn, memory and a profile of the filter; writes
-//! BENCHMARKS.md and BENCHMARKS.png. `berth-bench [--quick] [--out DIR] [--only http,tcp,..] [--workers N]`.
+//! `make bench`: Berth against Envoy's own routing (and the no-op wasm floor), Envoy's instructions per request,
+//! propagation, churn, memory and a profile of the filter; writes BENCHMARKS.md and BENCHMARKS.png.
+//! `berth-bench [--quick] [--out DIR] [--only http,tcp,instructions,..] [--workers N]`.
 //! (`berth-bench profile-filter ROUTES REQUESTS` is the program callgrind runs.)
 
 #[path = "../bench/mod.rs"]
@@ -7,7 +8,7 @@ mod bench;
 
 use bench::options::Options;
 use bench::report::{self, Results};
-use bench::{check, churn, fast_backend, http, machine, memory, plot, profile, propagation, tcp};
+use bench::{check, churn, envoy_instructions, fast_backend, http, machine, memory, plot, profile, propagation, tcp};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,6 +45,9 @@ fn main() -> anyhow::Result<()> {
     if options.runs("tcp") {
         eprintln!("tcp");
         results.tcp = Some(tcp::run(&options, echo)?);
+    }
+    if options.runs("instructions") {
+        results.instructions = envoy_instructions::run(&options, &backends, echo)?;
     }
     if options.runs("propagation") {
         results.propagation = propagation::run(&options, &backends)?;
