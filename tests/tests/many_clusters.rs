@@ -112,6 +112,14 @@ fn start_local(work: &Path, tls_port: u16) -> (TestCluster, Controller, Envoy) {
     (local, controller, envoy)
 }
 
+/// [`start_local`], and cluster `alpha` exposing `alpha.example.com` (not added to the controller yet).
+fn start_local_and_alpha(work: &Path) -> (TestCluster, Controller, Envoy, TestCluster) {
+    let (local, controller, envoy) = start_local(work, wait::free_port_range(1).0);
+    let alpha = TestCluster::start(work, "alpha", None);
+    alpha.expose("web", "alpha.example.com");
+    (local, controller, envoy, alpha)
+}
+
 #[test]
 fn kubeconfig_secrets_add_clusters_whose_routes_merge_and_whose_api_servers_are_reachable_by_name() {
     let work = tempfile::tempdir().expect("temp dir");
@@ -195,10 +203,7 @@ fn kubeconfig_secrets_add_clusters_whose_routes_merge_and_whose_api_servers_are_
 #[test]
 fn a_broken_kubeconfig_is_reported_on_its_secret_and_other_clusters_work_on() {
     let work = tempfile::tempdir().expect("temp dir");
-    let tls_port = wait::free_port_range(1).0;
-    let (local, controller, envoy) = start_local(work.path(), tls_port);
-    let alpha = TestCluster::start(work.path(), "alpha", None);
-    alpha.expose("web", "alpha.example.com");
+    let (local, controller, envoy, alpha) = start_local_and_alpha(work.path());
 
     // A kubeconfig whose server does not answer, one that is not a kubeconfig, and a good one.
     let nobody = work.path().join("nobody.kubeconfig");
@@ -238,10 +243,7 @@ fn a_broken_kubeconfig_is_reported_on_its_secret_and_other_clusters_work_on() {
 #[test]
 fn a_remote_cluster_whose_api_server_goes_away_is_reported_on_its_secret_and_its_routes_stay() {
     let work = tempfile::tempdir().expect("temp dir");
-    let tls_port = wait::free_port_range(1).0;
-    let (local, controller, envoy) = start_local(work.path(), tls_port);
-    let alpha = TestCluster::start(work.path(), "alpha", None);
-    alpha.expose("web", "alpha.example.com");
+    let (local, controller, envoy, alpha) = start_local_and_alpha(work.path());
     add_cluster(&local.kubectl(), "kubeconfig-alpha-1a2b", &alpha.api.kubeconfig);
     wait_backend(&envoy, "alpha.example.com", "alpha");
     assert!(secret_events(&local.kubectl(), "kubeconfig-alpha-1a2b").is_empty(), "no Event while it answers");
