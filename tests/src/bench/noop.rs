@@ -66,10 +66,8 @@ fn filters(listener: &mut Value, layer: Layer) -> anyhow::Result<&mut Vec<Value>
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use super::*;
-    use crate::bench::routes::{native_bootstrap, native_tcp_bootstrap};
+    use crate::bench::routes::{addr, native_bootstrap, native_tcp_bootstrap, rendered_bootstrap};
 
     /// The no-op comes first, configured like Berth's filter but in its own VM with its own module and role; the
     /// native routing follows. (Envoy itself checks these bootstraps when `make bench` starts them: its validation
@@ -77,10 +75,7 @@ mod tests {
     #[test]
     fn the_noop_filter_goes_first_configured_like_berths() {
         let work = tempfile::tempdir().unwrap();
-        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-        let config =
-            berth_tests::envoy::render(addr(7070), addr(8080), addr(9901), work.path(), &["--tcp-ports=31000".into()]);
-        let rendered = std::fs::read_to_string(config).unwrap();
+        let rendered = rendered_bootstrap(work.path());
         let native = native_bootstrap(&rendered, &berth_table::Table::new(1), addr(8081), addr(9902)).unwrap();
         let tcp = native_tcp_bootstrap(&rendered, addr(31001), addr(7), addr(9903)).unwrap();
         let wasm = Path::new("/x/noop_filter.wasm");

@@ -136,6 +136,14 @@ fn whole(value: f64) -> String {
 /// A headline row without per-side values.
 const NO_SIDES: &str = "– | – | –";
 
+/// The headline rows under a measure's: the floor (no-op against native) and Berth's own part (Berth against the
+/// no-op), from `ratio` of a pair.
+fn floor_rows(md: &mut String, measure: &str, ratio: impl Fn((Side, Side)) -> f64) {
+    for pair in [FLOOR, BERTH_OWN] {
+        let _ = writeln!(md, "| {measure}: {} | {NO_SIDES} | {:.3} | – | – |", pair_name(pair), ratio(pair));
+    }
+}
+
 fn headline(md: &mut String, results: &Results) {
     let _ = writeln!(
         md,
@@ -143,11 +151,7 @@ fn headline(md: &mut String, results: &Results) {
     );
     for result in &results.http {
         let hosts = size(result.hosts);
-        let throughput = PerSide {
-            berth: result.saturated(Side::Berth, rps),
-            noop: result.saturated(Side::Noop, rps),
-            native: result.saturated(Side::Native, rps),
-        };
+        let throughput = PerSide::from_fn(|side| result.saturated(side, rps));
         let r = result.throughput_ratio(BERTH_NATIVE);
         let _ = writeln!(
             md,
@@ -155,19 +159,8 @@ fn headline(md: &mut String, results: &Results) {
             cells(&throughput, whole),
             met(r >= 0.95)
         );
-        for pair in [FLOOR, BERTH_OWN] {
-            let _ = writeln!(
-                md,
-                "| HTTP req/s, {hosts} hosts: {} | {NO_SIDES} | {:.3} | – | – |",
-                pair_name(pair),
-                result.throughput_ratio(pair)
-            );
-        }
-        let one = |metric: fn(&Run) -> f64| PerSide {
-            berth: result.one_connection(Side::Berth, metric),
-            noop: result.one_connection(Side::Noop, metric),
-            native: result.one_connection(Side::Native, metric),
-        };
+        floor_rows(md, &format!("HTTP req/s, {hosts} hosts"), |pair| result.throughput_ratio(pair));
+        let one = |metric: fn(&Run) -> f64| PerSide::from_fn(|side| result.one_connection(side, metric));
         let p50s = one(p50);
         let _ = writeln!(
             md,
@@ -187,11 +180,7 @@ fn headline(md: &mut String, results: &Results) {
         );
     }
     if let Some(tcp) = &results.tcp {
-        let medians = |values: &PerSide<Vec<f64>>| PerSide {
-            berth: median(&values.berth),
-            noop: median(&values.noop),
-            native: median(&values.native),
-        };
+        let medians = |values: &PerSide<Vec<f64>>| PerSide::from_fn(|side| median(values.get(side)));
         let r = tcp.connection_ratio(BERTH_NATIVE);
         let _ = writeln!(
             md,
@@ -199,14 +188,7 @@ fn headline(md: &mut String, results: &Results) {
             cells(&medians(&tcp.connections_per_second), whole),
             met(r >= 0.95)
         );
-        for pair in [FLOOR, BERTH_OWN] {
-            let _ = writeln!(
-                md,
-                "| TCP new connections/s: {} | {NO_SIDES} | {:.3} | – | – |",
-                pair_name(pair),
-                tcp.connection_ratio(pair)
-            );
-        }
+        floor_rows(md, "TCP new connections/s", |pair| tcp.connection_ratio(pair));
         let r = tcp.throughput_ratio(BERTH_NATIVE);
         let _ = writeln!(
             md,

@@ -196,6 +196,20 @@ fn socket_address(address: SocketAddr) -> Value {
     json!({ "socket_address": { "address": address.ip().to_string(), "port_value": address.port() } })
 }
 
+/// `loopback:port`, for the tests' addresses.
+#[cfg(test)]
+pub fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// What `berth envoy-config` renders with an HTTP listener and a TCP port (31000), written under `work`: the input
+/// of the bootstraps the tests derive.
+#[cfg(test)]
+pub fn rendered_bootstrap(work: &std::path::Path) -> String {
+    let config = berth_tests::envoy::render(addr(7070), addr(8080), addr(9901), work, &["--tcp-ports=31000".into()]);
+    std::fs::read_to_string(config).unwrap_or_else(|e| panic!("the rendered bootstrap: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,10 +233,7 @@ mod tests {
     #[test]
     fn native_bootstraps_validate_in_envoy() {
         let work = tempfile::tempdir().unwrap();
-        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
-        let config =
-            berth_tests::envoy::render(addr(7070), addr(8080), addr(9901), work.path(), &["--tcp-ports=31000".into()]);
-        let rendered = std::fs::read_to_string(config).unwrap();
+        let rendered = rendered_bootstrap(work.path());
         let mut table = Table::new(1);
         table.http.push(route("a.example", PathMatch::Segments("/api".into()), &[1, 2]));
         table.http.push(route("*.b.example", PathMatch::Exact("/x".into()), &[3]));

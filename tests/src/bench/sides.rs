@@ -58,6 +58,11 @@ pub struct PerSide<T> {
 }
 
 impl<T> PerSide<T> {
+    /// Each side's value from `value`.
+    pub fn from_fn(value: impl Fn(Side) -> T) -> PerSide<T> {
+        PerSide { berth: value(Side::Berth), noop: value(Side::Noop), native: value(Side::Native) }
+    }
+
     pub fn get(&self, side: Side) -> &T {
         match side {
             Side::Berth => &self.berth,
