@@ -8,8 +8,9 @@
 //!   IngressClass is gone): the address Berth wrote is cleared (an address another controller wrote stays).
 //! - A core/v1 Event (type Warning, reason `BerthError`) for every error that appears on a VirtualService, an
 //!   Ingress or a Service (a malformed health check annotation), named after the object and the error
-//!   ([`event_name`]): a restarted controller finds the Event it wrote before and adds none; an error that goes
-//!   away and comes back raises that Event's `count`. Likewise on a kubeconfig Secret whose cluster cannot be used.
+//!   (`Subject::event_name`): a restarted controller finds the Event it wrote before and adds none; an error that
+//!   goes away and comes back raises that Event's `count`. Likewise on a kubeconfig Secret whose cluster cannot be
+//!   used or whose API server stops answering.
 //!
 //! There is one writer per cluster, with that cluster's client: what Berth decides about another cluster's objects
 //! is written to that cluster's API server.
@@ -334,13 +335,6 @@ async fn patch(client: &Client, virtual_service: Option<&ApiResource>, write: &W
     }
 }
 
-/// The name of the Event that records `note`: the object's name and a hash of what identifies the error (the
-/// object's kind, namespace, name and uid, and the message). The same error on the same object always has the same
-/// Event, so a restarted controller finds the one it wrote before instead of adding another.
-pub fn event_name(note: &Note) -> String {
-    Subject::of(&Pending::Object(note.clone()), None).event_name()
-}
-
 /// What an Event is about and says.
 struct Subject {
     api_version: String,
@@ -382,7 +376,9 @@ impl Subject {
         }
     }
 
-    /// The object's name and a hash of what identifies the error; see [`event_name`].
+    /// The name of the Event that records this: the object's name and a hash of what identifies the error (the
+    /// object's kind, namespace, name and uid, and the message). The same error on the same object always has the
+    /// same Event, so a restarted controller finds the one it wrote before instead of adding another.
     fn event_name(&self) -> String {
         use sha2::Digest;
         let identity = [
@@ -427,8 +423,8 @@ enum Recorded {
     Gone,
 }
 
-/// Records `note` as an Event named by [`event_name`]: creates it, or, when it exists and this process recorded
-/// it before (`again`: the error went away and came back), counts it once more. An Event this process did not
+/// Records `subject` as an Event named by [`Subject::event_name`]: creates it, or, when it exists and this process
+/// recorded it before (`again`: the error went away and came back), counts it once more. An Event this process did not
 /// write is a restarted controller's own earlier record of the same error, so it is left alone.
 async fn event(client: &Client, subject: &Subject, again: bool) -> Result<Recorded, kube::Error> {
     let name = subject.event_name();
@@ -478,6 +474,10 @@ async fn event(client: &Client, subject: &Subject, again: bool) -> Result<Record
 mod tests {
     use super::*;
     use crate::compiler::{Assignment, Assignments};
+
+    fn event_name(note: &Note) -> String {
+        Subject::of(&Pending::Object(note.clone()), None).event_name()
+    }
     use crate::objects::VirtualService;
     use std::collections::BTreeMap;
 
