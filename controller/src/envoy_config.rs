@@ -139,6 +139,9 @@ fn http_listener(config: &EnvoyConfig) -> Value {
                     "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
                     "stat_prefix": "berth_http",
                     // An edge proxy: the client's address is the peer's, not whatever x-forwarded-for claims.
+                    // Every client is then external (Envoy 1.40 counts no address as internal unless told), so the
+                    // connection manager drops a client's `x-envoy-*` router headers (deadline, retries) before
+                    // the filter sets a route's own (tests/tests/route_policy.rs).
                     "use_remote_address": true,
                     // The filter matches routes on the normalized path the backend will receive (`/a/../b` is `/b`).
                     "normalize_path": true,
