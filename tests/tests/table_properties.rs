@@ -69,7 +69,14 @@ fn random_table(rng: &mut Rng) -> Table {
         };
         let host = rng.pick(&HOSTS).to_string();
         let session_cookie = rng.chance(20).then(|| "berth-session".to_string());
-        table.http.push(HttpRoute { host, path, backends: random_backends(rng), source: source(i), session_cookie });
+        table.http.push(HttpRoute {
+            host,
+            path,
+            backends: random_backends(rng),
+            source: source(i),
+            session_cookie,
+            policy: None,
+        });
     }
     for i in 0..rng.below(5) {
         let port = 31_000 + rng.below(4) as u16;
