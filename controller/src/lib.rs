@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod commands;
 pub mod compiler;
+pub mod controller;
 pub mod diagnostic;
 pub mod envoy_config;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod istio_config;
 pub mod leader;
 pub mod objects;
 pub mod publish;
+pub mod reconcile;
 pub mod report;
 pub mod server;
 pub mod source;
