@@ -5,6 +5,7 @@ pub mod commands;
 pub mod compiler;
 pub mod diagnostic;
 pub mod envoy_config;
+pub mod envoy_edge;
 pub mod error;
 pub mod health;
 pub mod index;
