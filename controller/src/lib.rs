@@ -6,6 +6,7 @@ pub mod compiler;
 pub mod controller;
 pub mod diagnostic;
 pub mod envoy_config;
+pub mod envoy_edge;
 pub mod error;
 pub mod health;
 pub mod index;
