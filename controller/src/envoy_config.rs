@@ -12,7 +12,7 @@ use berth_table::PortRange;
 use serde_json::{Value, json};
 
 use crate::envoy_edge::{self, CONNECTION_BUFFER_LIMIT, EdgeSettings};
-use crate::istio_config::ServiceAddr;
+use crate::service_addr::ServiceAddr;
 
 /// What `berth envoy-config` needs to know.
 #[derive(Debug, Clone)]

@@ -17,6 +17,7 @@ pub mod publish;
 pub mod reconcile;
 pub mod report;
 pub mod server;
+pub mod service_addr;
 pub mod source;
 pub mod state;
 pub mod status_writer;
