@@ -129,6 +129,7 @@ fn path_variants_reach_the_backend_their_normalized_path_belongs_to_or_are_refus
         ("///admin/users", "admin", "/admin/users"),
         ("/x/../admin", "admin", "/admin"),
         ("/x/%2e%2e/admin", "admin", "/admin"),
+        ("/\\admin", "admin", "/admin"),
         ("/Admin", "app", "/Admin"),
         ("/administrator", "app", "/administrator"),
         ("/?next=/admin;x", "app", "/?next=/admin;x"),
@@ -141,8 +142,13 @@ fn path_variants_reach_the_backend_their_normalized_path_belongs_to_or_are_refus
     }
     // Escaped slashes, which many servers decode into separators: redirected to the unescaped, normalized path,
     // so the client's next request is matched as what it is.
-    for (path, location) in [("/%2Fadmin", "/admin"), ("/%2fadmin/users", "/admin/users"), ("/x/..%2Fadmin", "/admin")]
-    {
+    for (path, location) in [
+        ("/%2Fadmin", "/admin"),
+        ("/%2fadmin/users", "/admin/users"),
+        ("/x/..%2Fadmin", "/admin"),
+        ("/%5Cadmin", "/admin"),
+        ("/%2Fadmin?next=%2F", "/admin?next=%2F"),
+    ] {
         let response = client::get(stack.envoy.http, "site.example", path).unwrap();
         assert_eq!(response.status, 307, "{path}: {response:?}");
         assert_eq!(response.header("location"), Some(location), "{path}: {response:?}");
