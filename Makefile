@@ -37,7 +37,7 @@ $(WASM_CARGO) build --profile wasm --target wasm32-unknown-unknown $(WASM_FLAGS)
 cargo run --release -q -p berth-wasm-exports -- --keep $(3) $(WASM_TARGET_DIR)/wasm32-unknown-unknown/wasm/$(2).wasm $(4)
 endef
 
-.PHONY: help setup build wasm noop-wasm controller run test lint bench clean
+.PHONY: help setup build wasm noop-wasm controller run test lint bench clean envoy-deploy
 
 help:
 	@echo "make run    build and start the demo: controller on examples/, Envoy with the filter, example backends"
@@ -45,6 +45,7 @@ help:
 	@echo "make build  build $(WASM) and $(BERTH)"
 	@echo "make lint   rustfmt, the controller's module layering, clippy (native and wasm32)"
 	@echo "make setup  install the wasm toolchain and Envoy if missing"
+	@echo "make envoy-deploy  render envoy/deploy/envoy.yaml again (after changing its arguments or Berth)"
 	@echo "make bench  measure Berth against Envoy's own routing, write BENCHMARKS.md (QUICK=1: a smoke run)"
 
 setup: $(ENVOY) $(BERTH_KUBECTL)
@@ -121,6 +122,14 @@ bench: build noop-wasm
 	fi
 	cargo build --release -p berth-tests --bin berth-bench
 	target/release/berth-bench $(if $(QUICK),--quick --out target/bench,--out .)
+
+# The standalone Envoy's config, rendered by `berth envoy-config` with the arguments on the file's first line (the
+# one place they are kept); the test envoy_deploy.rs checks that the file is what they render.
+ENVOY_DEPLOY_CONFIG := envoy/deploy/envoy.yaml
+envoy-deploy: controller
+	args=$$(sed -n '1s/^# berth envoy-config //p' $(ENVOY_DEPLOY_CONFIG))
+	{ head -n 2 $(ENVOY_DEPLOY_CONFIG); $(BERTH) envoy-config $$args; } > $(ENVOY_DEPLOY_CONFIG).new
+	mv $(ENVOY_DEPLOY_CONFIG).new $(ENVOY_DEPLOY_CONFIG)
 
 clean:
 	cargo clean

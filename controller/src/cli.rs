@@ -1,5 +1,5 @@
-//! The command line: `berth run | check | routes | envoy-config | crdgen`. Every flag has `long`, an `BERTH_*`
-//! environment variable and, where one makes sense, a default.
+//! The command line: `berth run | check | routes | envoy-config | crdgen | istio-config | write-filter`. Every flag
+//! has `long`, an `BERTH_*` environment variable and, where one makes sense, a default.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -25,7 +25,6 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(clippy::large_enum_variant, reason = "parsed once at start and taken apart at once")]
 pub enum Command {
     /// Read objects from a source, compile the table and serve it to Envoy, recompiling on every change.
     Run(RunArgs),
@@ -39,6 +38,8 @@ pub enum Command {
     Crdgen,
     /// Print an Istio EnvoyFilter that runs Berth's filter in an ingress gateway, loading it from the controller.
     IstioConfig(IstioConfigArgs),
+    /// Copy the filter module this image ships to DEST (for an init container handing it to a stock Envoy).
+    WriteFilter(WriteFilterArgs),
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +260,15 @@ pub struct IstioConfigArgs {
     pub namespace: String,
     #[command(flatten)]
     pub edge: EdgeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WriteFilterArgs {
+    /// The module to copy.
+    #[arg(long, env = "BERTH_WASM", default_value = "/usr/share/berth/berth_filter.wasm")]
+    pub wasm: PathBuf,
+    /// Where to write it.
+    pub dest: PathBuf,
 }
 
 /// Where a controller reads objects from.

@@ -96,6 +96,9 @@ impl EdgeSettings {
         json!({
             // An edge proxy: the client's address is the peer's (or, behind `xff_num_trusted_hops` proxies of
             // the operator's, the one they saw), not whatever x-forwarded-for claims.
+            // Every client is then external (Envoy 1.40 counts no address as internal unless told), so the
+            // connection manager drops a client's `x-envoy-*` router headers (deadline, retries) before the
+            // filter sets a route's own (tests/tests/route_policy.rs).
             "use_remote_address": true,
             "xff_num_trusted_hops": self.xff_num_trusted_hops,
             // The filter matches routes on the path the backend will receive: dot segments resolved (`/a/../b` is

@@ -164,6 +164,7 @@ pub(crate) mod tests {
                 backends: vec![],
                 source: Source { kind: "Ingress".into(), namespace: "ns".into(), name: "x".into() },
                 session_cookie: None,
+                policy: None,
             })
             .collect();
         Compiled {

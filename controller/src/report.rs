@@ -223,6 +223,7 @@ mod tests {
             backends: vec![backend("default/service1:8080", 100, &[30081])],
             source: source("Ingress", "websites"),
             session_cookie: None,
+            policy: None,
         });
         table.http.push(HttpRoute {
             host: "website.com".into(),
@@ -230,6 +231,7 @@ mod tests {
             backends: vec![backend("default/a:80", 90, &[1, 2]), backend("default/b:80", 10, &[])],
             source: source("VirtualService", "website"),
             session_cookie: None,
+            policy: None,
         });
         table.default_backend = Some(DefaultBackend {
             backends: vec![backend("default/default-http-backend:80", 100, &[30404])],
@@ -296,6 +298,7 @@ warnings:
             backends: vec![backend("default/web:80", 1, &[1, 3])],
             source: source("Ingress", "web"),
             session_cookie: None,
+            policy: None,
         });
         let health = |port: u16, healthy: bool, failure: Option<&str>| EndpointHealth {
             service: "default/web:80".into(),

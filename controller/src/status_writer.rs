@@ -1,13 +1,14 @@
 //! Write-back in Kubernetes mode: what Berth decided, written onto the objects users edit.
 //!
 //! - Every VirtualService: `berth.dev/address` (the address(es) of its tcp and tls routes, as
-//!   [`tls::address_annotation`] writes them) and `berth.dev/error` (its errors, one per line: the field and what to
-//!   do), each removed when it no longer applies (fixed, not exposed any more, no tcp or tls route).
+//!   [`tls::address_annotation`] writes them), `berth.dev/error` (its errors, one per line: the field and what to
+//!   do) and `berth.dev/warning` (what is served anyway but deserves attention: a route field Berth ignores, an
+//!   unclear `berth.dev/expose` value, a port kept outside the ranges), each removed when it no longer applies.
 //! - Every Ingress Berth serves, with `--ingress-address`: `status.loadBalancer.ingress` (through `/status`).
 //! - With `--ingress-address`, every Ingress Berth served before but serves no more (its class changed, Berth's
 //!   IngressClass is gone): the address Berth wrote is cleared (an address another controller wrote stays).
-//! - A core/v1 Event (type Warning, reason `BerthError`) for every error that appears on a VirtualService, an
-//!   Ingress or a Service (a malformed health check annotation), named after the object and the error
+//! - A core/v1 Event (type Warning, reason `BerthError`, or `BerthWarning` for a warning) for every error and
+//!   warning that appears on a VirtualService, an Ingress or a Service (a malformed health check annotation), named after the object and the error
 //!   (`Subject::event_name`): a restarted controller finds the Event it wrote before and adds none; an error that
 //!   goes away and comes back raises that Event's `count`. Likewise on a kubeconfig Secret whose cluster cannot be
 //!   used or whose API server stops answering.
@@ -48,8 +49,12 @@ use crate::objects::{Kind, Object, ObjectKey, annotation};
 pub const ERROR_ANNOTATION: &str = "berth.dev/error";
 /// Berth's field manager for every write.
 pub const FIELD_MANAGER: &str = "berth";
-/// The reason of Berth's Events.
+/// The annotation that says what Berth serves differently from what an exposed VirtualService asks.
+pub const WARNING_ANNOTATION: &str = "berth.dev/warning";
+/// The reason of Berth's Events for errors.
 pub const EVENT_REASON: &str = "BerthError";
+/// The reason of Berth's Events for warnings.
+pub const WARNING_EVENT_REASON: &str = "BerthWarning";
 
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -72,6 +77,8 @@ pub struct Note {
     pub uid: Option<String>,
     pub resource_version: Option<String>,
     pub message: String,
+    /// [`EVENT_REASON`] or [`WARNING_EVENT_REASON`].
+    pub reason: &'static str,
 }
 
 /// An Event to create on a Secret (a cluster's kubeconfig, in the controller's namespace).
@@ -96,16 +103,20 @@ pub fn plan(index: &Index, compiled: &Compiled, ingress_address: Option<&str>) -
             let mine: Vec<_> = compiled.assignments.values().filter(|a| a.object == object).collect();
             let tls: Vec<_> = compiled.tls_addresses.iter().filter(|a| a.object == object).collect();
             let address = tls::address_annotation(mine, tls);
-            (address, error_text(&compiled.diagnostics, &object))
+            (address, diagnostic_text(&compiled.diagnostics, &object, false))
         } else {
             (None, None)
         };
+        // Also on an object not exposed: its `berth.dev/expose` value may be the reason.
+        let warning = diagnostic_text(&compiled.diagnostics, &object, true);
         let has = |name: &str| annotation(&vs.metadata, name).map(str::to_string);
-        if has(ADDRESS_ANNOTATION) != address || has(ERROR_ANNOTATION) != error {
+        if has(ADDRESS_ANNOTATION) != address || has(ERROR_ANNOTATION) != error || has(WARNING_ANNOTATION) != warning {
+            let annotations =
+                json!({ADDRESS_ANNOTATION: address, ERROR_ANNOTATION: error, WARNING_ANNOTATION: warning});
             writes.push(Write {
                 key,
                 resource_version: vs.metadata.resource_version.clone(),
-                patch: json!({"metadata": {"annotations": {ADDRESS_ANNOTATION: address, ERROR_ANNOTATION: error}}}),
+                patch: json!({"metadata": {"annotations": annotations}}),
             });
         }
     }
@@ -147,20 +158,21 @@ pub fn plan(index: &Index, compiled: &Compiled, ingress_address: Option<&str>) -
     writes
 }
 
-/// `berth.dev/error`'s text for `object`: each error's field and message, one per line; none without errors.
-fn error_text(diagnostics: &[Diagnostic], object: &str) -> Option<String> {
+/// `berth.dev/error`'s (or with `warnings`, `berth.dev/warning`'s) text for `object`: each error's (warning's)
+/// field and message, one per line; none without any.
+fn diagnostic_text(diagnostics: &[Diagnostic], object: &str, warnings: bool) -> Option<String> {
     let lines: Vec<String> = diagnostics
         .iter()
-        .filter(|d| !d.is_warning() && d.object.as_deref() == Some(object))
+        .filter(|d| d.is_warning() == warnings && d.object.as_deref() == Some(object))
         .map(|d| Diagnostic { object: None, file: None, ..d.clone() }.to_string())
         .collect();
     (!lines.is_empty()).then(|| lines.join("\n"))
 }
 
-/// The Events for errors that just appeared on VirtualServices, Ingresses and Services in `index`.
+/// The Events for errors and warnings that just appeared on VirtualServices, Ingresses and Services in `index`.
 pub fn notes(index: &Index, new_diagnostics: &[Diagnostic]) -> Vec<Note> {
     let mut notes = Vec::new();
-    for diagnostic in new_diagnostics.iter().filter(|d| !d.is_warning()) {
+    for diagnostic in new_diagnostics {
         let Some(object) = &diagnostic.object else { continue };
         let Some(entry) = [Kind::VirtualService, Kind::Ingress, Kind::Service]
             .into_iter()
@@ -175,6 +187,7 @@ pub fn notes(index: &Index, new_diagnostics: &[Diagnostic]) -> Vec<Note> {
             uid: meta.uid.clone(),
             resource_version: meta.resource_version.clone(),
             message: Diagnostic { object: None, file: None, ..diagnostic.clone() }.to_string(),
+            reason: if diagnostic.is_warning() { WARNING_EVENT_REASON } else { EVENT_REASON },
         });
     }
     notes
@@ -344,6 +357,7 @@ struct Subject {
     uid: Option<String>,
     resource_version: Option<String>,
     message: String,
+    reason: &'static str,
 }
 
 impl Subject {
@@ -363,6 +377,7 @@ impl Subject {
                 uid: note.uid.clone(),
                 resource_version: note.resource_version.clone(),
                 message: note.message.clone(),
+                reason: note.reason,
             },
             Pending::Secret(note) => Subject {
                 api_version: "v1".to_string(),
@@ -372,6 +387,7 @@ impl Subject {
                 uid: note.uid.clone(),
                 resource_version: None,
                 message: note.message.clone(),
+                reason: EVENT_REASON,
             },
         }
     }
@@ -386,7 +402,7 @@ impl Subject {
             &self.namespace,
             &self.name,
             self.uid.as_deref().unwrap_or_default(),
-            EVENT_REASON,
+            self.reason,
             &self.message,
         ]
         .join("\n");
@@ -445,7 +461,7 @@ async fn event(client: &Client, subject: &Subject, again: bool) -> Result<Record
             ..ObjectReference::default()
         },
         type_: Some("Warning".to_string()),
-        reason: Some(EVENT_REASON.to_string()),
+        reason: Some(subject.reason.to_string()),
         message: Some(subject.message.clone()),
         source: Some(EventSource { component: Some(FIELD_MANAGER.to_string()), host: None }),
         reporting_component: Some(FIELD_MANAGER.to_string()),
@@ -532,18 +548,19 @@ mod tests {
         assert_eq!(
             *by_name["db"],
             json!({"metadata": {"annotations": {ADDRESS_ANNOTATION: "tcp.example.com:31000",
-                ERROR_ANNOTATION: "spec: service \"x\" does not exist; create it"}}})
+                ERROR_ANNOTATION: "spec: service \"x\" does not exist; create it", WARNING_ANNOTATION: null}}})
         );
         assert_eq!(
             *by_name["hidden"],
-            json!({"metadata": {"annotations": {ADDRESS_ANNOTATION: null, ERROR_ANNOTATION: null}}}),
+            json!({"metadata": {"annotations": {ADDRESS_ANNOTATION: null, ERROR_ANNOTATION: null,
+                WARNING_ANNOTATION: null}}}),
             "a VirtualService no longer exposed loses Berth's annotations"
         );
         assert_eq!(writes[0].resource_version.as_deref(), Some("7"));
     }
 
     #[test]
-    fn notes_name_the_object_and_skip_warnings_and_unknown_objects() {
+    fn notes_name_the_object_and_its_errors_and_warnings_and_skip_unknown_objects() {
         let mut index = Index::new();
         index.apply("kube:VirtualService", vs("db", &[]), None).unwrap();
         let new = [
@@ -552,9 +569,25 @@ mod tests {
             Diagnostic::new("bad").object("VirtualService shop/gone"),
         ];
         let notes = notes(&index, &new);
-        assert_eq!(notes.len(), 1);
-        assert_eq!(notes[0].message, "spec.tcp[0]: bad");
+        assert_eq!(notes.len(), 2);
+        assert_eq!((notes[0].message.as_str(), notes[0].reason), ("spec.tcp[0]: bad", EVENT_REASON));
         assert_eq!(notes[0].key.to_string(), "VirtualService shop/db");
+        assert_eq!((notes[1].message.as_str(), notes[1].reason), ("meh", WARNING_EVENT_REASON));
+        assert_ne!(event_name(&notes[0]), event_name(&Note { message: "spec.tcp[0]: bad".into(), ..notes[1].clone() }));
+    }
+
+    #[test]
+    fn warnings_are_written_also_on_a_virtual_service_that_is_not_exposed() {
+        let mut index = Index::new();
+        index.apply("kube:VirtualService", vs("web", &[(EXPOSE_ANNOTATION, "True")]), None).unwrap();
+        let warning = Diagnostic::new("not exposed").object("VirtualService shop/web").field("metadata").warning();
+        let compiled = Compiled { diagnostics: vec![warning], ..Compiled::default() };
+        let writes = plan(&index, &compiled, None);
+        assert_eq!(
+            writes[0].patch,
+            json!({"metadata": {"annotations": {ADDRESS_ANNOTATION: null, ERROR_ANNOTATION: null,
+                WARNING_ANNOTATION: "metadata: not exposed"}}})
+        );
     }
 
     #[test]
@@ -620,6 +653,7 @@ mod tests {
             uid: Some(uid.into()),
             resource_version: Some("7".into()),
             message: message.into(),
+            reason: EVENT_REASON,
         }
     }
 

@@ -36,6 +36,9 @@ pub trait Host {
     fn send_reply(&self, status: u32, headers: &[(&str, &str)], body: &str) -> Result<(), String>;
     /// Adds a header to the response of the current HTTP stream (in `on_http_response_headers`).
     fn add_response_header(&self, name: &str, value: &str) -> Result<(), String>;
+    /// Edits a header of the current HTTP stream's request or response (`set` replaces every value, `add`
+    /// appends one, `remove` drops every value).
+    fn edit_header(&self, side: Side, edit: Edit, name: &str, value: &str) -> Result<(), String>;
     /// A property of the current stream or connection (`destination.port`), in Envoy's serialization.
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
     /// Closes the current downstream connection (a network filter's).
@@ -43,6 +46,21 @@ pub trait Host {
     /// Defines (or finds) a counter of this VM; the id is valid for every context of the VM.
     fn define_counter(&self, name: &str) -> Result<u32, String>;
     fn increment_counter(&self, id: u32) -> Result<(), String>;
+}
+
+/// Which headers of an HTTP stream [`Host::edit_header`] edits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Request,
+    Response,
+}
+
+/// What [`Host::edit_header`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    Set,
+    Add,
+    Remove,
 }
 
 /// Why a conditional shared-data write failed.
@@ -117,6 +135,19 @@ impl Host for Envoy {
         hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value).map_err(|status| format!("{status:?}"))
     }
 
+    fn edit_header(&self, side: Side, edit: Edit, name: &str, value: &str) -> Result<(), String> {
+        let map = match side {
+            Side::Request => MapType::HttpRequestHeaders,
+            Side::Response => MapType::HttpResponseHeaders,
+        };
+        match edit {
+            Edit::Set => hostcalls::set_map_value(map, name, Some(value)),
+            Edit::Add => hostcalls::add_map_value(map, name, value),
+            Edit::Remove => hostcalls::remove_map_value(map, name),
+        }
+        .map_err(|status| format!("{status:?}"))
+    }
+
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
         hostcalls::get_property(path.to_vec()).ok().flatten()
     }
@@ -142,7 +173,7 @@ pub mod fake {
     use std::collections::HashMap;
     use std::time::Duration;
 
-    use super::{CasError, Host};
+    use super::{CasError, Edit, Host, Side};
 
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Dispatched {
@@ -184,6 +215,8 @@ pub mod fake {
         pub replies: RefCell<Vec<Reply>>,
         /// Every response header added, in order.
         pub response_headers_added: RefCell<Vec<(String, String)>>,
+        /// Every header edit, in order: side, edit, name, value.
+        pub header_edits: RefCell<Vec<(Side, Edit, String, String)>>,
         /// Properties by dotted path (`destination.port`).
         pub properties: RefCell<HashMap<String, Vec<u8>>>,
         /// Every `property` read, dotted, in order.
@@ -310,6 +343,18 @@ pub mod fake {
 
         fn add_response_header(&self, name: &str, value: &str) -> Result<(), String> {
             self.response_headers_added.borrow_mut().push((name.into(), value.into()));
+            Ok(())
+        }
+
+        fn edit_header(&self, side: Side, edit: Edit, name: &str, value: &str) -> Result<(), String> {
+            self.header_edits.borrow_mut().push((side, edit, name.into(), value.into()));
+            if side == Side::Request {
+                let mut headers = self.request_headers.borrow_mut();
+                match edit {
+                    Edit::Set | Edit::Add => headers.insert(name.into(), value.as_bytes().to_vec()),
+                    Edit::Remove => headers.remove(name),
+                };
+            }
             Ok(())
         }
 

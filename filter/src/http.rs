@@ -26,6 +26,7 @@ use crate::endpoints::{describe_backends, next_endpoint, why_none};
 use crate::filter_state::{self, LifeSpan, ORIGINAL_DST_ADDRESS};
 use crate::host::{Envoy, Host};
 use crate::passive_health::{PassiveHealth, UPSTREAM_CONNECTION_FAILURE, UPSTREAM_REQUEST_TIMEOUT, response_flags};
+use crate::route_policy::PreparedPolicy;
 
 /// The header on every answer the filter gives itself, so a client (or a test) can tell it from a backend's.
 pub const REASON_HEADER: &str = "x-berth";
@@ -56,6 +57,8 @@ struct RouteState {
     counter: u64,
     /// Session persistence, for a route with a session cookie.
     sticky: Option<Sticky>,
+    /// The route's rewrite, timeout, retries and header edits, for a route with any.
+    policy: Option<Rc<PreparedPolicy>>,
 }
 
 /// A route's session cookie and its endpoints by cookie value, built with the table.
@@ -110,7 +113,11 @@ impl View for HttpView {
         let routes = table
             .http
             .iter()
-            .map(|route| RouteState { counter: start, sticky: Sticky::for_route(route, table.affinity_key.as_ref()) })
+            .map(|route| RouteState {
+                counter: start,
+                sticky: Sticky::for_route(route, table.affinity_key.as_ref()),
+                policy: route.policy.as_ref().map(|policy| Rc::new(PreparedPolicy::new(policy))),
+            })
             .collect();
         HttpView { routes, default_counter: start, router, destinations, logged: HashSet::new(), table }
     }
@@ -131,6 +138,10 @@ pub struct Forward<'a> {
     pub endpoint: SocketAddr,
     /// The `set-cookie` header for the response: the session is new, or its endpoint is no longer the route's.
     pub set_cookie: Option<String>,
+    /// The route's policy, for a route with one.
+    pub policy: Option<Rc<PreparedPolicy>>,
+    /// The request's new `:path`, for a route that rewrites it.
+    pub rewritten_path: Option<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -157,18 +168,32 @@ impl HttpView {
         let matched = router
             .match_host(authority)
             .and_then(|host_routes| host_routes.every_path().or_else(|| host_routes.match_path(&path.text())));
-        let (backends, counter, sticky, what) = match matched {
+        let (backends, counter, sticky, what, policy) = match matched {
             Some(id) => match (table.http.get(id.0), routes.get_mut(id.0)) {
-                (Some(route), Some(state)) => {
-                    (&route.backends, &mut state.counter, state.sticky.as_ref(), RouteName::Route(id.0))
-                }
+                (Some(route), Some(state)) => (
+                    &route.backends,
+                    &mut state.counter,
+                    state.sticky.as_ref(),
+                    RouteName::Route(id.0),
+                    state.policy.as_ref().map(|policy| (policy, &route.path)),
+                ),
                 // The router only returns indexes of `table.http`, which `routes` mirrors.
                 _ => return Decision::Reply(Reply::no_route(authority, &path.text())),
             },
             None => match &table.default_backend {
-                Some(default) => (&default.backends, default_counter, None, RouteName::Default),
+                Some(default) => (&default.backends, default_counter, None, RouteName::Default, None),
                 None => return Decision::Reply(Reply::no_route(authority, &path.text())),
             },
+        };
+        // Only a route with a policy pays for it: a path read (when its host did not need one to match) for a
+        // rewrite, and a reference count.
+        let (policy, rewritten_path) = match policy {
+            Some((policy, matched)) => {
+                let rewritten =
+                    policy.rewrite_uri.as_ref().map(|uri| berth_table::rewrite_path(&path.text(), matched, uri));
+                (Some(policy.clone()), rewritten)
+            }
+            None => (None, None),
         };
         // A session keeps its endpoint while the route has it and it is not ejected; a value naming anything
         // else is ignored.
@@ -177,7 +202,7 @@ impl HttpView {
             && !ejected.contains(&endpoint)
             && let Some(filter_state) = destinations.get(&endpoint)
         {
-            return Decision::Forward(Forward { filter_state, endpoint, set_cookie: None });
+            return Decision::Forward(Forward { filter_state, endpoint, set_cookie: None, policy, rewritten_path });
         }
         let chosen = next_endpoint(backends, counter, ejected)
             .and_then(|endpoint| Some((endpoint.address, destinations.get(&endpoint.address)?)));
@@ -186,6 +211,8 @@ impl HttpView {
                 filter_state,
                 endpoint,
                 set_cookie: sticky.map(|sticky| sticky.set_cookie(endpoint)),
+                policy,
+                rewritten_path,
             }),
             None => {
                 let why = why_none(backends);
@@ -257,6 +284,8 @@ pub enum Verdict {
 pub struct Forwarded {
     pub endpoint: SocketAddr,
     pub set_cookie: Option<String>,
+    /// The route's policy, when it edits the response.
+    pub response_policy: Option<Rc<PreparedPolicy>>,
 }
 
 /// What every request of one HTTP root context shares (one VM thread).
@@ -284,9 +313,20 @@ pub fn on_request_headers(host: &impl Host, routing: &mut HttpRouting) -> Verdic
     let authority = header_text(&authority);
     let path = || host.request_header(":path");
     let failure = match view.decide(&authority, path, || host.request_header("cookie"), health.ejected()) {
-        Decision::Forward(Forward { filter_state, endpoint, set_cookie }) => {
+        Decision::Forward(Forward { filter_state, endpoint, set_cookie, policy, rewritten_path }) => {
             match host.set_filter_state(filter_state) {
-                Ok(()) => return Verdict::Forwarded(Forwarded { endpoint, set_cookie }),
+                Ok(()) => {
+                    let Some(policy) = policy else {
+                        return Verdict::Forwarded(Forwarded { endpoint, set_cookie, response_policy: None });
+                    };
+                    // A failed edit is logged and the request goes on: the destination is set, and Envoy only
+                    // refuses an edit it could never make (a malformed name the compiler does not let through).
+                    if let Err(problem) = policy.apply_to_request(host, rewritten_path.as_deref()) {
+                        view.log_once(format!("{problem} on a request for {authority}"));
+                    }
+                    let response_policy = policy.edits_response().then_some(policy);
+                    return Verdict::Forwarded(Forwarded { endpoint, set_cookie, response_policy });
+                }
                 Err(status) => status,
             }
         }
@@ -301,6 +341,11 @@ pub fn on_request_headers(host: &impl Host, routing: &mut HttpRouting) -> Verdic
 pub fn on_response_headers(host: &impl Host, health: &mut PassiveHealth, forwarded: &Forwarded) {
     let flags = response_flags(host);
     health.report(host, forwarded.endpoint, flags);
+    if let Some(policy) = &forwarded.response_policy
+        && let Err(problem) = policy.apply_to_response(host)
+    {
+        warn!("{problem} on a response from {}", forwarded.endpoint);
+    }
     if flags & (UPSTREAM_CONNECTION_FAILURE | UPSTREAM_REQUEST_TIMEOUT) != 0 {
         return;
     }
@@ -407,8 +452,9 @@ mod tests {
     use super::*;
     use crate::cache::{TABLE_KEY, VERSION_KEY};
     use crate::host::fake::FakeHost;
+    use crate::host::{Edit, Side};
     use crate::passive_health::EJECTED_KEY;
-    use berth_table::{Backend, DefaultBackend, Endpoint, HttpRoute, PathMatch, Source};
+    use berth_table::{Backend, DefaultBackend, Endpoint, HeaderEdits, HttpRoute, PathMatch, RoutePolicy, Source};
 
     fn backend(ports: &[u16]) -> Backend {
         Backend {
@@ -429,6 +475,7 @@ mod tests {
             backends: vec![backend(ports)],
             source: source(host),
             session_cookie: None,
+            policy: None,
         }
     }
 
@@ -442,6 +489,7 @@ mod tests {
             backends: vec![backend(&[])],
             source: source("empty"),
             session_cookie: None,
+            policy: None,
         });
         table
     }
@@ -616,10 +664,91 @@ mod tests {
         assert_eq!(body, "no healthy endpoint for down.com/x", "the answer's body still names the path");
     }
 
+    /// `rewrite.com/api` rewritten to `/v2` on `backend.internal` with a 1 s timeout and a response header;
+    /// `solo.com`, its only route for every path, rewritten to `/app/`.
+    fn policy_table() -> Table {
+        let mut table = sample(1);
+        let mut rewritten = route("rewrite.com", PathMatch::Prefix("/api".into()), &[8201]);
+        rewritten.policy = Some(RoutePolicy {
+            rewrite_uri: Some("/v2".into()),
+            rewrite_authority: Some("backend.internal".into()),
+            timeout_ms: Some(1000),
+            response_headers: HeaderEdits { set: vec![("x-served-by".into(), "berth".into())], ..Default::default() },
+            ..RoutePolicy::default()
+        });
+        table.http.push(rewritten);
+        let mut solo = route("solo.com", PathMatch::Prefix("/".into()), &[8202]);
+        solo.policy = Some(RoutePolicy { rewrite_uri: Some("/app/".into()), ..RoutePolicy::default() });
+        table.http.push(solo);
+        table
+    }
+
+    fn request_edits(host: &FakeHost) -> Vec<(String, String)> {
+        host.header_edits.borrow().iter().map(|(_, _, name, value)| (name.clone(), value.clone())).collect()
+    }
+
+    #[test]
+    fn a_route_with_a_policy_rewrites_the_request_and_edits_the_response() {
+        let host = FakeHost::default();
+        publish(&host, &policy_table());
+        let mut cache = HttpRouting::default();
+        host.request("rewrite.com", "/api/users?id=1");
+        let Verdict::Forwarded(forwarded) = on_request_headers(&host, &mut cache) else { panic!("not forwarded") };
+        let edits = request_edits(&host);
+        let expected =
+            [(":path", "/v2/users?id=1"), (":authority", "backend.internal"), (berth_table::TIMEOUT_HEADER, "1000")];
+        assert_eq!(edits, expected.map(|(n, v)| (n.to_string(), v.to_string())));
+        host.header_edits.borrow_mut().clear();
+        on_response_headers(&host, &mut cache.health, &forwarded);
+        assert_eq!(
+            *host.header_edits.borrow(),
+            [(Side::Response, Edit::Set, "x-served-by".to_string(), "berth".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_route_without_a_policy_makes_no_call_for_policies_on_either_side() {
+        let host = FakeHost::default();
+        publish(&host, &policy_table());
+        let mut cache = HttpRouting::default();
+        send(&host, &mut cache, "website.com", "/").unwrap();
+        host.header_reads.borrow_mut().clear();
+        host.property_reads.borrow_mut().clear();
+        host.request("website.com", "/api/x");
+        let Verdict::Forwarded(forwarded) = on_request_headers(&host, &mut cache) else { panic!("not forwarded") };
+        assert_eq!(forwarded.response_policy, None);
+        on_response_headers(&host, &mut cache.health, &forwarded);
+        assert!(host.header_edits.borrow().is_empty(), "{:?}", host.header_edits.borrow());
+        assert_eq!(*host.header_reads.borrow(), [":authority", ":path"], "as before policies existed");
+        assert_eq!(*host.property_reads.borrow(), ["response.flags"], "as before policies existed");
+        assert!(host.response_headers_added.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_rewrite_on_a_host_matched_without_its_path_reads_the_path_once() {
+        let host = FakeHost::default();
+        publish(&host, &policy_table());
+        let mut cache = HttpRouting::default();
+        send(&host, &mut cache, "website.com", "/").unwrap();
+        host.header_reads.borrow_mut().clear();
+        assert_eq!(send(&host, &mut cache, "solo.com", "/x?y"), Ok("127.0.0.1:8202".into()));
+        assert_eq!(*host.header_reads.borrow(), [":authority", ":path"]);
+        assert_eq!(request_edits(&host), [(":path".to_string(), "/app/x?y".to_string())]);
+        host.header_edits.borrow_mut().clear();
+        host.header_reads.borrow_mut().clear();
+        assert_eq!(send(&host, &mut cache, "rewrite.com", "/api"), Ok("127.0.0.1:8201".into()));
+        assert_eq!(*host.header_reads.borrow(), [":authority", ":path"], "read to match, reused to rewrite");
+        assert_eq!(request_edits(&host)[0], (":path".to_string(), "/v2".to_string()));
+    }
+
     /// The response to a request forwarded to `endpoint` arrives with Envoy's `response.flags`.
     fn respond(host: &FakeHost, cache: &mut HttpRouting, endpoint: &str, flags: u64) {
         host.properties.borrow_mut().insert("response.flags".into(), flags.to_le_bytes().to_vec());
-        let forwarded = Forwarded { endpoint: endpoint.parse().unwrap(), set_cookie: Some("berth=x".into()) };
+        let forwarded = Forwarded {
+            endpoint: endpoint.parse().unwrap(),
+            set_cookie: Some("berth=x".into()),
+            response_policy: None,
+        };
         host.response_headers_added.borrow_mut().clear();
         on_response_headers(host, &mut cache.health, &forwarded);
         host.properties.borrow_mut().remove("response.flags");

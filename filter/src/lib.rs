@@ -15,6 +15,7 @@ pub mod host;
 pub mod http;
 pub mod passive_health;
 pub mod root;
+pub mod route_policy;
 pub mod tcp;
 pub mod tls;
 

@@ -329,6 +329,7 @@ mod tests {
             backends: vec![backend(&[8000])],
             source: Source { kind: "Ingress".into(), namespace: "ns".into(), name: "web".into() },
             session_cookie: None,
+            policy: None,
         });
         table
     }

@@ -178,6 +178,7 @@ mod tests {
                 backends: vec![],
                 source: Source { kind: "Ingress".into(), namespace: "default".into(), name: format!("r{i}") },
                 session_cookie: None,
+                policy: None,
             });
         }
         table

@@ -8,6 +8,7 @@ mod choose;
 mod fnv;
 mod http_match;
 mod model;
+mod policy;
 mod ports;
 mod siphash;
 mod sni_match;
@@ -19,6 +20,10 @@ pub use choose::{choose_endpoint, choose_endpoint_where, mix64};
 pub use fnv::FnvHashMap;
 pub use http_match::{HostRoutes, HttpRouter, RouteId, normalize_host};
 pub use model::{Backend, DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, Table, TcpRoute, TlsRoute};
+pub use policy::{
+    HeaderEdits, ISTIO_DEFAULT_RETRY_ON, MAX_RETRIES_HEADER, PER_TRY_TIMEOUT_HEADER, RETRIABLE_STATUS_CODES_HEADER,
+    RETRY_GRPC_ON_HEADER, RETRY_ON_HEADER, Retries, RoutePolicy, TIMEOUT_HEADER, parse_retry_on, rewrite_path,
+};
 pub use ports::{Allocation, PortClaim, PortRange, PortRangeError, allocate, allocate_where, parse_ranges};
 pub use sni_match::{SniRouter, check_sni_pattern, normalize_sni};
 pub use tcp_match::TcpRouter;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::AffinityKey;
+use crate::{AffinityKey, RoutePolicy};
 
 /// One complete, versioned routing table.
 ///
@@ -58,6 +58,10 @@ pub struct HttpRoute {
     /// (`berth.dev/session-cookie`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_cookie: Option<String>,
+    /// What the route does to a request besides choosing its destination (rewrite, timeout, retries, headers);
+    /// none for a route without any, which then costs the filter nothing more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<RoutePolicy>,
 }
 
 /// Connections arriving on listener `port` go to `backends`.

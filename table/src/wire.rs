@@ -44,6 +44,7 @@ mod tests {
             }],
             source: Source { kind: "Ingress".into(), namespace: "default".into(), name: "web".into() },
             session_cookie: None,
+            policy: None,
         });
         table
     }
@@ -78,6 +79,24 @@ mod tests {
         });
         table.affinity_key = Some(crate::AffinityKey::from_bytes([7; 16]));
         assert_eq!(decode(&encode(&table)).unwrap(), table);
+    }
+
+    #[test]
+    fn a_route_policy_round_trips_and_a_route_without_one_encodes_as_before() {
+        let plain = String::from_utf8(encode(&sample())).unwrap();
+        assert!(!plain.contains("policy"), "{plain}");
+        let mut table = sample();
+        table.http[0].policy = Some(crate::RoutePolicy {
+            rewrite_uri: Some("/v2".into()),
+            timeout_ms: Some(1500),
+            retries: Some(crate::Retries { attempts: 2, retry_on: "5xx".into(), ..crate::Retries::default() }),
+            request_headers: crate::HeaderEdits { remove: vec!["x-debug".into()], ..Default::default() },
+            ..crate::RoutePolicy::default()
+        });
+        assert_eq!(decode(&encode(&table)).unwrap(), table);
+        let json: serde_json::Value = serde_json::from_slice(&encode(&table)).unwrap();
+        assert_eq!(json["http"][0]["policy"]["rewrite_uri"], "/v2");
+        assert!(json["http"][0]["policy"].get("response_headers").is_none(), "empty edits are left out");
     }
 
     #[test]

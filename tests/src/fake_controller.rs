@@ -109,6 +109,7 @@ pub fn table_routing(version: u64, host: &str, backend: SocketAddr) -> Vec<u8> {
         }],
         source: Source { kind: "Ingress".into(), namespace: "default".into(), name: "web".into() },
         session_cookie: None,
+        policy: None,
     });
     berth_table::encode(&table)
 }

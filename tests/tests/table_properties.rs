@@ -301,6 +301,7 @@ fn large_tables_route_like_the_reference() {
             backends: random_backends(&mut rng),
             source: source(i),
             session_cookie: None,
+            policy: None,
         });
     }
     let router = HttpRouter::new(&table);

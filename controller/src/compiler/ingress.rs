@@ -118,6 +118,7 @@ pub fn compile(ingress: &Ingress, key: &ObjectKey, resolver: &Resolver<'_>) -> R
                         backends: vec![backend],
                         source: source.clone(),
                         session_cookie: cookie.clone(),
+                        policy: None,
                     },
                 }),
                 Err(problem) => problems.push(problem),

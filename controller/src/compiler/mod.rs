@@ -17,6 +17,7 @@ pub mod conflicts;
 mod host_name;
 mod ingress;
 pub mod ports;
+mod route_policy;
 pub mod tls;
 mod virtual_service;
 
@@ -154,11 +155,13 @@ pub fn compile(index: &Index, options: &Options, held: &HeldPorts) -> Compiled {
             entries.push(entry);
         }
     }
+    let mut diagnostics: Vec<Diagnostic> = index.source_diagnostics().cloned().collect();
     for entry in index.of_kind(Kind::VirtualService) {
-        if let Object::VirtualService(vs) = &entry.object
-            && annotation(&vs.metadata, EXPOSE_ANNOTATION) == Some("true")
-        {
-            entries.push(entry);
+        let Object::VirtualService(vs) = &entry.object else { continue };
+        match annotation(&vs.metadata, EXPOSE_ANNOTATION) {
+            Some("true") => entries.push(entry),
+            None | Some("false") => {}
+            Some(other) => diagnostics.push(unclear_expose(&entry.key().to_string(), &entry.file, other)),
         }
     }
     entries.sort_by_key(|entry| age(entry));
@@ -174,20 +177,23 @@ pub fn compile(index: &Index, options: &Options, held: &HeldPorts) -> Compiled {
         .collect();
     let mut allocated = ports::allocate(index, &requests, held);
 
-    let mut diagnostics: Vec<Diagnostic> = index.source_diagnostics().cloned().collect();
     diagnostics.append(&mut allocated.diagnostics);
     let mut claimants = Vec::new();
     for entry in entries {
         let key = entry.key();
         let resolver = resolver.in_cluster(entry.cluster());
+        let mut warnings = Vec::new();
         let compiled = match &entry.object {
             Object::Ingress(ingress) => ingress::compile(ingress, &key, &resolver),
             Object::VirtualService(vs) => with_tls(
-                virtual_service::compile(vs, &key, &resolver, &allocated),
+                virtual_service::compile(vs, &key, &resolver, &allocated, &mut warnings),
                 tls::compile(vs, &key, &resolver, options.tls_port),
             ),
             _ => continue,
         };
+        diagnostics.extend(
+            warnings.into_iter().map(|problem| to_diagnostic(&key.to_string(), &entry.file, problem).warning()),
+        );
         let result = match (compiled, allocated.problems.remove(&key)) {
             (Ok(wants), None) => Ok(wants),
             (Ok(_), Some(short)) => Err(short),
@@ -224,6 +230,17 @@ fn with_tls(
             Err(problems)
         }
     }
+}
+
+/// The warning for a VirtualService whose `berth.dev/expose` is neither `"true"` nor `"false"` (`True`, `yes`):
+/// it is not exposed, as before, but no longer without a word.
+fn unclear_expose(object: &str, file: &Option<PathBuf>, value: &str) -> Diagnostic {
+    let message = format!(
+        "{value:?} is neither \"true\" nor \"false\", so the VirtualService is not exposed; write \"true\" (lower \
+         case) to expose it"
+    );
+    to_diagnostic(object, file, Problem::new(format!("metadata.annotations[\"{EXPOSE_ANNOTATION}\"]"), message))
+        .warning()
 }
 
 /// The order of objects: those with a `creationTimestamp` by it, then those without in the order they were first

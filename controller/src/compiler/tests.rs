@@ -193,8 +193,10 @@ fn vs_rule(matches: &[Uri<'_>], routes: &[(&str, Option<u32>, Option<i32>)]) -> 
                     port: port.map(|number| PortSelector { number }),
                 },
                 weight: *weight,
+                ..Default::default()
             })
             .collect(),
+        ..Default::default()
     }
 }
 
@@ -462,6 +464,47 @@ fn virtual_services_without_the_expose_annotation_are_ignored() {
     );
     let compiled = compile_all(plus(cluster(), [vs, off]));
     assert!(compiled.content.http.is_empty() && compiled.diagnostics.is_empty());
+}
+
+#[test]
+fn an_expose_value_other_than_true_or_false_is_a_warning_and_exposes_nothing() {
+    let capital = annotated(
+        mk_vs("default", "web", &["a.com"], vec![vs_rule(&[], &[("service1", None, None)])]),
+        EXPOSE_ANNOTATION,
+        "True",
+    );
+    let compiled = compile_all(plus(cluster(), [capital]));
+    assert!(compiled.content.http.is_empty());
+    assert!(errors_only(&compiled).is_empty());
+    assert_eq!(
+        warnings(&compiled),
+        ["web.yaml: VirtualService default/web: metadata.annotations[\"berth.dev/expose\"]: \"True\" is neither \
+          \"true\" nor \"false\", so the VirtualService is not exposed; write \"true\" (lower case) to expose it"]
+    );
+}
+
+#[test]
+fn a_routes_rewrite_timeout_retries_and_headers_reach_its_table_routes_and_the_rest_is_warned_about() {
+    let mut rule = vs_rule(&[Uri::Prefix("/api"), Uri::Exact("/login")], &[("service1", None, None)]);
+    rule.rewrite = Some(crate::objects::Rewrite { uri: Some("/v2".into()), ..Default::default() });
+    rule.timeout = Some("2s".into());
+    rule.other.insert("mirror".into(), serde_yaml::from_str("{host: shadow}").unwrap());
+    let plain = vs_rule(&[Uri::Prefix("/")], &[("service2", None, None)]);
+    let compiled = compile_all(plus(cluster(), [mk_vs("default", "web", &["a.com"], vec![rule, plain])]));
+    assert!(errors_only(&compiled).is_empty(), "{:?}", errors(&compiled));
+    let policies: Vec<(String, Option<(Option<String>, Option<u64>)>)> = compiled
+        .content
+        .http
+        .iter()
+        .map(|r| (r.path.as_str().to_string(), r.policy.as_ref().map(|p| (p.rewrite_uri.clone(), p.timeout_ms))))
+        .collect();
+    let with = Some((Some("/v2".to_string()), Some(2000)));
+    assert_eq!(policies, [("/api".into(), with.clone()), ("/login".into(), with), ("/".into(), None)]);
+    assert_eq!(
+        warnings(&compiled),
+        ["web.yaml: VirtualService default/web: spec.http[0].mirror: not supported by berth and ignored: the route \
+          is served without it"]
+    );
 }
 
 #[test]
@@ -836,7 +879,9 @@ fn mk_tcp_vs(ns: &str, name: &str, routes: &[(&str, u32)]) -> Object {
                     port: Some(PortSelector { number: *port }),
                 },
                 weight: None,
+                ..Default::default()
             }],
+            ..Default::default()
         })
         .collect();
     let vs = VirtualService {

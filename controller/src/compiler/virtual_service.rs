@@ -5,7 +5,8 @@
 //! gets all traffic, and with several an omitted weight is 0. Conditions other than `uri` are refused rather than
 //! ignored, since ignoring one would route requests the user meant to exclude. Precedence differs from Istio's
 //! first-match order: the table's matcher prefers exact paths, then longer prefixes. Session affinity comes from
-//! annotations (see [`super::affinity`]).
+//! annotations (see [`super::affinity`]); rewrite, timeout, retries and header edits from each http entry (see
+//! [`super::route_policy`]), where fields Berth does not honour become warnings.
 
 use berth_table::{Backend, HttpRoute, PathMatch, TcpRoute};
 
@@ -13,17 +14,20 @@ use super::affinity::{session_cookie, source_ip_affinity};
 use super::backends::{PortRef, Resolver, Unresolved};
 use super::host_name::host_name;
 use super::ports::Allocated;
+use super::route_policy;
 use super::{Problem, Wanted, Wants, source_of};
 use crate::objects::{HttpRule, ObjectKey, RouteDestination, TcpRule, VirtualService};
 
 /// `ports` holds the ports allocated to the object's tcp routes; a route without one is left out (allocation
 /// reports why).
-/// `key` is the object's key, with its cluster; `resolver` resolves within that cluster.
+/// `key` is the object's key, with its cluster; `resolver` resolves within that cluster. Fields of its routes that
+/// Berth does not honour are pushed to `warnings`, whether the object compiles or not.
 pub fn compile(
     vs: &VirtualService,
     key: &ObjectKey,
     resolver: &Resolver<'_>,
     ports: &Allocated,
+    warnings: &mut Vec<Problem>,
 ) -> Result<Wants, Vec<Problem>> {
     let namespace = key.namespace.as_str();
     let source = source_of(key);
@@ -59,10 +63,17 @@ pub fn compile(
             problems.push(Problem::new(format!("spec.http[{i}].route"), message));
         }
         let backends = destinations(&rule.route, &format!("spec.http[{i}]"), namespace, resolver, &mut problems);
-        rules.push((i, paths, backends));
+        let policy = route_policy::policy(rule, i, &mut problems, warnings);
+        rules.push((i, paths, backends, policy));
+    }
+    for (i, rule) in vs.spec.tls.iter().enumerate() {
+        route_policy::not_honoured(&rule.other, &format!("spec.tls[{i}]"), warnings);
+        route_policy::destinations_not_honoured(&rule.route, &format!("spec.tls[{i}]"), warnings);
     }
     let mut tcp = Vec::new();
     for (i, rule) in vs.spec.tcp.iter().enumerate() {
+        route_policy::not_honoured(&rule.other, &format!("spec.tcp[{i}]"), warnings);
+        route_policy::destinations_not_honoured(&rule.route, &format!("spec.tcp[{i}]"), warnings);
         let backends = tcp_backends(rule, i, namespace, resolver, &mut problems);
         if let Some(port) = ports.port(key, i) {
             tcp.push(TcpRoute { port, backends, source: source.clone(), source_ip_affinity });
@@ -74,7 +85,7 @@ pub fn compile(
 
     let mut wants = Wants { tcp, ..Wants::default() };
     for host in &hosts {
-        for (i, paths, backends) in &rules {
+        for (i, paths, backends, policy) in &rules {
             for (j, path) in paths {
                 let field = match j {
                     Some(j) => format!("spec.http[{i}].match[{j}]"),
@@ -86,6 +97,7 @@ pub fn compile(
                     backends: backends.clone(),
                     source: source.clone(),
                     session_cookie: cookie.clone(),
+                    policy: policy.clone(),
                 };
                 wants.http.push(Wanted { field, route });
             }

@@ -156,6 +156,7 @@ mod tests {
                 backends: vec![backend("default/web:80", &[1, 2]), backend("default/api:80", &[3])],
                 source: source(),
                 session_cookie: None,
+                policy: None,
             }],
             default_backend: Some(DefaultBackend {
                 backends: vec![backend("default/web:80", &[1, 2])],

@@ -97,6 +97,7 @@ mod tests {
             backends,
             source: Source { kind: "Ingress".into(), namespace: "default".into(), name: "x".into() },
             session_cookie: None,
+            policy: None,
         };
         let content = Content {
             http: vec![

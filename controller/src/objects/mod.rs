@@ -10,8 +10,8 @@ mod virtual_service_tls;
 pub use parse::{Parsed, parse_value, parse_yaml};
 pub use port_allocation::{PortAllocation, PortAllocationSpec, PortRangeSpec};
 pub use virtual_service::{
-    Destination, HttpMatch, HttpRule, PortSelector, RouteDestination, StringMatch, TcpMatch, TcpRule, VirtualService,
-    VirtualServiceSpec,
+    Destination, HeaderOperations, Headers, HttpMatch, HttpRule, PortSelector, Retries, Rewrite, RouteDestination,
+    StringMatch, TcpMatch, TcpRule, VirtualService, VirtualServiceSpec,
 };
 pub use virtual_service_tls::{TlsMatch, TlsRule};
 

@@ -1,5 +1,6 @@
-//! Istio's `VirtualService`, reduced to the fields Berth reads. Unknown fields are ignored, except inside
-//! `match`, where ignoring a condition would route more traffic than the user asked for.
+//! Istio's `VirtualService`, reduced to the fields Berth reads. Unknown fields of a route are kept (`other`) so the
+//! compiler can say which are not honoured: a warning for a field Berth does without (`mirror`, `corsPolicy`, ...),
+//! an error inside `match`, where ignoring a condition would route more traffic than the user asked for.
 
 use std::collections::BTreeMap;
 
@@ -38,6 +39,65 @@ pub struct HttpRule {
     pub matches: Vec<HttpMatch>,
     #[serde(default)]
     pub route: Vec<RouteDestination>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<Rewrite>,
+    /// The whole request's deadline, e.g. `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<Retries>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Headers>,
+    /// Every other field (`mirror`, `fault`, `corsPolicy`, `redirect`, ...): not honoured, so warned about.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// `rewrite`: what the backend sees instead of the request's path and host.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Rewrite {
+    /// Replaces the matched prefix (or exact path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// Replaces the `Host`/`:authority`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
+    /// `uriRegexRewrite` and anything newer: not honoured.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// `retries`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Retries {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i64>,
+    #[serde(default, rename = "perTryTimeout", skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout: Option<String>,
+    #[serde(default, rename = "retryOn", skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<String>,
+    /// `retryRemoteLocalities`, `backoff`, ...: not honoured.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// `headers` (of a route or of one destination).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Headers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<HeaderOperations>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<HeaderOperations>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeaderOperations {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -58,6 +118,9 @@ pub struct TcpRule {
     pub matches: Vec<TcpMatch>,
     #[serde(default)]
     pub route: Vec<RouteDestination>,
+    /// Every other field: not honoured, so warned about.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -87,6 +150,9 @@ pub struct RouteDestination {
     pub destination: Destination,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
+    /// Every other field (a destination's own `headers`): not honoured, so warned about.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

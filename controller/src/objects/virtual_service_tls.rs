@@ -14,6 +14,9 @@ pub struct TlsRule {
     pub matches: Vec<TlsMatch>,
     #[serde(default)]
     pub route: Vec<RouteDestination>,
+    /// Every other field: not honoured, so warned about.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

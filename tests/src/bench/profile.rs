@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use berth_filter::cache::{TABLE_KEY, VERSION_KEY};
-use berth_filter::host::{CasError, Host};
+use berth_filter::host::{CasError, Edit, Host, Side};
 use berth_filter::http::{HttpRouting, Verdict, on_request_headers};
 use berth_table::{Backend, Endpoint, HttpRoute, PathMatch, Source, Table};
 
@@ -42,6 +42,7 @@ pub fn table(routes: usize) -> Table {
             }],
             source: Source { kind: "Ingress".into(), namespace: "default".into(), name: format!("h-{i}") },
             session_cookie: None,
+            policy: None,
         });
     }
     table
@@ -114,6 +115,10 @@ impl Host for BenchHost {
         Ok(())
     }
     fn add_response_header(&self, _: &str, _: &str) -> Result<(), String> {
+        self.call();
+        Ok(())
+    }
+    fn edit_header(&self, _: Side, _: Edit, _: &str, _: &str) -> Result<(), String> {
         self.call();
         Ok(())
     }

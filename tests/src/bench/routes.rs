@@ -226,6 +226,7 @@ mod tests {
             }],
             source: Source { kind: "Ingress".into(), namespace: "default".into(), name: "x".into() },
             session_cookie: None,
+            policy: None,
         }
     }
 
