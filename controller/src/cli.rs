@@ -1,5 +1,5 @@
-//! The command line: `berth run | check | routes | envoy-config | crdgen`. Every flag has `long`, an `BERTH_*`
-//! environment variable and, where one makes sense, a default.
+//! The command line: `berth run | check | routes | envoy-config | crdgen | istio-config | write-filter`. Every flag
+//! has `long`, an `BERTH_*` environment variable and, where one makes sense, a default.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::compiler::BackendMode;
+use crate::envoy_edge;
 use crate::objects::health_check::{MIN_INTERVAL, format_duration, parse_duration};
 
 #[derive(Debug, Parser)]
@@ -24,7 +25,6 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(clippy::large_enum_variant, reason = "parsed once at start and taken apart at once")]
 pub enum Command {
     /// Read objects from a source, compile the table and serve it to Envoy, recompiling on every change.
     Run(RunArgs),
@@ -38,6 +38,8 @@ pub enum Command {
     Crdgen,
     /// Print an Istio EnvoyFilter that runs Berth's filter in an ingress gateway, loading it from the controller.
     IstioConfig(IstioConfigArgs),
+    /// Copy the filter module this image ships to DEST (for an init container handing it to a stock Envoy).
+    WriteFilter(WriteFilterArgs),
 }
 
 #[derive(Debug, Args)]
@@ -152,9 +154,10 @@ pub struct RoutesArgs {
 
 #[derive(Debug, Args)]
 pub struct EnvoyConfigArgs {
-    /// Where `berth run` serves the table (`HOST:PORT`; an `http://` prefix is accepted).
-    #[arg(long, env = "BERTH_CONTROLLER", default_value = "127.0.0.1:8081", value_parser = parse_controller_addr)]
-    pub controller: SocketAddr,
+    /// Where `berth run` serves the table (`HOST:PORT`, an IP or a DNS name such as the controller's Service; an
+    /// `http://` prefix is accepted).
+    #[arg(long, env = "BERTH_CONTROLLER", default_value = "127.0.0.1:8081")]
+    pub controller: crate::istio_config::ServiceAddr,
     /// Path of the built filter, `berth_filter.wasm`.
     #[arg(long, env = "BERTH_WASM", default_value = "target/berth_filter.wasm")]
     pub wasm: PathBuf,
@@ -172,6 +175,57 @@ pub struct EnvoyConfigArgs {
     /// `berth run --tls-port`. None (the default): no TLS listener.
     #[arg(long, env = "BERTH_TLS_PORT", value_name = "PORT")]
     pub tls_port: Option<u16>,
+    /// Client connections one Envoy accepts at most (the overload manager's global limit); beyond, new
+    /// connections are closed at once.
+    #[arg(long, env = "BERTH_MAX_DOWNSTREAM_CONNECTIONS", default_value_t = envoy_edge::DEFAULT_MAX_DOWNSTREAM_CONNECTIONS)]
+    pub max_downstream_connections: u64,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+/// Connection limits and HTTP settings of Berth's clusters and listeners, for `envoy-config` and `istio-config`.
+#[derive(Debug, Args)]
+pub struct EdgeArgs {
+    /// Connections to all endpoints together, per Berth cluster (HTTP, TCP and TLS each have one). Default: no
+    /// limit, as in Istio's gateways.
+    #[arg(long, env = "BERTH_CLUSTER_MAX_CONNECTIONS", default_value_t = envoy_edge::UNLIMITED)]
+    pub cluster_max_connections: u32,
+    /// HTTP requests waiting for an upstream connection, per Berth cluster. Default: no limit.
+    #[arg(long, env = "BERTH_CLUSTER_MAX_PENDING_REQUESTS", default_value_t = envoy_edge::UNLIMITED)]
+    pub cluster_max_pending_requests: u32,
+    /// Requests in flight, per Berth cluster. Default: no limit.
+    #[arg(long, env = "BERTH_CLUSTER_MAX_REQUESTS", default_value_t = envoy_edge::UNLIMITED)]
+    pub cluster_max_requests: u32,
+    /// Retries in flight, per Berth cluster. Default: no limit.
+    #[arg(long, env = "BERTH_CLUSTER_MAX_RETRIES", default_value_t = envoy_edge::UNLIMITED)]
+    pub cluster_max_retries: u32,
+    /// Connections one endpoint may hold per Envoy; beyond, its own requests and connections wait for one to
+    /// close, and other endpoints are unaffected.
+    #[arg(long, env = "BERTH_ENDPOINT_MAX_CONNECTIONS", default_value_t = envoy_edge::DEFAULT_ENDPOINT_MAX_CONNECTIONS)]
+    pub endpoint_max_connections: u32,
+    /// How long a client may take to send a request's headers before Envoy closes the connection.
+    #[arg(long, env = "BERTH_REQUEST_HEADERS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_headers_timeout: Duration,
+    /// Proxies in front of Envoy (e.g. a cloud load balancer) whose `x-forwarded-for` entries are trusted. 0 (the
+    /// default): the connection's peer is the client.
+    #[arg(long, env = "BERTH_XFF_NUM_TRUSTED_HOPS", default_value_t = 0)]
+    pub xff_num_trusted_hops: u32,
+}
+
+impl EdgeArgs {
+    /// The settings, with a client-connection cap (only `envoy-config` renders one).
+    pub fn settings(&self, max_downstream_connections: u64) -> envoy_edge::EdgeSettings {
+        envoy_edge::EdgeSettings {
+            cluster_max_connections: self.cluster_max_connections,
+            cluster_max_pending_requests: self.cluster_max_pending_requests,
+            cluster_max_requests: self.cluster_max_requests,
+            cluster_max_retries: self.cluster_max_retries,
+            endpoint_max_connections: self.endpoint_max_connections,
+            max_downstream_connections,
+            request_headers_timeout: self.request_headers_timeout,
+            xff_num_trusted_hops: self.xff_num_trusted_hops,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +258,17 @@ pub struct IstioConfigArgs {
     /// The gateway's namespace, where the EnvoyFilter goes.
     #[arg(long, env = "BERTH_GATEWAY_NAMESPACE", default_value = "istio-system")]
     pub namespace: String,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WriteFilterArgs {
+    /// The module to copy.
+    #[arg(long, env = "BERTH_WASM", default_value = "/usr/share/berth/berth_filter.wasm")]
+    pub wasm: PathBuf,
+    /// Where to write it.
+    pub dest: PathBuf,
 }
 
 /// Where a controller reads objects from.
@@ -246,11 +311,6 @@ fn parse_health_interval(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?} is shorter than {}", format_duration(MIN_INTERVAL)));
     }
     Ok(interval)
-}
-
-fn parse_controller_addr(s: &str) -> Result<SocketAddr, String> {
-    let bare = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
-    bare.parse().map_err(|_| format!("{s:?} is not HOST:PORT with an IP address, e.g. 127.0.0.1:8081"))
 }
 
 /// The base URL of a controller given as a URL or as `HOST:PORT`.
@@ -332,8 +392,6 @@ mod tests {
 
     #[test]
     fn controller_addresses_take_either_form() {
-        assert_eq!(parse_controller_addr("http://127.0.0.1:9000/"), Ok("127.0.0.1:9000".parse().unwrap()));
-        assert_eq!(parse_controller_addr("127.0.0.1:9000"), Ok("127.0.0.1:9000".parse().unwrap()));
         assert_eq!(controller_url("127.0.0.1:9000"), "http://127.0.0.1:9000");
         assert_eq!(controller_url("http://localhost:9000/"), "http://localhost:9000");
     }

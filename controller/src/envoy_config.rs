@@ -1,7 +1,8 @@
 //! Renders the Envoy bootstrap that runs Berth's filter in stock Envoy: the singleton fetcher service, the
-//! controller and `ORIGINAL_DST` clusters, the HTTP listener with the filter in front of the router, the TCP
-//! listener (every allocatable port) with the filter in front of `tcp_proxy`, and the TLS passthrough listener
-//! (`tls_inspector`, then the filter choosing by server name, then `tcp_proxy`).
+//! controller cluster and one `ORIGINAL_DST` cluster per protocol, the HTTP listener with the filter in front of the
+//! router, the TCP listener (every allocatable port) with the filter in front of `tcp_proxy`, and the TLS
+//! passthrough listener (`tls_inspector`, then the filter choosing by server name, then `tcp_proxy`). The edge
+//! settings (limits, timeouts, path handling) come from [`crate::envoy_edge`].
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -10,11 +11,15 @@ use std::path::PathBuf;
 use berth_table::PortRange;
 use serde_json::{Value, json};
 
+use crate::envoy_edge::{self, CONNECTION_BUFFER_LIMIT, EdgeSettings};
+use crate::service_addr::ServiceAddr;
+
 /// What `berth envoy-config` needs to know.
 #[derive(Debug, Clone)]
 pub struct EnvoyConfig {
-    /// Where `berth run --listen` serves the table.
-    pub controller: SocketAddr,
+    /// Where `berth run --listen` serves the table: an IP (a static cluster) or a DNS name, such as the
+    /// controller's Service in a cluster (re-resolved as its pods come and go).
+    pub controller: ServiceAddr,
     /// Path of `berth_filter.wasm`. Envoy resolves a relative path against its working directory.
     pub wasm: PathBuf,
     /// The HTTP listener that clients connect to.
@@ -25,6 +30,8 @@ pub struct EnvoyConfig {
     pub tcp_ports: Vec<PortRange>,
     /// The port TLS passthrough routes are served on, at the HTTP listener's IP. None: no TLS listener.
     pub tls_port: Option<u16>,
+    /// Connection limits, timeouts and HTTP settings for the edge.
+    pub edge: EdgeSettings,
 }
 
 impl EnvoyConfig {
@@ -65,8 +72,14 @@ impl EnvoyConfig {
 pub const VM_ID: &str = "berth";
 /// The cluster the fetcher polls.
 pub const CONTROLLER_CLUSTER: &str = "berth_controller";
-/// The cluster every routed request and connection goes to; the filter names the endpoint through filter state.
+/// The cluster every routed HTTP request goes to; the filter names the endpoint through filter state. TCP and TLS
+/// connections have clusters of their own, so that an overload of one protocol's routes (their circuit breakers)
+/// leaves the others alone.
 pub const ORIGINAL_DST_CLUSTER: &str = "berth_original_dst";
+/// The cluster routed TCP connections go to, chosen the same way.
+pub const TCP_ORIGINAL_DST_CLUSTER: &str = "berth_original_dst_tcp";
+/// The cluster TLS passthrough connections go to, chosen the same way.
+pub const TLS_ORIGINAL_DST_CLUSTER: &str = "berth_original_dst_tls";
 /// The TCP listener's name and `tcp_proxy` stat prefix.
 pub const TCP_LISTENER: &str = "berth_tcp";
 /// The TLS passthrough listener's name and `tcp_proxy` stat prefix.
@@ -89,6 +102,7 @@ fn bootstrap(config: &EnvoyConfig) -> Value {
     });
     json!({
         "admin": { "address": socket_address(config.admin) },
+        "overload_manager": config.edge.overload_manager(),
         // One fetcher per Envoy (not one per worker): it publishes the table in the shared data of VM id `berth`,
         // which every filter instance with that VM id reads.
         "bootstrap_extensions": [{
@@ -104,84 +118,94 @@ fn bootstrap(config: &EnvoyConfig) -> Value {
                 .chain(tcp_listener(config))
                 .chain(tls_listener(config))
                 .collect::<Vec<_>>(),
-            "clusters": [
-                {
-                    "name": CONTROLLER_CLUSTER,
-                    "type": "STATIC",
-                    "connect_timeout": "1s",
-                    "load_assignment": {
-                        "cluster_name": CONTROLLER_CLUSTER,
-                        "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket_address(config.controller) } }] }],
-                    },
-                },
-                {
-                    // The destination comes only from the filter state the filter sets
-                    // (`envoy.network.transport_socket.original_dst_address`). No `use_http_header`: with it, a
-                    // client's `x-envoy-original-dst-host` header could pick any destination.
-                    "name": ORIGINAL_DST_CLUSTER,
-                    "type": "ORIGINAL_DST",
-                    "lb_policy": "CLUSTER_PROVIDED",
-                    "connect_timeout": "5s",
-                },
-            ],
+            "clusters": std::iter::once(controller_cluster(config))
+                .chain(original_dst_clusters(config))
+                .collect::<Vec<_>>(),
         },
     })
 }
 
+/// The controller's cluster: static for an IP, DNS-resolved (and re-resolved) for a name.
+fn controller_cluster(config: &EnvoyConfig) -> Value {
+    let is_ip = config.controller.host.parse::<std::net::IpAddr>().is_ok();
+    json!({
+        "name": CONTROLLER_CLUSTER,
+        "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": CONTROLLER_CLUSTER,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
+                "address": config.controller.host,
+                "port_value": config.controller.port,
+            } } } }] }],
+        },
+    })
+}
+
+/// One `ORIGINAL_DST` cluster per protocol that has a listener, each with its own circuit breakers.
+fn original_dst_clusters(config: &EnvoyConfig) -> Vec<Value> {
+    let mut names = vec![ORIGINAL_DST_CLUSTER];
+    if !config.tcp_ports.is_empty() {
+        names.push(TCP_ORIGINAL_DST_CLUSTER);
+    }
+    if config.tls_port.is_some() {
+        names.push(TLS_ORIGINAL_DST_CLUSTER);
+    }
+    names.into_iter().map(|name| config.edge.original_dst_cluster(name)).collect()
+}
+
 fn http_listener(config: &EnvoyConfig) -> Value {
+    let mut hcm = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "berth_http",
+        "upgrade_configs": [{ "upgrade_type": "websocket" }],
+        "route_config": {
+            "name": "berth",
+            "virtual_hosts": [{
+                "name": "berth",
+                "domains": ["*"],
+                // Ignored by the cluster anyway; removed so no backend ever sees a client's attempt.
+                "request_headers_to_remove": ["x-envoy-original-dst-host"],
+                "routes": [
+                    envoy_edge::path_semicolon_route(),
+                    {
+                        "match": { "prefix": "/" },
+                        "route": {
+                            "cluster": ORIGINAL_DST_CLUSTER,
+                            // No overall deadline: an ingress carries streaming responses, long polls and
+                            // websockets whose length it cannot know. Stuck streams are still reaped by the
+                            // connection manager's stream idle timeout (5 minutes without a byte).
+                            "timeout": "0s",
+                        },
+                    },
+                ],
+            }],
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.wasm",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "config": http_plugin(config),
+                },
+            },
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                },
+            },
+        ],
+    });
+    if let (Some(hcm), Value::Object(edge)) = (hcm.as_object_mut(), config.edge.http_connection_manager()) {
+        hcm.extend(edge);
+    }
     json!({
         "name": "berth_http",
         "address": socket_address(config.http_listen),
+        "per_connection_buffer_limit_bytes": CONNECTION_BUFFER_LIMIT,
         "filter_chains": [{
-            "filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                    "stat_prefix": "berth_http",
-                    // An edge proxy: the client's address is the peer's, not whatever x-forwarded-for claims.
-                    // Every client is then external (Envoy 1.40 counts no address as internal unless told), so the
-                    // connection manager drops a client's `x-envoy-*` router headers (deadline, retries) before
-                    // the filter sets a route's own (tests/tests/route_policy.rs).
-                    "use_remote_address": true,
-                    // The filter matches routes on the normalized path the backend will receive (`/a/../b` is `/b`).
-                    "normalize_path": true,
-                    "upgrade_configs": [{ "upgrade_type": "websocket" }],
-                    "route_config": {
-                        "name": "berth",
-                        "virtual_hosts": [{
-                            "name": "berth",
-                            "domains": ["*"],
-                            // Ignored by the cluster anyway; removed so no backend ever sees a client's attempt.
-                            "request_headers_to_remove": ["x-envoy-original-dst-host"],
-                            "routes": [{
-                                "match": { "prefix": "/" },
-                                "route": {
-                                    "cluster": ORIGINAL_DST_CLUSTER,
-                                    // No overall deadline: an ingress carries streaming responses, long polls and
-                                    // websockets whose length it cannot know. Stuck streams are still reaped by
-                                    // the connection manager's stream idle timeout (5 minutes without a byte).
-                                    "timeout": "0s",
-                                },
-                            }],
-                        }],
-                    },
-                    "http_filters": [
-                        {
-                            "name": "envoy.filters.http.wasm",
-                            "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                                "config": http_plugin(config),
-                            },
-                        },
-                        {
-                            "name": "envoy.filters.http.router",
-                            "typed_config": {
-                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
-                            },
-                        },
-                    ],
-                },
-            }],
+            "filters": [{ "name": "envoy.filters.network.http_connection_manager", "typed_config": hcm }],
         }],
     })
 }
@@ -198,6 +222,7 @@ fn tcp_listener(config: &EnvoyConfig) -> Option<Value> {
     let mut listener = json!({
         "name": TCP_LISTENER,
         "address": socket_address(SocketAddr::new(ip, first)),
+        "per_connection_buffer_limit_bytes": CONNECTION_BUFFER_LIMIT,
         "filter_chains": [{
             "filters": [
                 {
@@ -214,7 +239,7 @@ fn tcp_listener(config: &EnvoyConfig) -> Option<Value> {
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
                         "stat_prefix": TCP_LISTENER,
-                        "cluster": ORIGINAL_DST_CLUSTER,
+                        "cluster": TCP_ORIGINAL_DST_CLUSTER,
                     },
                 },
             ],
@@ -235,6 +260,7 @@ fn tls_listener(config: &EnvoyConfig) -> Option<Value> {
     Some(json!({
         "name": TLS_LISTENER,
         "address": socket_address(SocketAddr::new(config.http_listen.ip(), port)),
+        "per_connection_buffer_limit_bytes": CONNECTION_BUFFER_LIMIT,
         "listener_filters": [{
             "name": "envoy.filters.listener.tls_inspector",
             "typed_config": {
@@ -257,7 +283,7 @@ fn tls_listener(config: &EnvoyConfig) -> Option<Value> {
                     "typed_config": {
                         "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
                         "stat_prefix": TLS_LISTENER,
-                        "cluster": ORIGINAL_DST_CLUSTER,
+                        "cluster": TLS_ORIGINAL_DST_CLUSTER,
                     },
                 },
             ],
@@ -316,6 +342,7 @@ mod tests {
             admin: "127.0.0.1:9901".parse().unwrap(),
             tcp_ports: Vec::new(),
             tls_port: None,
+            edge: EdgeSettings::default(),
         }
     }
 
@@ -384,9 +411,63 @@ mod tests {
         assert!(!text.contains("use_http_header"), "{text}");
         let yaml = parsed();
         let hcm = &yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
-        let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0];
-        assert_eq!(route["match"]["prefix"], "/");
-        assert_eq!(route["route"]["cluster"], ORIGINAL_DST_CLUSTER);
+        let routes = hcm["route_config"]["virtual_hosts"][0]["routes"].as_sequence().unwrap();
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[0]["name"], "berth_path_semicolon", "the only route of Envoy's own: a 400");
+        assert!(routes[0]["route"].is_null());
+        assert_eq!(routes[1]["match"]["prefix"], "/");
+        assert_eq!(routes[1]["route"]["cluster"], ORIGINAL_DST_CLUSTER);
+    }
+
+    #[test]
+    fn each_protocol_has_its_own_original_dst_cluster_with_the_edge_limits() {
+        let mut config = with_tcp("31000-31001");
+        config.tls_port = Some(8443);
+        config.edge.endpoint_max_connections = 77;
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&render(&config)).unwrap();
+        let clusters = yaml["static_resources"]["clusters"].as_sequence().unwrap();
+        let names: Vec<&str> = clusters.iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [CONTROLLER_CLUSTER, ORIGINAL_DST_CLUSTER, TCP_ORIGINAL_DST_CLUSTER, TLS_ORIGINAL_DST_CLUSTER]
+        );
+        for cluster in &clusters[1..] {
+            assert_eq!(cluster["type"], "ORIGINAL_DST");
+            assert_eq!(cluster["circuit_breakers"]["per_host_thresholds"][0]["max_connections"], 77);
+        }
+        let proxy_cluster = |listener: &str| {
+            listener_named(&yaml, listener)["filter_chains"][0]["filters"][1]["typed_config"]["cluster"].clone()
+        };
+        assert_eq!(proxy_cluster(TCP_LISTENER), TCP_ORIGINAL_DST_CLUSTER);
+        assert_eq!(proxy_cluster(TLS_LISTENER), TLS_ORIGINAL_DST_CLUSTER);
+        let monitor = &yaml["overload_manager"]["resource_monitors"][0];
+        assert_eq!(monitor["typed_config"]["max_active_downstream_connections"], 50_000);
+    }
+
+    #[test]
+    fn the_http_listener_carries_the_edge_settings() {
+        let yaml = parsed();
+        let listener = &yaml["static_resources"]["listeners"][0];
+        assert_eq!(listener["per_connection_buffer_limit_bytes"], 32_768);
+        let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
+        assert_eq!(hcm["merge_slashes"], true);
+        assert_eq!(hcm["request_headers_timeout"], "10s");
+        assert_eq!(hcm["http_protocol_options"]["accept_http_10"], true);
+        assert_eq!(hcm["stat_prefix"], "berth_http", "the listener's own keys are kept");
+    }
+
+    #[test]
+    fn a_controller_named_by_dns_is_resolved_by_envoy() {
+        let yaml = parsed();
+        assert_eq!(yaml["static_resources"]["clusters"][0]["type"], "STATIC");
+        let mut config = sample();
+        config.controller = "berth-controller.berth-system.svc.cluster.local:8081".parse().unwrap();
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&render(&config)).unwrap();
+        let cluster = &yaml["static_resources"]["clusters"][0];
+        assert_eq!(cluster["type"], "STRICT_DNS");
+        let address = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
+        assert_eq!(address["socket_address"]["address"], "berth-controller.berth-system.svc.cluster.local");
+        assert_eq!(address["socket_address"]["port_value"], 8081);
     }
 
     #[test]
@@ -431,7 +512,7 @@ mod tests {
         assert_eq!(tcp["vm_config"], fetcher["vm_config"], "same VM as the fetcher, so it sees the shared table");
         assert_eq!(filters[1]["name"], "envoy.filters.network.tcp_proxy");
         assert_eq!(filters[1]["typed_config"]["stat_prefix"], "berth_tcp");
-        assert_eq!(filters[1]["typed_config"]["cluster"], ORIGINAL_DST_CLUSTER);
+        assert_eq!(filters[1]["typed_config"]["cluster"], TCP_ORIGINAL_DST_CLUSTER);
     }
 
     #[test]
@@ -477,7 +558,7 @@ mod tests {
         assert_eq!(plugin["vm_config"], fetcher["vm_config"], "same VM as the fetcher, so it sees the shared table");
         assert_eq!(filters[1]["name"], "envoy.filters.network.tcp_proxy");
         assert_eq!(filters[1]["typed_config"]["stat_prefix"], TLS_LISTENER);
-        assert_eq!(filters[1]["typed_config"]["cluster"], ORIGINAL_DST_CLUSTER);
+        assert_eq!(filters[1]["typed_config"]["cluster"], TLS_ORIGINAL_DST_CLUSTER);
         assert!(listener_named(&yaml, TCP_LISTENER)["listener_filters"].is_null(), "plain TCP is not inspected");
         assert!(parsed()["static_resources"]["listeners"].as_sequence().unwrap().len() == 1, "none without a port");
     }

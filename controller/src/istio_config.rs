@@ -15,7 +15,9 @@ use std::str::FromStr;
 use berth_table::PortRange;
 use serde_json::{Value, json};
 
-use crate::envoy_config::{self, CONTROLLER_CLUSTER, EnvoyConfig, ORIGINAL_DST_CLUSTER};
+use crate::envoy_config::{self, CONTROLLER_CLUSTER, EnvoyConfig};
+use crate::envoy_edge::EdgeSettings;
+pub use crate::service_addr::ServiceAddr;
 
 /// Where the controller serves the module (`berth run --filter-wasm`).
 pub const MODULE_PATH: &str = "/v1/filter.wasm";
@@ -37,6 +39,9 @@ pub struct IstioConfig {
     pub selector: Vec<Label>,
     /// The gateway's namespace: an EnvoyFilter with a selector applies to pods of its own namespace.
     pub namespace: String,
+    /// Connection limits and HTTP settings of Berth's clusters and listeners (the client-connection cap is the
+    /// gateway's own business: it lives in the bootstrap).
+    pub edge: EdgeSettings,
 }
 
 impl IstioConfig {
@@ -65,34 +70,6 @@ impl IstioConfig {
 
     fn module_uri(&self) -> String {
         format!("http://{}{MODULE_PATH}", self.controller)
-    }
-}
-
-/// A Service address, `HOST:PORT` (a DNS name or an IP).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceAddr {
-    pub host: String,
-    pub port: u16,
-}
-
-impl FromStr for ServiceAddr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bare = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
-        let example = "e.g. berth-controller.berth-system.svc.cluster.local:8081";
-        let (host, port) = bare.rsplit_once(':').ok_or_else(|| format!("{s:?} is not HOST:PORT, {example}"))?;
-        let port = port.parse().map_err(|_| format!("{s:?}: {port:?} is not a port number, {example}"))?;
-        if host.is_empty() || host.contains('/') {
-            return Err(format!("{s:?} is not HOST:PORT, {example}"));
-        }
-        Ok(ServiceAddr { host: host.to_string(), port })
-    }
-}
-
-impl fmt::Display for ServiceAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
     }
 }
 
@@ -160,7 +137,9 @@ pub fn envoy_filter(config: &IstioConfig) -> Value {
             },
         },
     })];
-    for cluster in clusters(&pieces).filter(|c| c["name"] == ORIGINAL_DST_CLUSTER) {
+    // Every cluster but the controller's, which the bootstrap part carries: the `ORIGINAL_DST` cluster of each
+    // protocol.
+    for cluster in clusters(&pieces).filter(|c| c["name"] != CONTROLLER_CLUSTER) {
         patches.push(json!({
             "applyTo": "CLUSTER",
             "match": { "context": "GATEWAY" },
@@ -195,12 +174,13 @@ pub fn envoy_filter(config: &IstioConfig) -> Value {
 fn plain_pieces(config: &IstioConfig) -> Value {
     let plain = EnvoyConfig {
         // Replaced below by the Service; the admin interface is Istio's own.
-        controller: ([127, 0, 0, 1], config.controller.port).into(),
+        controller: ServiceAddr { host: "127.0.0.1".into(), port: config.controller.port },
         wasm: "unused".into(),
         http_listen: ([0, 0, 0, 0], config.http_port).into(),
         admin: ([127, 0, 0, 1], 0).into(),
         tcp_ports: config.tcp_ports.clone(),
         tls_port: config.tls_port,
+        edge: config.edge.clone(),
     };
     serde_yaml::from_str(&envoy_config::render(&plain)).unwrap_or(Value::Null)
 }
@@ -245,7 +225,9 @@ fn replace_code(value: &mut Value, code: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envoy_config::{TCP_LISTENER, VM_ID};
+    use crate::envoy_config::{
+        ORIGINAL_DST_CLUSTER, TCP_LISTENER, TCP_ORIGINAL_DST_CLUSTER, TLS_ORIGINAL_DST_CLUSTER, VM_ID,
+    };
 
     fn sample() -> IstioConfig {
         IstioConfig {
@@ -256,6 +238,7 @@ mod tests {
             tls_port: None,
             selector: vec!["istio=ingressgateway".parse().unwrap()],
             namespace: "istio-system".into(),
+            edge: EdgeSettings::default(),
         }
     }
 
@@ -362,13 +345,16 @@ mod tests {
         let hcm = &http["filter_chains"][0]["filters"][0]["typed_config"];
         assert_eq!(hcm["http_filters"][0]["name"], "envoy.filters.http.wasm");
         assert_eq!(hcm["http_filters"][1]["name"], "envoy.filters.http.router");
-        let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
+        let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][1]["route"];
         assert_eq!(route["cluster"], ORIGINAL_DST_CLUSTER);
         let tcp = listeners[1];
         assert_eq!(tcp["name"], TCP_LISTENER);
         assert_eq!(tcp["address"]["socket_address"]["port_value"], 31000);
         assert_eq!(tcp["additional_addresses"].as_sequence().unwrap().len(), 2);
-        assert_eq!(tcp["filter_chains"][0]["filters"][1]["typed_config"]["cluster"], ORIGINAL_DST_CLUSTER);
+        assert_eq!(tcp["filter_chains"][0]["filters"][1]["typed_config"]["cluster"], TCP_ORIGINAL_DST_CLUSTER);
+        let clusters: Vec<&serde_yaml::Value> =
+            applied_to(&all, "CLUSTER").iter().map(|p| &p["patch"]["value"]["name"]).collect();
+        assert_eq!(clusters, [ORIGINAL_DST_CLUSTER, TCP_ORIGINAL_DST_CLUSTER], "one per protocol");
     }
 
     #[test]
@@ -385,7 +371,7 @@ mod tests {
         assert_eq!(tls["listener_filters"][0]["name"], "envoy.filters.listener.tls_inspector");
         let filters = &tls["filter_chains"][0]["filters"];
         assert!(filters[0]["typed_config"]["config"]["vm_config"]["code"]["remote"].is_mapping());
-        assert_eq!(filters[1]["typed_config"]["cluster"], ORIGINAL_DST_CLUSTER);
+        assert_eq!(filters[1]["typed_config"]["cluster"], TLS_ORIGINAL_DST_CLUSTER);
         let mut found = Vec::new();
         vm_configs(&yaml, &mut found);
         assert_eq!(found.len(), 4, "fetcher, HTTP, TCP and TLS filters");

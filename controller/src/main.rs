@@ -36,6 +36,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::EnvoyConfig(args) => return Ok(commands::envoy_config::envoy_config(args)),
         Command::Crdgen => commands::crdgen::crdgen(),
         Command::IstioConfig(args) => return Ok(commands::istio_config::istio_config(args)),
+        Command::WriteFilter(args) => return Ok(commands::write_filter::write_filter(args)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -24,7 +24,7 @@
 //! steady state writes nothing; the writer also skips a write it already made against the same resourceVersion
 //! (the watch has not brought the result back yet). Failed writes are retried with backoff; the table is published
 //! without waiting for any of this, except that a tcp route is served only once its port is recorded on the
-//! object (see [`crate::commands::run`]).
+//! object (see [`crate::reconcile`]).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

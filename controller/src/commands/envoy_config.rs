@@ -14,6 +14,7 @@ pub fn envoy_config(args: EnvoyConfigArgs) -> ExitCode {
         admin: args.admin,
         tcp_ports: args.tcp_ports,
         tls_port: args.tls_port,
+        edge: args.edge.settings(args.max_downstream_connections),
     };
     // Envoy itself would accept the bootstrap and fail only when binding; say so before anything is printed.
     if let Err(problem) = config.check() {

@@ -23,6 +23,7 @@ pub fn istio_config(args: IstioConfigArgs) -> ExitCode {
         tls_port: args.tls_port,
         selector: args.gateway_selector,
         namespace: args.namespace,
+        edge: args.edge.settings(crate::envoy_edge::DEFAULT_MAX_DOWNSTREAM_CONNECTIONS),
     };
     if let Err(problem) = config.check() {
         eprintln!("berth: {problem}");

@@ -6,3 +6,4 @@ pub mod envoy_config;
 pub mod istio_config;
 pub mod routes;
 pub mod run;
+pub mod write_filter;
