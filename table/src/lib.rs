@@ -1,5 +1,6 @@
 //! The contract between Berth's controller and its Envoy filter: the routing table's model, its wire format,
-//! the HTTP and server-name (SNI) matchers, the endpoint chooser and session affinity. Pure code with no I/O,
+//! the HTTP and server-name (SNI) matchers, the endpoint chooser, session affinity and the filter's plugin
+//! configuration. Pure code with no I/O,
 //! built for wasm32 and tested natively.
 #![forbid(unsafe_code)]
 
@@ -8,6 +9,7 @@ mod choose;
 mod fnv;
 mod http_match;
 mod model;
+mod plugin_config;
 mod ports;
 mod siphash;
 mod sni_match;
@@ -19,6 +21,10 @@ pub use choose::{choose_endpoint, choose_endpoint_where, mix64};
 pub use fnv::FnvHashMap;
 pub use http_match::{HostRoutes, HttpRouter, RouteId, normalize_host};
 pub use model::{Backend, DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, Table, TcpRoute, TlsRoute};
+pub use plugin_config::{
+    DEFAULT_CONTROLLER_CLUSTER, DEFAULT_ORIGINAL_DST_CLUSTER, FetchConfig, HttpPluginConfig, PluginConfig,
+    StreamPluginConfig, UnknownHost,
+};
 pub use ports::{Allocation, PortClaim, PortRange, PortRangeError, allocate, allocate_where, parse_ranges};
 pub use sni_match::{SniRouter, check_sni_pattern, normalize_sni};
 pub use tcp_match::TcpRouter;

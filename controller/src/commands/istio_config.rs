@@ -23,6 +23,7 @@ pub fn istio_config(args: IstioConfigArgs) -> ExitCode {
         tls_port: args.tls_port,
         selector: args.gateway_selector,
         namespace: args.namespace,
+        allow_istio_ports: args.allow_istio_ports,
     };
     if let Err(problem) = config.check() {
         eprintln!("berth: {problem}");
