@@ -242,10 +242,13 @@ fn the_istio_listeners_wait_for_the_controller_cluster_that_arrives_after_them()
     let mut command = Command::new(paths::envoy());
     command.arg("-c").arg(&config).args(["--use-dynamic-base-id", "--concurrency", "2", "--log-level", "info"]);
     let mut process = Process::spawn("envoy", &mut command, work.path());
-    wait::until("Berth's listener to be warming", Duration::from_secs(20), || {
+    // Envoy tried the download and, without the module, stays initializing (its listeners not serving).
+    wait::until("Envoy to try downloading the module", Duration::from_secs(20), || {
         assert!(process.is_running(), "envoy exited:\n{}", process.log());
-        (berth_tests::admin::stat(admin, "listener_manager.total_listeners_warming") >= 1).then_some(())
+        (berth_tests::admin::stat(admin, "wasm.remote_load_cache_misses") >= 1).then_some(())
     });
+    let ready = client::get(admin, "admin", "/ready").unwrap();
+    assert_eq!((ready.status, ready.body.trim()), (503, "INITIALIZING"), "{ready:?}");
     let http = SocketAddr::from(([127, 0, 0, 1], http_port));
     assert!(client::get(http, "web.example", "/").is_err(), "no listener before the module is there");
 
@@ -255,5 +258,5 @@ fn the_istio_listeners_wait_for_the_controller_cluster_that_arrives_after_them()
         assert!(process.is_running(), "envoy exited:\n{}", process.log());
         client::get(http, "web.example", "/").ok().filter(|r| r.header("x-backend") == Some("web"))
     });
-    assert_eq!(berth_tests::admin::stat(admin, "listener_manager.total_listeners_warming"), 0);
+    assert_eq!(client::get(admin, "admin", "/ready").unwrap().status, 200);
 }
