@@ -24,7 +24,6 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-#[expect(clippy::large_enum_variant, reason = "parsed once at start and taken apart at once")]
 pub enum Command {
     /// Read objects from a source, compile the table and serve it to Envoy, recompiling on every change.
     Run(RunArgs),

@@ -32,10 +32,8 @@ pub enum Root {
     /// Before `on_configure`, or after it failed.
     #[default]
     Unconfigured,
-    Configured {
-        routing: Routing,
-        fetch: FetchDuty,
-    },
+    /// The fetch duty is boxed: it is most of the root's size, and an unconfigured root need not carry it.
+    Configured { routing: Routing, fetch: Box<FetchDuty> },
 }
 
 /// What a configured root routes by.
@@ -99,7 +97,7 @@ impl RootContext for Root {
             fetch.wait_seconds,
             fetch.retry_ms
         );
-        let fetch = FetchDuty::new(fetch.clone(), config.role());
+        let fetch = Box::new(FetchDuty::new(fetch.clone(), config.role()));
         let routing = match &config {
             PluginConfig::Http(http) => Routing::Http(Rc::new(RefCell::new(HttpRouting {
                 unknown: UnknownHostPolicy::from_config(http),
