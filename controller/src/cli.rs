@@ -32,7 +32,7 @@ pub enum Command {
     Check(CheckArgs),
     /// Show the routes, addresses, endpoint health and errors of a running controller.
     Routes(RoutesArgs),
-    /// Print an Envoy bootstrap that runs Berth's filter against a controller.
+    /// Write an Envoy bootstrap and Berth's listeners and clusters (LDS/CDS files) to run Berth's filter.
     EnvoyConfig(EnvoyConfigArgs),
     /// Print the CustomResourceDefinition of PortAllocation (berth.dev/v1alpha1) as YAML, for `kubectl apply -f -`.
     Crdgen,
@@ -181,6 +181,14 @@ pub struct EnvoyConfigArgs {
     pub max_downstream_connections: u64,
     #[command(flatten)]
     pub edge: EdgeArgs,
+    /// Where to write `bootstrap.yaml` (for `envoy -c`), `cds.yaml` and `lds.yaml` (Berth's clusters and
+    /// listeners, which Envoy reads as dynamic resources and reloads when they are replaced). Created if missing.
+    #[arg(long, env = "BERTH_ENVOY_OUT_DIR", default_value = "berth-envoy", value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// The directory Envoy reads `cds.yaml` and `lds.yaml` from, when it is not `--out-dir` (e.g. where a
+    /// ConfigMap is mounted in Envoy's pod). None (the default): `--out-dir`, made absolute.
+    #[arg(long, env = "BERTH_ENVOY_CONFIG_DIR", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
 }
 
 /// Connection limits and HTTP settings of Berth's clusters and listeners, for `envoy-config` and `istio-config`.
@@ -241,8 +249,9 @@ pub struct IstioConfigArgs {
     /// The module the controller serves (`berth run --filter-wasm`): only read for its sha256, which Envoy checks.
     #[arg(long, env = "BERTH_WASM", default_value = "target/berth_filter.wasm")]
     pub wasm: PathBuf,
-    /// The gateway pod's port for Berth's HTTP listener: a port no Istio Gateway uses on the same gateway pods.
-    #[arg(long, env = "BERTH_HTTP_PORT", default_value_t = 8080)]
+    /// The gateway pod's port for Berth's HTTP listener: a port no Istio Gateway uses on the same gateway pods
+    /// (not 8080 or 8443, where Gateway servers on 80 and 443 listen, nor Istio's 15000-15099).
+    #[arg(long, env = "BERTH_HTTP_PORT", default_value_t = crate::istio_config::DEFAULT_HTTP_PORT)]
     pub http_port: u16,
     /// Ports for TCP routes, as for `berth envoy-config` (the PortAllocation ranges). None (the default): no TCP
     /// listener.
@@ -260,6 +269,10 @@ pub struct IstioConfigArgs {
     pub namespace: String,
     #[command(flatten)]
     pub edge: EdgeArgs,
+    /// Accept 8080, 8443 and 15000-15099 for Berth's listeners: a stock Istio gateway listens there itself, so
+    /// only for a gateway known not to.
+    #[arg(long, env = "BERTH_ALLOW_ISTIO_PORTS")]
+    pub allow_istio_ports: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,14 +1,18 @@
-//! Renders the Envoy bootstrap that runs Berth's filter in stock Envoy: the singleton fetcher service, the
-//! controller cluster and one `ORIGINAL_DST` cluster per protocol, the HTTP listener with the filter in front of the
-//! router, the TCP listener (every allocatable port) with the filter in front of `tcp_proxy`, and the TLS
-//! passthrough listener (`tls_inspector`, then the filter choosing by server name, then `tcp_proxy`). The edge
-//! settings (limits, timeouts, path handling) come from [`crate::envoy_edge`].
+//! Renders what stock Envoy needs to run Berth, the way an xDS server would deliver it: a bootstrap with nothing of
+//! Berth's in it (admin, node, and `dynamic_resources` reading listeners and clusters from files), the clusters
+//! file (CDS: the controller and `ORIGINAL_DST` clusters) and the listeners file (LDS: the HTTP listener with the
+//! filter in front of the router, the TCP listener (every allocatable port) with the filter in front of
+//! `tcp_proxy`, and the TLS passthrough listener (`tls_inspector`, then the filter choosing by server name, then
+//! `tcp_proxy`)). The filter needs no bootstrap part: its root contexts elect one of themselves to fetch the table.
+//! There is one `ORIGINAL_DST` cluster per protocol; the edge settings (limits, timeouts, path handling) come
+//! from [`crate::envoy_edge`].
+//! Envoy watches the files' directory and applies a file moved into it, so rendering again updates a running Envoy.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use berth_table::PortRange;
+use berth_table::{FetchConfig, HttpPluginConfig, PluginConfig, PortRange, StreamPluginConfig};
 use serde_json::{Value, json};
 
 use crate::envoy_edge::{self, CONNECTION_BUFFER_LIMIT, EdgeSettings};
@@ -32,6 +36,9 @@ pub struct EnvoyConfig {
     pub tls_port: Option<u16>,
     /// Connection limits, timeouts and HTTP settings for the edge.
     pub edge: EdgeSettings,
+    /// The directory Envoy reads the LDS and CDS files from (absolute: Envoy resolves a relative path against its
+    /// working directory).
+    pub config_dir: PathBuf,
 }
 
 impl EnvoyConfig {
@@ -68,14 +75,14 @@ impl EnvoyConfig {
     }
 }
 
-/// The wasm VM id shared by the fetcher and every filter: shared data (the table) is scoped by it.
+/// The wasm VM id shared by every filter: shared data (the table, the fetch lease) is scoped by it.
 pub const VM_ID: &str = "berth";
-/// The cluster the fetcher polls.
-pub const CONTROLLER_CLUSTER: &str = "berth_controller";
+/// The cluster the elected fetcher polls.
+pub const CONTROLLER_CLUSTER: &str = berth_table::DEFAULT_CONTROLLER_CLUSTER;
 /// The cluster every routed HTTP request goes to; the filter names the endpoint through filter state. TCP and TLS
 /// connections have clusters of their own, so that an overload of one protocol's routes (their circuit breakers)
 /// leaves the others alone.
-pub const ORIGINAL_DST_CLUSTER: &str = "berth_original_dst";
+pub const ORIGINAL_DST_CLUSTER: &str = berth_table::DEFAULT_ORIGINAL_DST_CLUSTER;
 /// The cluster routed TCP connections go to, chosen the same way.
 pub const TCP_ORIGINAL_DST_CLUSTER: &str = "berth_original_dst_tcp";
 /// The cluster TLS passthrough connections go to, chosen the same way.
@@ -84,45 +91,87 @@ pub const TLS_ORIGINAL_DST_CLUSTER: &str = "berth_original_dst_tls";
 pub const TCP_LISTENER: &str = "berth_tcp";
 /// The TLS passthrough listener's name and `tcp_proxy` stat prefix.
 pub const TLS_LISTENER: &str = "berth_tls";
+/// The files `berth envoy-config` writes, in its output directory.
+pub const BOOTSTRAP_FILE: &str = "bootstrap.yaml";
+pub const CDS_FILE: &str = "cds.yaml";
+pub const LDS_FILE: &str = "lds.yaml";
 
-/// The bootstrap as YAML, ready for `envoy -c`.
-pub fn render(config: &EnvoyConfig) -> String {
-    // Serializing a `serde_json::Value` to YAML cannot fail: every value has a YAML form.
-    serde_yaml::to_string(&bootstrap(config)).unwrap_or_default()
+const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+
+/// The three files, as YAML.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// For `envoy -c`: admin, node, and where the other two are.
+    pub bootstrap: String,
+    /// Berth's clusters, as a discovery response.
+    pub cds: String,
+    /// Berth's listeners, as a discovery response.
+    pub lds: String,
 }
 
+impl Rendered {
+    /// `(file name, contents)` of each file.
+    pub fn files(&self) -> [(&'static str, &str); 3] {
+        [(BOOTSTRAP_FILE, &self.bootstrap), (CDS_FILE, &self.cds), (LDS_FILE, &self.lds)]
+    }
+}
+
+pub fn render(config: &EnvoyConfig) -> Rendered {
+    Rendered {
+        bootstrap: yaml(&bootstrap(config)),
+        cds: yaml(&discovery_response(CLUSTER_TYPE, clusters(config))),
+        lds: yaml(&discovery_response(LISTENER_TYPE, listeners(config))),
+    }
+}
+
+fn yaml(value: &Value) -> String {
+    // Serializing a `serde_json::Value` to YAML cannot fail: every value has a YAML form.
+    serde_yaml::to_string(value).unwrap_or_default()
+}
+
+/// The bootstrap: nothing of Berth's but where to find the listeners and clusters. `watched_directory` makes
+/// Envoy reload a file when one is moved into its directory (an atomic rename, or a ConfigMap's symlink swap).
 fn bootstrap(config: &EnvoyConfig) -> Value {
-    let fetcher = json!({
-        "role": "fetcher",
-        "cluster": CONTROLLER_CLUSTER,
-        "authority": "berth-controller",
-        "path": "/v1/table",
-        "wait_seconds": 30,
-        "retry_ms": 500,
-    });
+    let source = |file: &str| {
+        json!({
+            "path_config_source": {
+                "path": config.config_dir.join(file).to_string_lossy(),
+                "watched_directory": { "path": config.config_dir.to_string_lossy() },
+            },
+            "resource_api_version": "V3",
+        })
+    };
     json!({
         "admin": { "address": socket_address(config.admin) },
         "overload_manager": config.edge.overload_manager(),
-        // One fetcher per Envoy (not one per worker): it publishes the table in the shared data of VM id `berth`,
-        // which every filter instance with that VM id reads.
-        "bootstrap_extensions": [{
-            "name": "envoy.bootstrap.wasm",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.wasm.v3.WasmService",
-                "singleton": true,
-                "config": plugin(config, "berth_fetcher", &fetcher),
-            },
-        }],
-        "static_resources": {
-            "listeners": std::iter::once(http_listener(config))
-                .chain(tcp_listener(config))
-                .chain(tls_listener(config))
-                .collect::<Vec<_>>(),
-            "clusters": std::iter::once(controller_cluster(config))
-                .chain(original_dst_clusters(config))
-                .collect::<Vec<_>>(),
-        },
+        "node": { "id": "berth", "cluster": "berth" },
+        "dynamic_resources": { "cds_config": source(CDS_FILE), "lds_config": source(LDS_FILE) },
     })
+}
+
+/// Resources as an xDS server sends them: each with its `@type`.
+fn discovery_response(type_url: &str, resources: Vec<Value>) -> Value {
+    let resources: Vec<Value> = resources
+        .into_iter()
+        .map(|mut resource| {
+            if let Value::Object(map) = &mut resource {
+                map.insert("@type".into(), Value::String(type_url.into()));
+            }
+            resource
+        })
+        .collect();
+    json!({ "resources": resources })
+}
+
+/// Berth's listeners, as they go into LDS (or an Istio `LISTENER` patch).
+pub fn listeners(config: &EnvoyConfig) -> Vec<Value> {
+    std::iter::once(http_listener(config)).chain(tcp_listener(config)).chain(tls_listener(config)).collect()
+}
+
+/// Berth's clusters, as they go into CDS.
+pub fn clusters(config: &EnvoyConfig) -> Vec<Value> {
+    std::iter::once(controller_cluster(config)).chain(original_dst_clusters(config)).collect()
 }
 
 /// The controller's cluster: static for an IP, DNS-resolved (and re-resolved) for a name.
@@ -294,7 +343,9 @@ fn tls_listener(config: &EnvoyConfig) -> Option<Value> {
 /// A network filter's plugin (`role` tcp or tls): same VM as the others, and the same failure policy as the HTTP
 /// filter's.
 fn network_plugin(config: &EnvoyConfig, name: &str, role: &str) -> Value {
-    let mut plugin = plugin(config, name, &json!({ "role": role }));
+    let stream = StreamPluginConfig { fetch: fetch_config() };
+    let configuration = if role == "tls" { PluginConfig::Tls(stream) } else { PluginConfig::Tcp(stream) };
+    let mut plugin = plugin(config, name, &configuration);
     plugin["failure_policy"] = json!("FAIL_RELOAD");
     plugin
 }
@@ -303,14 +354,20 @@ fn network_plugin(config: &EnvoyConfig, name: &str, role: &str) -> Value {
 /// worker until Envoy restarts, while `FAIL_RELOAD` starts a fresh VM after a backoff (1 s), which picks the table
 /// up from shared data. Verified on Envoy 1.40 with a module that panics on request.
 fn http_plugin(config: &EnvoyConfig) -> Value {
-    let mut plugin = plugin(config, "berth_http", &json!({ "role": "http" }));
+    let configuration = PluginConfig::Http(HttpPluginConfig { fetch: fetch_config(), ..HttpPluginConfig::default() });
+    let mut plugin = plugin(config, "berth_http", &configuration);
     plugin["failure_policy"] = json!("FAIL_RELOAD");
     plugin
 }
 
-/// A wasm plugin of VM `berth`. The VM settings must be identical for the fetcher and the filters so they share one
-/// VM id (and its shared data); only the plugin configuration, which carries the role, differs.
-fn plugin(config: &EnvoyConfig, name: &str, configuration: &Value) -> Value {
+/// How every filter's root context reaches the controller when it is the one elected to fetch.
+fn fetch_config() -> FetchConfig {
+    FetchConfig { cluster: CONTROLLER_CLUSTER.into(), ..FetchConfig::default() }
+}
+
+/// A wasm plugin of VM `berth`. The VM settings must be identical for every filter so they share one VM id (and
+/// its shared data); only the plugin configuration, which carries the role, differs.
+fn plugin(config: &EnvoyConfig, name: &str, configuration: &PluginConfig) -> Value {
     json!({
         "name": name,
         "root_id": name,
@@ -321,9 +378,21 @@ fn plugin(config: &EnvoyConfig, name: &str, configuration: &Value) -> Value {
         },
         "configuration": {
             "@type": "type.googleapis.com/google.protobuf.StringValue",
-            "value": configuration.to_string(),
+            "value": configuration.to_json(),
         },
     })
+}
+
+/// Writes the rendered files into `dir` (created if missing), each atomically: written beside, then moved into
+/// place, which is the move Envoy's `watched_directory` reacts to.
+pub fn write_files(rendered: &Rendered, dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, contents) in rendered.files() {
+        let temporary = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&temporary, contents)?;
+        std::fs::rename(&temporary, dir.join(name))?;
+    }
+    Ok(())
 }
 
 fn socket_address(address: SocketAddr) -> Value {
@@ -343,7 +412,21 @@ mod tests {
             tcp_ports: Vec::new(),
             tls_port: None,
             edge: EdgeSettings::default(),
+            config_dir: "/etc/berth/envoy".into(),
         }
+    }
+
+    /// The LDS and CDS resources as if they were static ones, so tests can look at them in one place.
+    fn resources(config: &EnvoyConfig) -> serde_yaml::Value {
+        let rendered = render(config);
+        let lds: serde_yaml::Value = serde_yaml::from_str(&rendered.lds).unwrap();
+        let cds: serde_yaml::Value = serde_yaml::from_str(&rendered.cds).unwrap();
+        let mut combined = serde_yaml::Mapping::new();
+        let mut resources = serde_yaml::Mapping::new();
+        resources.insert("listeners".into(), lds["resources"].clone());
+        resources.insert("clusters".into(), cds["resources"].clone());
+        combined.insert("static_resources".into(), resources.into());
+        combined.into()
     }
 
     fn with_tcp(ranges: &str) -> EnvoyConfig {
@@ -351,7 +434,7 @@ mod tests {
     }
 
     fn tcp_listener_of(config: &EnvoyConfig) -> serde_yaml::Value {
-        let yaml: serde_yaml::Value = serde_yaml::from_str(&render(config)).unwrap();
+        let yaml = resources(config);
         let listeners = yaml["static_resources"]["listeners"].as_sequence().unwrap();
         assert_eq!(listeners.len(), 2);
         listeners[1].clone()
@@ -362,7 +445,7 @@ mod tests {
     }
 
     fn parsed() -> serde_yaml::Value {
-        serde_yaml::from_str(&render(&sample())).unwrap()
+        resources(&sample())
     }
 
     fn plugin_configuration(plugin: &serde_yaml::Value) -> serde_json::Value {
@@ -372,7 +455,6 @@ mod tests {
     #[test]
     fn renders_yaml_with_every_part() {
         let yaml = parsed();
-        assert_eq!(yaml["admin"]["address"]["socket_address"]["port_value"], 9901);
         let clusters = yaml["static_resources"]["clusters"].as_sequence().unwrap();
         let names: Vec<&str> = clusters.iter().map(|c| c["name"].as_str().unwrap()).collect();
         assert_eq!(names, [CONTROLLER_CLUSTER, ORIGINAL_DST_CLUSTER]);
@@ -387,27 +469,55 @@ mod tests {
     }
 
     #[test]
-    fn names_the_wasm_path_for_the_fetcher_and_the_filter_in_one_vm() {
-        let yaml = parsed();
-        let service = &yaml["bootstrap_extensions"][0]["typed_config"];
-        assert_eq!(service["singleton"], true);
+    fn the_bootstrap_has_nothing_of_berths_but_where_its_listeners_and_clusters_are() {
+        let bootstrap: serde_yaml::Value = serde_yaml::from_str(&render(&sample()).bootstrap).unwrap();
+        let keys: Vec<&str> = bootstrap.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap()).collect();
+        assert_eq!(keys, ["admin", "dynamic_resources", "node"]);
+        assert_eq!(bootstrap["admin"]["address"]["socket_address"]["port_value"], 9901);
+        for (source, file) in [("lds_config", "lds.yaml"), ("cds_config", "cds.yaml")] {
+            let config = &bootstrap["dynamic_resources"][source];
+            assert_eq!(config["path_config_source"]["path"], format!("/etc/berth/envoy/{file}").as_str());
+            assert_eq!(config["path_config_source"]["watched_directory"]["path"], "/etc/berth/envoy");
+            assert_eq!(config["resource_api_version"], "V3");
+        }
+        let rendered = render(&sample());
+        assert!(!rendered.bootstrap.contains("berth_controller") && !rendered.bootstrap.contains("wasm"));
+        let lds: serde_yaml::Value = serde_yaml::from_str(&rendered.lds).unwrap();
+        assert_eq!(lds["resources"][0]["@type"], "type.googleapis.com/envoy.config.listener.v3.Listener");
+        let cds: serde_yaml::Value = serde_yaml::from_str(&rendered.cds).unwrap();
+        assert_eq!(cds["resources"][0]["@type"], "type.googleapis.com/envoy.config.cluster.v3.Cluster");
+    }
+
+    #[test]
+    fn names_the_wasm_path_and_how_to_fetch_in_every_filter_of_one_vm() {
+        let yaml = resources(&with_tcp_and_tls());
         let hcm = &yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
         let filter = &hcm["http_filters"][0];
         assert_eq!(filter["name"], "envoy.filters.http.wasm");
         assert_eq!(hcm["http_filters"][1]["name"], "envoy.filters.http.router");
-        let (fetcher, http) = (&service["config"], &filter["typed_config"]["config"]);
-        assert_eq!(fetcher["vm_config"], http["vm_config"], "same VM settings, so one VM id and its shared data");
-        assert_eq!(fetcher["vm_config"]["vm_id"], VM_ID);
-        assert_eq!(fetcher["vm_config"]["code"]["local"]["filename"], "/opt/berth/berth_filter.wasm");
-        assert_eq!(plugin_configuration(fetcher)["role"], "fetcher");
-        assert_eq!(plugin_configuration(fetcher)["cluster"], CONTROLLER_CLUSTER);
-        assert_eq!(plugin_configuration(http), json!({ "role": "http" }));
+        let http = &filter["typed_config"]["config"];
+        assert_eq!(http["vm_config"]["vm_id"], VM_ID);
+        assert_eq!(http["vm_config"]["code"]["local"]["filename"], "/opt/berth/berth_filter.wasm");
         assert_eq!(http["failure_policy"], "FAIL_RELOAD");
+        let parsed = PluginConfig::parse(plugin_configuration(http).to_string().as_bytes()).unwrap();
+        assert_eq!(parsed, PluginConfig::Http(HttpPluginConfig::default()), "parsed with the filter's own types");
+        assert_eq!(parsed.fetch().cluster, CONTROLLER_CLUSTER);
+        for listener in [1, 2] {
+            let plugin = &yaml["static_resources"]["listeners"][listener]["filter_chains"][0]["filters"][0];
+            let plugin = &plugin["typed_config"]["config"];
+            assert_eq!(plugin["vm_config"], http["vm_config"], "same VM settings, so one VM id and its shared data");
+            let parsed = PluginConfig::parse(plugin_configuration(plugin).to_string().as_bytes()).unwrap();
+            assert_eq!(parsed.fetch(), &FetchConfig::default());
+        }
+    }
+
+    fn with_tcp_and_tls() -> EnvoyConfig {
+        EnvoyConfig { tls_port: Some(8443), ..with_tcp("31000-31002") }
     }
 
     #[test]
     fn routes_everything_to_the_original_dst_cluster_without_header_control() {
-        let text = render(&sample());
+        let text = render(&sample()).cds;
         assert!(!text.contains("use_http_header"), "{text}");
         let yaml = parsed();
         let hcm = &yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
@@ -424,7 +534,7 @@ mod tests {
         let mut config = with_tcp("31000-31001");
         config.tls_port = Some(8443);
         config.edge.endpoint_max_connections = 77;
-        let yaml: serde_yaml::Value = serde_yaml::from_str(&render(&config)).unwrap();
+        let yaml = resources(&config);
         let clusters = yaml["static_resources"]["clusters"].as_sequence().unwrap();
         let names: Vec<&str> = clusters.iter().map(|c| c["name"].as_str().unwrap()).collect();
         assert_eq!(
@@ -440,7 +550,8 @@ mod tests {
         };
         assert_eq!(proxy_cluster(TCP_LISTENER), TCP_ORIGINAL_DST_CLUSTER);
         assert_eq!(proxy_cluster(TLS_LISTENER), TLS_ORIGINAL_DST_CLUSTER);
-        let monitor = &yaml["overload_manager"]["resource_monitors"][0];
+        let bootstrap: serde_yaml::Value = serde_yaml::from_str(&render(&config).bootstrap).unwrap();
+        let monitor = &bootstrap["overload_manager"]["resource_monitors"][0];
         assert_eq!(monitor["typed_config"]["max_active_downstream_connections"], 50_000);
     }
 
@@ -462,7 +573,7 @@ mod tests {
         assert_eq!(yaml["static_resources"]["clusters"][0]["type"], "STATIC");
         let mut config = sample();
         config.controller = "berth-controller.berth-system.svc.cluster.local:8081".parse().unwrap();
-        let yaml: serde_yaml::Value = serde_yaml::from_str(&render(&config)).unwrap();
+        let yaml = resources(&config);
         let cluster = &yaml["static_resources"]["clusters"][0];
         assert_eq!(cluster["type"], "STRICT_DNS");
         let address = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
@@ -500,16 +611,14 @@ mod tests {
 
     #[test]
     fn tcp_chain_is_the_filter_in_the_shared_vm_then_tcp_proxy_to_original_dst() {
-        let yaml: serde_yaml::Value = serde_yaml::from_str(&render(&with_tcp("31000-31010"))).unwrap();
+        let yaml = resources(&with_tcp("31000-31010"));
         let listener = &yaml["static_resources"]["listeners"][1];
         let filters = listener["filter_chains"][0]["filters"].as_sequence().unwrap();
         assert_eq!(filters.len(), 2);
         assert_eq!(filters[0]["name"], "envoy.filters.network.wasm");
         let tcp = &filters[0]["typed_config"]["config"];
-        assert_eq!(plugin_configuration(tcp), json!({ "role": "tcp" }));
+        assert_eq!(plugin_configuration(tcp)["role"], "tcp");
         assert_eq!(tcp["failure_policy"], "FAIL_RELOAD");
-        let fetcher = &yaml["bootstrap_extensions"][0]["typed_config"]["config"];
-        assert_eq!(tcp["vm_config"], fetcher["vm_config"], "same VM as the fetcher, so it sees the shared table");
         assert_eq!(filters[1]["name"], "envoy.filters.network.tcp_proxy");
         assert_eq!(filters[1]["typed_config"]["stat_prefix"], "berth_tcp");
         assert_eq!(filters[1]["typed_config"]["cluster"], TCP_ORIGINAL_DST_CLUSTER);
@@ -540,7 +649,7 @@ mod tests {
         let mut config = with_tcp("31000-31002");
         config.tls_port = Some(8443);
         config.http_listen = "10.1.2.3:8080".parse().unwrap();
-        let yaml: serde_yaml::Value = serde_yaml::from_str(&render(&config)).unwrap();
+        let yaml = resources(&config);
         assert_eq!(yaml["static_resources"]["listeners"].as_sequence().unwrap().len(), 3);
         let tls = listener_named(&yaml, TLS_LISTENER);
         assert_eq!(tls["address"]["socket_address"]["address"], "10.1.2.3");
@@ -552,10 +661,8 @@ mod tests {
         assert_eq!(filters.len(), 2);
         assert_eq!(filters[0]["name"], "envoy.filters.network.wasm");
         let plugin = &filters[0]["typed_config"]["config"];
-        assert_eq!(plugin_configuration(plugin), json!({ "role": "tls" }));
+        assert_eq!(plugin_configuration(plugin)["role"], "tls");
         assert_eq!(plugin["failure_policy"], "FAIL_RELOAD");
-        let fetcher = &yaml["bootstrap_extensions"][0]["typed_config"]["config"];
-        assert_eq!(plugin["vm_config"], fetcher["vm_config"], "same VM as the fetcher, so it sees the shared table");
         assert_eq!(filters[1]["name"], "envoy.filters.network.tcp_proxy");
         assert_eq!(filters[1]["typed_config"]["stat_prefix"], TLS_LISTENER);
         assert_eq!(filters[1]["typed_config"]["cluster"], TLS_ORIGINAL_DST_CLUSTER);
@@ -579,7 +686,7 @@ mod tests {
     fn ipv6_addresses_render_without_brackets() {
         let mut config = sample();
         config.http_listen = "[::]:8080".parse().unwrap();
-        let yaml: serde_yaml::Value = serde_yaml::from_str(&render(&config)).unwrap();
+        let yaml = resources(&config);
         assert_eq!(yaml["static_resources"]["listeners"][0]["address"]["socket_address"]["address"], "::");
     }
 
@@ -605,20 +712,29 @@ mod tests {
             let mut config = with_tcp(ranges);
             config.tls_port = tls_port;
             config.wasm = wasm.clone().into();
-            let file = std::env::temp_dir().join(format!("berth-envoy-config-{}-{name}.yaml", std::process::id()));
-            std::fs::write(&file, render(&config)).unwrap();
-            let output = std::process::Command::new(&envoy)
-                .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
-                .arg(&file)
-                .output()
-                .unwrap();
-            std::fs::remove_file(&file).ok();
-            assert!(
-                output.status.success(),
-                "{name}: {}\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
+            config.config_dir = std::env::temp_dir().join(format!("berth-envoy-config-{}-{name}", std::process::id()));
+            write_files(&render(&config), &config.config_dir).unwrap();
+            // `--mode validate` does not read LDS and CDS files: validate the resources as static ones too.
+            let mut as_static = bootstrap(&config);
+            as_static.as_object_mut().unwrap().remove("dynamic_resources");
+            as_static["static_resources"] = json!({ "listeners": listeners(&config), "clusters": clusters(&config) });
+            let static_file = config.config_dir.join("static.yaml");
+            std::fs::write(&static_file, yaml(&as_static)).unwrap();
+            for file in [config.config_dir.join(BOOTSTRAP_FILE), static_file] {
+                let output = std::process::Command::new(&envoy)
+                    .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
+                    .arg(&file)
+                    .output()
+                    .unwrap();
+                assert!(
+                    output.status.success(),
+                    "{name} {}: {}\n{}",
+                    file.display(),
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            std::fs::remove_dir_all(&config.config_dir).ok();
         }
     }
 }

@@ -1,15 +1,21 @@
-//! Renders the Istio `EnvoyFilter` that runs Berth in an ingress gateway's Envoy. The pieces are those of the plain
-//! Envoy bootstrap ([`crate::envoy_config`], so the two cannot drift) with two changes: the module is fetched from
-//! the controller (`vm_config.code.remote`, checked against its sha256) instead of read from a file, and the
-//! controller is reached through its Service name.
+//! Renders the Istio `EnvoyFilter` that runs Berth in an ingress gateway's Envoy, with `CLUSTER` and `LISTENER`
+//! patches only: Istio stopped applying `BOOTSTRAP` patches in 1.21, and Berth needs nothing in the bootstrap (the
+//! filter's root contexts elect the one that fetches the table). The pieces are those of the plain Envoy config
+//! ([`crate::envoy_config`], so the two cannot drift) with two changes: the module is fetched from the controller
+//! (`vm_config.code.remote`, checked against its sha256) instead of read from a file, and the controller is
+//! reached through its Service name.
 //!
 //! Berth gets listeners of its own on the gateway (HTTP on `http_port`, TCP on the allocatable ports, TLS
-//! passthrough on `tls_port`) rather than a
-//! filter in Istio's listeners: on those, Istio's router sends every request to Istio's clusters (so the
-//! destination the filter picks would be ignored), and the filter would answer 404 for every host Istio serves and
-//! Berth does not know. Its own listeners route everything to `berth_original_dst`, exactly as in plain Envoy.
+//! passthrough on `tls_port`) rather than a filter in Istio's listeners: on those, Istio's router sends every
+//! request to Istio's clusters, so Berth's own listeners route everything to `berth_original_dst`, exactly as in
+//! plain Envoy. Their ports must differ from every listener Istio builds on the gateway: a `Gateway` server on port
+//! 80 or 443 becomes a listener on 8080 or 8443, and Istio's agent and Envoy use 15000-15099. [`IstioConfig::check`]
+//! refuses those unless forced.
+//!
+//! The controller cluster arrives by CDS together with the listeners that download the module through it. A
+//! listener whose download fails (the cluster not there yet) keeps warming and retries on the `retry_policy`
+//! below, verified in `tests/tests/dynamic_resources.rs` with the cluster added after the listener.
 
-use std::fmt;
 use std::str::FromStr;
 
 use berth_table::PortRange;
@@ -42,6 +48,25 @@ pub struct IstioConfig {
     /// Connection limits and HTTP settings of Berth's clusters and listeners (the client-connection cap is the
     /// gateway's own business: it lives in the bootstrap).
     pub edge: EdgeSettings,
+    /// Accept ports a stock Istio gateway uses itself (see [`ISTIO_PORTS`]).
+    pub allow_istio_ports: bool,
+}
+
+/// The default port of Berth's HTTP listener on the gateway: no stock Istio gateway listens there.
+pub const DEFAULT_HTTP_PORT: u16 = 10080;
+
+/// Ports a stock Istio gateway binds itself: its `Gateway` servers on 80 and 443 become listeners on 8080 and 8443
+/// (the gateway runs without root), and Istio's agent and Envoy take 15000-15099 (admin 15000, status 15021,
+/// metrics 15090, ...). Envoy rejects the second listener on a port, and with it Berth's whole patch.
+pub const ISTIO_PORTS: &[(u16, u16, &str)] = &[
+    (8080, 8080, "a Gateway server on port 80"),
+    (8443, 8443, "a Gateway server on port 443"),
+    (15000, 15099, "Istio's agent and Envoy"),
+];
+
+/// What Istio uses `port` for, if anything.
+fn istio_use(port: u16) -> Option<&'static str> {
+    ISTIO_PORTS.iter().find(|(first, last, _)| (*first..=*last).contains(&port)).map(|(_, _, what)| *what)
 }
 
 impl IstioConfig {
@@ -60,6 +85,20 @@ impl IstioConfig {
             }
             if self.tcp_ports.iter().any(|range| range.contains(tls)) {
                 return Err(format!("TLS port {tls} is also in --tcp-ports; take it out of one of them"));
+            }
+        }
+        if !self.allow_istio_ports {
+            let ports = std::iter::once((self.http_port, "--http-port"))
+                .chain(self.tls_port.map(|port| (port, "--tls-port")))
+                .chain(self.tcp_ports.iter().flat_map(PortRange::ports).map(|port| (port, "--tcp-ports")));
+            for (port, flag) in ports {
+                if let Some(what) = istio_use(port) {
+                    return Err(format!(
+                        "{flag} {port} is a port the Istio gateway uses itself ({what}): Envoy would reject Berth's \
+                         listener; choose another port (the default --http-port is {DEFAULT_HTTP_PORT}), or pass \
+                         --allow-istio-ports if this gateway does not use it"
+                    ));
+                }
             }
         }
         if self.selector.is_empty() {
@@ -96,7 +135,7 @@ pub fn render(config: &IstioConfig) -> String {
     let header = format!(
         "# Rendered by `berth istio-config`: Berth's filter in the Istio gateway selected by {}.\n\
          # The module comes from http://{}{MODULE_PATH} and must have sha256 {}: render again for every new build.\n\
-         # The bootstrap part takes effect when the gateway pods restart.\n",
+         # Only CLUSTER and LISTENER patches: applied as the gateway receives its config, without a restart.\n",
         selector_text(config),
         config.controller,
         config.wasm_sha256
@@ -111,48 +150,35 @@ fn selector_text(config: &IstioConfig) -> String {
 
 /// The EnvoyFilter object.
 pub fn envoy_filter(config: &IstioConfig) -> Value {
-    let mut pieces = plain_pieces(config);
+    let plain = plain_config(config);
     let remote = json!({
         "remote": {
             "http_uri": { "uri": config.module_uri(), "cluster": CONTROLLER_CLUSTER, "timeout": "30s" },
             "sha256": config.wasm_sha256,
-            // The gateway may start before the controller: keep trying for about five minutes.
+            // The controller (or its cluster) may not be there yet: keep trying for about five minutes. The
+            // listener stays warming meanwhile and Envoy serves Istio's own listeners as usual.
             "retry_policy": {
                 "num_retries": 30,
                 "retry_back_off": { "base_interval": "1s", "max_interval": "10s" },
             },
         },
     });
-    replace_code(&mut pieces, &remote);
-
-    let mut patches = vec![json!({
-        // Bootstrap, not CDS: the singleton fetcher downloads its module when the server initializes, before
-        // Istio's clusters arrive, so the cluster it downloads from must be there from the start.
-        "applyTo": "BOOTSTRAP",
-        "patch": {
-            "operation": "MERGE",
-            "value": {
-                "bootstrap_extensions": pieces["bootstrap_extensions"],
-                "static_resources": { "clusters": [controller_cluster(config)] },
-            },
-        },
-    })];
-    // Every cluster but the controller's, which the bootstrap part carries: the `ORIGINAL_DST` cluster of each
-    // protocol.
-    for cluster in clusters(&pieces).filter(|c| c["name"] != CONTROLLER_CLUSTER) {
-        patches.push(json!({
-            "applyTo": "CLUSTER",
-            "match": { "context": "GATEWAY" },
-            "patch": { "operation": "ADD", "value": cluster },
-        }));
-    }
-    for listener in pieces["static_resources"]["listeners"].as_array().into_iter().flatten() {
-        patches.push(json!({
-            "applyTo": "LISTENER",
-            "match": { "context": "GATEWAY" },
-            "patch": { "operation": "ADD", "value": listener },
-        }));
-    }
+    let mut listeners = envoy_config::listeners(&plain);
+    listeners.iter_mut().for_each(|listener| replace_code(listener, &remote));
+    // The controller's cluster through its Service name, then the `ORIGINAL_DST` cluster of each protocol.
+    let clusters = envoy_config::clusters(&plain).into_iter().filter(|cluster| cluster["name"] != CONTROLLER_CLUSTER);
+    let patches: Vec<Value> = std::iter::once(controller_cluster(config))
+        .chain(clusters)
+        .map(|cluster| ("CLUSTER", cluster))
+        .chain(listeners.into_iter().map(|listener| ("LISTENER", listener)))
+        .map(|(apply_to, value)| {
+            json!({
+                "applyTo": apply_to,
+                "match": { "context": "GATEWAY" },
+                "patch": { "operation": "ADD", "value": value },
+            })
+        })
+        .collect();
     let labels: serde_json::Map<String, Value> =
         config.selector.iter().map(|l| (l.key.clone(), Value::String(l.value.clone()))).collect();
     json!({
@@ -170,10 +196,10 @@ pub fn envoy_filter(config: &IstioConfig) -> Value {
     })
 }
 
-/// The plain-Envoy bootstrap for the same ports, listening on every address of the gateway pod.
-fn plain_pieces(config: &IstioConfig) -> Value {
-    let plain = EnvoyConfig {
-        // Replaced below by the Service; the admin interface is Istio's own.
+/// The plain-Envoy config for the same ports, listening on every address of the gateway pod.
+fn plain_config(config: &IstioConfig) -> EnvoyConfig {
+    EnvoyConfig {
+        // Replaced below by the Service; the admin interface is Istio's own, and there are no files.
         controller: ServiceAddr { host: "127.0.0.1".into(), port: config.controller.port },
         wasm: "unused".into(),
         http_listen: ([0, 0, 0, 0], config.http_port).into(),
@@ -181,12 +207,8 @@ fn plain_pieces(config: &IstioConfig) -> Value {
         tcp_ports: config.tcp_ports.clone(),
         tls_port: config.tls_port,
         edge: config.edge.clone(),
-    };
-    serde_yaml::from_str(&envoy_config::render(&plain)).unwrap_or(Value::Null)
-}
-
-fn clusters(pieces: &Value) -> impl Iterator<Item = Value> + '_ {
-    pieces["static_resources"]["clusters"].as_array().into_iter().flatten().cloned()
+        config_dir: "unused".into(),
+    }
 }
 
 /// The controller through its Service name, re-resolved as pods come and go.
@@ -233,12 +255,13 @@ mod tests {
         IstioConfig {
             controller: "berth-controller.berth-system.svc.cluster.local:8081".parse().unwrap(),
             wasm_sha256: "ab".repeat(32),
-            http_port: 8080,
+            http_port: DEFAULT_HTTP_PORT,
             tcp_ports: Vec::new(),
             tls_port: None,
             selector: vec!["istio=ingressgateway".parse().unwrap()],
             namespace: "istio-system".into(),
             edge: EdgeSettings::default(),
+            allow_istio_ports: false,
         }
     }
 
@@ -283,32 +306,29 @@ mod tests {
         assert_eq!(yaml["spec"]["workloadSelector"]["labels"]["istio"], "ingressgateway");
         let all = patches(&yaml);
         let kinds: Vec<&str> = all.iter().map(|p| p["applyTo"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["BOOTSTRAP", "CLUSTER", "LISTENER"], "no TCP listener without --tcp-ports");
-        for patch in patches(&yaml).iter().filter(|p| p["applyTo"] != "BOOTSTRAP") {
+        assert_eq!(kinds, ["CLUSTER", "CLUSTER", "LISTENER"], "no BOOTSTRAP, no TCP listener without --tcp-ports");
+        for patch in patches(&yaml) {
             assert_eq!(patch["match"]["context"], "GATEWAY");
             assert_eq!(patch["patch"]["operation"], "ADD");
         }
     }
 
     #[test]
-    fn the_fetcher_and_its_cluster_are_in_the_bootstrap() {
+    fn the_controller_and_original_dst_clusters_are_cluster_patches() {
         let yaml = parsed(&sample());
         let all = patches(&yaml);
-        let bootstrap = &applied_to(&all, "BOOTSTRAP")[0]["patch"];
-        assert_eq!(bootstrap["operation"], "MERGE");
-        let service = &bootstrap["value"]["bootstrap_extensions"][0];
-        assert_eq!(service["name"], "envoy.bootstrap.wasm");
-        assert_eq!(service["typed_config"]["singleton"], true);
-        let cluster = &bootstrap["value"]["static_resources"]["clusters"][0];
+        let clusters = applied_to(&all, "CLUSTER");
+        let cluster = &clusters[0]["patch"]["value"];
         assert_eq!(cluster["name"], CONTROLLER_CLUSTER);
         assert_eq!(cluster["type"], "STRICT_DNS");
         let address = &cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
         assert_eq!(address["socket_address"]["address"], "berth-controller.berth-system.svc.cluster.local");
         assert_eq!(address["socket_address"]["port_value"], 8081);
-        let original_dst = &applied_to(&all, "CLUSTER")[0]["patch"]["value"];
+        let original_dst = &clusters[1]["patch"]["value"];
         assert_eq!(original_dst["name"], ORIGINAL_DST_CLUSTER);
         assert_eq!(original_dst["type"], "ORIGINAL_DST");
         assert_eq!(original_dst["lb_policy"], "CLUSTER_PROVIDED");
+        assert!(!render(&sample()).contains("bootstrap_extensions"));
     }
 
     #[test]
@@ -316,7 +336,7 @@ mod tests {
         let yaml = parsed(&with_tcp("31000-31002"));
         let mut found = Vec::new();
         vm_configs(&yaml, &mut found);
-        assert_eq!(found.len(), 3, "fetcher, HTTP filter, TCP filter");
+        assert_eq!(found.len(), 2, "HTTP filter, TCP filter");
         for vm in &found {
             assert_eq!(vm, &found[0], "identical VM settings, so one VM id and its shared data");
             assert_eq!(vm["vm_id"], VM_ID);
@@ -341,7 +361,7 @@ mod tests {
         assert_eq!(listeners.len(), 2);
         let http = listeners[0];
         assert_eq!(http["address"]["socket_address"]["address"], "0.0.0.0");
-        assert_eq!(http["address"]["socket_address"]["port_value"], 8080);
+        assert_eq!(http["address"]["socket_address"]["port_value"], u64::from(DEFAULT_HTTP_PORT));
         let hcm = &http["filter_chains"][0]["filters"][0]["typed_config"];
         assert_eq!(hcm["http_filters"][0]["name"], "envoy.filters.http.wasm");
         assert_eq!(hcm["http_filters"][1]["name"], "envoy.filters.http.router");
@@ -359,7 +379,7 @@ mod tests {
 
     #[test]
     fn a_tls_port_adds_berths_tls_passthrough_listener_loading_the_module_remotely() {
-        let yaml = parsed(&IstioConfig { tls_port: Some(8443), ..with_tcp("31000-31002") });
+        let yaml = parsed(&IstioConfig { tls_port: Some(10443), ..with_tcp("31000-31002") });
         let all = patches(&yaml);
         let listeners: Vec<&serde_yaml::Value> =
             applied_to(&all, "LISTENER").iter().map(|p| &p["patch"]["value"]).collect();
@@ -367,27 +387,42 @@ mod tests {
         let tls = listeners[2];
         assert_eq!(tls["name"], crate::envoy_config::TLS_LISTENER);
         assert_eq!(tls["address"]["socket_address"]["address"], "0.0.0.0");
-        assert_eq!(tls["address"]["socket_address"]["port_value"], 8443);
+        assert_eq!(tls["address"]["socket_address"]["port_value"], 10443);
         assert_eq!(tls["listener_filters"][0]["name"], "envoy.filters.listener.tls_inspector");
         let filters = &tls["filter_chains"][0]["filters"];
         assert!(filters[0]["typed_config"]["config"]["vm_config"]["code"]["remote"].is_mapping());
         assert_eq!(filters[1]["typed_config"]["cluster"], TLS_ORIGINAL_DST_CLUSTER);
         let mut found = Vec::new();
         vm_configs(&yaml, &mut found);
-        assert_eq!(found.len(), 4, "fetcher, HTTP, TCP and TLS filters");
+        assert_eq!(found.len(), 3, "HTTP, TCP and TLS filters");
         assert!(found.iter().all(|vm| *vm == found[0]), "one VM id and its shared data");
     }
 
     #[test]
     fn refuses_an_http_port_among_the_tcp_ports_and_an_empty_selector() {
-        let err = with_tcp("8079-8081").check().unwrap_err();
-        assert!(err.contains("TCP port 8080"), "{err}");
-        let err = IstioConfig { tls_port: Some(8080), ..sample() }.check().unwrap_err();
-        assert!(err.contains("TLS port 8080"), "{err}");
+        let err = with_tcp("10079-10081").check().unwrap_err();
+        assert!(err.contains("TCP port 10080"), "{err}");
+        let err = IstioConfig { tls_port: Some(10080), ..sample() }.check().unwrap_err();
+        assert!(err.contains("TLS port 10080"), "{err}");
         let err = IstioConfig { tls_port: Some(31001), ..with_tcp("31000-31002") }.check().unwrap_err();
         assert!(err.contains("--tcp-ports"), "{err}");
         assert!(IstioConfig { selector: vec![], ..sample() }.check().is_err());
         assert!(sample().check().is_ok());
+    }
+
+    #[test]
+    fn refuses_the_ports_a_stock_istio_gateway_uses_unless_allowed() {
+        for (config, flag, port) in [
+            (IstioConfig { http_port: 8080, ..sample() }, "--http-port", 8080),
+            (IstioConfig { tls_port: Some(8443), ..sample() }, "--tls-port", 8443),
+            (with_tcp("15020-15030"), "--tcp-ports", 15020),
+            (IstioConfig { http_port: 15021, ..sample() }, "--http-port", 15021),
+        ] {
+            let err = config.check().unwrap_err();
+            assert!(err.contains(&format!("{flag} {port}")) && err.contains("--allow-istio-ports"), "{err}");
+            assert_eq!(IstioConfig { allow_istio_ports: true, ..config }.check(), Ok(()));
+        }
+        assert_eq!(with_tcp("14990-14999,15100-15110").check(), Ok(()), "just outside Istio's range");
     }
 
     #[test]

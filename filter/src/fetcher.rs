@@ -1,4 +1,5 @@
-//! The singleton fetcher: long-polls the controller for the table and publishes each good one in shared data.
+//! The table fetcher: long-polls the controller for the table and publishes each good one in shared data. It runs
+//! in the one root context per Envoy that holds the fetch lease ([`crate::fetch_duty`], [`crate::election`]).
 //!
 //! `GET <path>?version=<N>&wait=<secs>` answers at once when the controller's version differs from N, otherwise
 //! holds up to `wait` seconds and answers 304. So after a new table the next poll goes out at once; after a 304
@@ -8,11 +9,10 @@
 //! Only a body that `berth_table::decode` accepts is published: the table first, then its version, so a reader
 //! that sees a new version finds at least that table. A failure is logged once until the next success.
 
-use berth_table::Table;
+use berth_table::{FetchConfig, Table};
 use log::{info, warn};
 
 use crate::cache::{TABLE_KEY, VERSION_KEY};
-use crate::config::FetcherConfig;
 use crate::host::Host;
 
 /// Beyond the call timeout, how long a call may stay unanswered before the fetcher forgets it and polls anew.
@@ -23,7 +23,7 @@ const LOST_CALL_MS: u64 = 10_000;
 const STATUS_BODY_SHOWN: usize = 200;
 
 pub struct Fetcher {
-    config: FetcherConfig,
+    config: FetchConfig,
     /// The version of the last table published (or found already published when this VM started).
     version: Option<u64>,
     in_flight: Option<InFlight>,
@@ -57,7 +57,7 @@ enum Outcome {
 impl Fetcher {
     /// A fetcher that starts from the version already in shared data, if any: a restarted VM (after a crash or a
     /// config reload) then keeps long-polling instead of downloading a table Envoy already has.
-    pub fn new(config: FetcherConfig, host: &impl Host) -> Self {
+    pub fn new(config: FetchConfig, host: &impl Host) -> Self {
         let version = host
             .shared_data(VERSION_KEY)
             .and_then(|v| String::from_utf8(v).ok())
@@ -66,7 +66,7 @@ impl Fetcher {
         Fetcher { config, version, in_flight: None, problem: None }
     }
 
-    pub fn config(&self) -> &FetcherConfig {
+    pub fn config(&self) -> &FetchConfig {
         &self.config
     }
 
@@ -184,7 +184,7 @@ impl Fetcher {
             Ok(token) => self.in_flight = Some(InFlight { token, started_ms: host.now_ms() }),
             Err(status) => {
                 let message = format!(
-                    "cannot call cluster {} ({status}): is it defined in the bootstrap? retrying every {} ms",
+                    "cannot call cluster {} ({status}): is it defined (by CDS or the bootstrap)? retrying every {} ms",
                     config.cluster, config.retry_ms
                 );
                 self.problem(Problem::Dispatch, message)
@@ -214,7 +214,7 @@ mod tests {
     use std::time::Duration;
 
     fn fetcher(host: &FakeHost) -> Fetcher {
-        Fetcher::new(FetcherConfig::default(), host)
+        Fetcher::new(FetchConfig::default(), host)
     }
 
     fn table_json(version: u64) -> Vec<u8> {

@@ -9,6 +9,11 @@
 //! other routes never read the cookie. A request never continues without its destination set: the
 //! `ORIGINAL_DST` cluster would otherwise fall back to the connection's own destination, which is Envoy's
 //! listener. When every endpoint of a route is ejected, the filter answers 503 at once rather than try one.
+//!
+//! With `unknown_host: continue` (Berth shares a listener with other routes, e.g. an Istio gateway's), a request
+//! for a host the table does not serve continues without a destination to the listener's own routes, at the cost
+//! of one property read (`xds.cluster_name`) on such requests only: if its route goes to Berth's `ORIGINAL_DST`
+//! cluster after all, it is answered as without the option, never sent on without a destination.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -16,7 +21,10 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use berth_table::{AffinityKey, FnvHashMap, HttpRoute, HttpRouter, StickyEndpoints, Table, find_cookie, mix64};
+use berth_table::{
+    AffinityKey, FnvHashMap, HttpPluginConfig, HttpRoute, HttpRouter, StickyEndpoints, Table, UnknownHost, find_cookie,
+    mix64,
+};
 use log::warn;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -277,6 +285,8 @@ pub enum Verdict {
     Forwarded(Forwarded),
     /// A local reply was sent: stop.
     Replied,
+    /// Not Berth's (`unknown_host: continue`): continue without a destination, to the listener's own routes.
+    Passed,
 }
 
 /// What the response side needs to know about a forwarded request.
@@ -293,6 +303,40 @@ pub struct Forwarded {
 pub struct HttpRouting {
     pub cache: TableCache<HttpView>,
     pub health: PassiveHealth,
+    pub unknown: UnknownHostPolicy,
+}
+
+/// What happens to a request for a host the table does not serve (plugin configuration `unknown_host`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum UnknownHostPolicy {
+    /// Answer 404 (`x-berth: no-route`), or 503 before the first table.
+    #[default]
+    Answer,
+    /// Continue without a destination, unless the request's route goes to `original_dst_cluster`: that cluster
+    /// would send it to the connection's own destination (Envoy's listener), so it is answered as above.
+    Continue { original_dst_cluster: String },
+}
+
+impl UnknownHostPolicy {
+    pub fn from_config(config: &HttpPluginConfig) -> Self {
+        match config.unknown_host {
+            UnknownHost::NotFound => UnknownHostPolicy::Answer,
+            UnknownHost::Continue => {
+                UnknownHostPolicy::Continue { original_dst_cluster: config.original_dst_cluster.clone() }
+            }
+        }
+    }
+
+    /// Whether a request Berth has no route for goes on to the listener's own routes. One property read, only on
+    /// a miss in continue mode.
+    fn passes(&self, host: &impl Host) -> bool {
+        match self {
+            UnknownHostPolicy::Answer => false,
+            UnknownHostPolicy::Continue { original_dst_cluster } => host
+                .property(&["xds", "cluster_name"])
+                .is_some_and(|cluster| cluster != original_dst_cluster.as_bytes()),
+        }
+    }
 }
 
 impl HttpRouting {
@@ -305,8 +349,11 @@ impl HttpRouting {
 
 /// Handles a request's headers: the whole per-request logic, over any [`Host`].
 pub fn on_request_headers(host: &impl Host, routing: &mut HttpRouting) -> Verdict {
-    let HttpRouting { cache, health } = routing;
+    let HttpRouting { cache, health, unknown } = routing;
     let Some(view) = cache.current(host) else {
+        if unknown.passes(host) {
+            return Verdict::Passed;
+        }
         return reply(host, &Reply { status: 503, reason: NO_TABLE, body: "berth: no routing table yet".into() });
     };
     let authority = host.request_header(":authority").unwrap_or_default();
@@ -330,6 +377,7 @@ pub fn on_request_headers(host: &impl Host, routing: &mut HttpRouting) -> Verdic
                 Err(status) => status,
             }
         }
+        Decision::Reply(answer) if answer.reason == NO_ROUTE && unknown.passes(host) => return Verdict::Passed,
         Decision::Reply(answer) => return reply(host, &answer),
     };
     view.log_once(format!("cannot set filter state {ORIGINAL_DST_ADDRESS} ({failure}); answering 503"));
@@ -432,6 +480,7 @@ impl HttpContext for HttpFilter {
                 Action::Continue
             }
             Verdict::Replied => Action::Pause,
+            Verdict::Passed => Action::Continue,
         }
     }
 
@@ -518,6 +567,7 @@ mod tests {
         host.filter_state.borrow_mut().clear();
         match on_request_headers(host, cache) {
             Verdict::Forwarded(_) => Ok(destination(&host.filter_state.borrow()[0])),
+            Verdict::Passed => Err((0, "passed".into(), String::new())),
             Verdict::Replied => {
                 let reply = host.replies.borrow()[0].clone();
                 let reason = reply.headers.iter().find(|(k, _)| k == REASON_HEADER).unwrap().1.clone();
@@ -565,6 +615,54 @@ mod tests {
         assert_eq!(
             send(&host, &mut cache, "other.org", "/x"),
             Err((404, NO_ROUTE.into(), "no route for other.org/x".into()))
+        );
+    }
+
+    #[test]
+    fn continue_mode_leaves_unknown_hosts_to_the_listeners_other_routes() {
+        let host = FakeHost::default();
+        let mut routing = HttpRouting {
+            unknown: UnknownHostPolicy::Continue { original_dst_cluster: "berth_original_dst".into() },
+            ..HttpRouting::default()
+        };
+        let passes = |host: &FakeHost, routing: &mut HttpRouting, authority: &str, cluster: &str| {
+            host.request(authority, "/x");
+            host.properties.borrow_mut().insert("xds.cluster_name".into(), cluster.as_bytes().to_vec());
+            host.replies.borrow_mut().clear();
+            on_request_headers(host, routing)
+        };
+        // Before the first table: Istio's hosts pass, Berth's own cluster still gets the 503.
+        assert_eq!(passes(&host, &mut routing, "istio.example", "outbound|80||istio.example"), Verdict::Passed);
+        assert_eq!(passes(&host, &mut routing, "website.com", "berth_original_dst"), Verdict::Replied);
+        assert_eq!(host.replies.borrow()[0].status, 503);
+
+        publish(&host, &sample(1));
+        routing.on_tick(&host);
+        assert_eq!(passes(&host, &mut routing, "istio.example", "outbound|80||istio.example"), Verdict::Passed);
+        assert!(host.filter_state.borrow().is_empty() && host.replies.borrow().is_empty(), "no destination, no reply");
+        assert!(matches!(passes(&host, &mut routing, "website.com", "berth_original_dst"), Verdict::Forwarded(_)));
+        // A host nobody serves whose route is Berth's cluster: never on without a destination.
+        assert_eq!(passes(&host, &mut routing, "other.org", "berth_original_dst"), Verdict::Replied);
+        assert_eq!(host.replies.borrow()[0].status, 404);
+        host.properties.borrow_mut().clear();
+        host.request("other.org", "/x");
+        assert_eq!(on_request_headers(&host, &mut routing), Verdict::Replied, "no route at all: answered");
+    }
+
+    #[test]
+    fn answer_mode_never_reads_the_cluster() {
+        let host = FakeHost::default();
+        publish(&host, &sample(1));
+        let mut routing = HttpRouting::default();
+        routing.on_tick(&host);
+        assert_eq!(send(&host, &mut routing, "other.org", "/x").unwrap_err().0, 404);
+        assert!(host.property_reads.borrow().is_empty());
+        assert_eq!(
+            UnknownHostPolicy::from_config(&HttpPluginConfig {
+                unknown_host: UnknownHost::Continue,
+                ..HttpPluginConfig::default()
+            }),
+            UnknownHostPolicy::Continue { original_dst_cluster: "berth_original_dst".into() }
         );
     }
 

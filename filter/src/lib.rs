@@ -1,14 +1,16 @@
-//! Berth's proxy-wasm filter for stock Envoy: a singleton fetcher publishes the controller's routing table in
-//! shared data; the HTTP filter routes each request by it, the TCP (network) filter each connection by its port and
+//! Berth's proxy-wasm filter for stock Envoy: one root context per Envoy, elected through shared data, fetches
+//! the controller's routing table and publishes it in shared data (nothing in Envoy's bootstrap is needed); the
+//! HTTP filter routes each request by it, the TCP (network) filter each connection by its port and
 //! the TLS passthrough (network) filter each connection by its server name, through an `ORIGINAL_DST` cluster.
 //!
 //! The proxy-wasm trait impls (`root`, `http::HttpFilter`, `tcp::TcpFilter`, `tls::TlsFilter`) are thin; the logic sits in plain code over the
 //! [`host::Host`] trait and is unit-tested natively with a fake host.
 
 pub mod cache;
-pub mod config;
 pub mod ejection;
+pub mod election;
 pub mod endpoints;
+pub mod fetch_duty;
 pub mod fetcher;
 pub mod filter_state;
 pub mod host;

@@ -1,5 +1,6 @@
-//! The root context: reads the plugin configuration, becomes the fetcher, the HTTP filter's root, the TCP
-//! filter's root or the TLS passthrough filter's root, and tells the SDK which kind of per-stream context to create.
+//! The root context: reads the plugin configuration, becomes the HTTP filter's root, the TCP filter's root or the
+//! TLS passthrough filter's root, tells the SDK which kind of per-stream context to create, and takes its turn at
+//! fetching the table ([`FetchDuty`]: one root context per Envoy fetches, elected through shared data).
 //!
 //! One module serves every role, and the SDK is given only `set_root_context`: a global `set_http_context` would
 //! make it build HTTP contexts for network filters too. `get_type` answers from the configured role.
@@ -8,24 +9,22 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use berth_table::PluginConfig;
 use log::{error, info};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
-use crate::config::{self, Role};
-use crate::fetcher::Fetcher;
+use crate::fetch_duty::FetchDuty;
 use crate::host::Envoy;
-use crate::http::{HttpFilter, HttpRouting};
+use crate::http::{HttpFilter, HttpRouting, UnknownHostPolicy};
 use crate::tcp::{TcpFilter, TcpRouting};
 use crate::tls::{TlsFilter, TlsRouting};
 
-/// The fetcher's first tick, which sends its first poll.
-const FIRST_TICK: Duration = Duration::from_millis(10);
-
-/// How often a filter's root context (one per worker and role) reads the shared table version and ejection list,
-/// so that requests and connections need not: a new table or another worker's ejection reaches them within this.
-/// Each tick costs two small shared-data reads per root.
+/// How often a filter's root context (one per worker and filter configuration) reads the shared table version and
+/// ejection list, so that requests and connections need not: a new table or another worker's ejection reaches them
+/// within this. Each tick costs two small shared-data reads per root, and the fetch election's clock read; the
+/// election itself reads or writes its lease only every [`crate::election::CHECK_MS`].
 pub const WATCH_PERIOD: Duration = Duration::from_millis(20);
 
 #[derive(Default)]
@@ -33,8 +32,12 @@ pub enum Root {
     /// Before `on_configure`, or after it failed.
     #[default]
     Unconfigured,
-    /// `polling` is false until the first tick (see `on_configure`).
-    Fetcher { fetcher: Fetcher, polling: bool },
+    /// The fetch duty is boxed: it is most of the root's size, and an unconfigured root need not carry it.
+    Configured { routing: Routing, fetch: Box<FetchDuty> },
+}
+
+/// What a configured root routes by.
+pub enum Routing {
     /// The table cache and passive health of its requests.
     Http(Rc<RefCell<HttpRouting>>),
     /// The table cache of its connections, with the VM's unrouted counter.
@@ -45,8 +48,19 @@ pub enum Root {
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
-        if let Root::Fetcher { fetcher, .. } = self {
-            fetcher.on_response(&Envoy, token_id, num_headers, body_size);
+        if let Root::Configured { fetch, .. } = self {
+            fetch.on_response(&Envoy, token_id, num_headers, body_size);
+        }
+    }
+}
+
+/// The plugin is going away (its listener was updated or removed; Envoy deletes its root contexts): hand the fetch
+/// lease over at once rather than let it run out. Here and not in `on_done`: exporting `proxy_on_done` would make
+/// Envoy enter the VM at the end of every request and connection too.
+impl Drop for Root {
+    fn drop(&mut self) {
+        if let Root::Configured { fetch, .. } = self {
+            fetch.release(&Envoy);
         }
     }
 }
@@ -60,68 +74,62 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let role = match config::parse(&bytes) {
-            Ok(role) => role,
+        let config = match PluginConfig::parse(&bytes) {
+            Ok(config) => config,
             Err(problem) => {
                 error!("{problem}");
                 *self = Root::Unconfigured;
                 return false;
             }
         };
-        *self = match role {
-            Role::Fetcher(config) => {
-                // No I/O here: Envoy also runs `on_configure` in a throwaway "configuration canary" VM, which would
-                // send a poll of its own. The canary never ticks, so the first poll goes out on a quick first
-                // tick, which then slows to the retry period.
-                if let Err(status) = hostcalls::set_tick_period(FIRST_TICK) {
-                    error!("cannot set the fetcher's tick period: {status:?}");
-                    return false;
-                }
-                info!(
-                    "fetcher configured: cluster {}, path {}, hold {} s, retry {} ms",
-                    config.cluster, config.path, config.wait_seconds, config.retry_ms
-                );
-                Root::Fetcher { fetcher: Fetcher::new(config, &Envoy), polling: false }
-            }
-            Role::Http | Role::Tcp | Role::Tls if hostcalls::set_tick_period(WATCH_PERIOD).is_err() => {
-                error!("cannot set the {role:?} filter's tick period: it would never see a new table");
-                return false;
-            }
-            Role::Http => Root::Http(Rc::default()),
-            Role::Tcp => Root::Tcp(Rc::new(RefCell::new(TcpRouting::new(&Envoy)))),
-            Role::Tls => Root::Tls(Rc::new(RefCell::new(TlsRouting::new(&Envoy)))),
+        // No I/O here: Envoy also runs `on_configure` in a throwaway "configuration canary" VM, which would send a
+        // poll of its own. The canary never ticks, and the election and the fetch run on ticks only.
+        if let Err(status) = hostcalls::set_tick_period(WATCH_PERIOD) {
+            error!("cannot set the {} filter's tick period: it would never see a new table: {status:?}", config.role());
+            return false;
+        }
+        let fetch = config.fetch();
+        info!(
+            "{} filter configured; fetches from cluster {}, path {}, hold {} s, retry {} ms when elected",
+            config.role(),
+            fetch.cluster,
+            fetch.path,
+            fetch.wait_seconds,
+            fetch.retry_ms
+        );
+        let fetch = Box::new(FetchDuty::new(fetch.clone(), config.role()));
+        let routing = match &config {
+            PluginConfig::Http(http) => Routing::Http(Rc::new(RefCell::new(HttpRouting {
+                unknown: UnknownHostPolicy::from_config(http),
+                ..HttpRouting::default()
+            }))),
+            PluginConfig::Tcp(_) => Routing::Tcp(Rc::new(RefCell::new(TcpRouting::new(&Envoy)))),
+            PluginConfig::Tls(_) => Routing::Tls(Rc::new(RefCell::new(TlsRouting::new(&Envoy)))),
         };
+        *self = Root::Configured { routing, fetch };
         true
     }
 
     fn on_tick(&mut self) {
+        let Root::Configured { routing, fetch } = self else { return };
+        fetch.on_tick(&Envoy);
         // A routing state already borrowed cannot be (one thread, no re-entry); if it ever were, the next tick reads.
-        match self {
-            Root::Fetcher { fetcher, polling } => {
-                if !*polling {
-                    if let Err(status) = hostcalls::set_tick_period(fetcher.config().retry()) {
-                        error!("cannot set the fetcher's tick period to {} ms: {status:?}", fetcher.config().retry_ms);
-                    }
-                    *polling = true;
-                }
-                fetcher.on_tick(&Envoy);
-            }
-            Root::Http(routing) => {
+        match routing {
+            Routing::Http(routing) => {
                 if let Ok(mut routing) = routing.try_borrow_mut() {
                     routing.on_tick(&Envoy);
                 }
             }
-            Root::Tcp(routing) => {
+            Routing::Tcp(routing) => {
                 if let Ok(mut routing) = routing.try_borrow_mut() {
                     routing.on_tick(&Envoy);
                 }
             }
-            Root::Tls(routing) => {
+            Routing::Tls(routing) => {
                 if let Ok(mut routing) = routing.try_borrow_mut() {
                     routing.on_tick(&Envoy);
                 }
             }
-            Root::Unconfigured => {}
         }
     }
 
@@ -130,24 +138,26 @@ impl RootContext for Root {
         // still gets HTTP contexts, which answer 503 rather than route. (Envoy creates no filter for a plugin whose
         // `on_configure` failed, so an unconfigured root never meets a connection.)
         match self {
-            Root::Tcp(_) | Root::Tls(_) => Some(ContextType::StreamContext),
-            Root::Unconfigured | Root::Fetcher { .. } | Root::Http(_) => Some(ContextType::HttpContext),
+            Root::Configured { routing: Routing::Tcp(_) | Routing::Tls(_), .. } => Some(ContextType::StreamContext),
+            Root::Unconfigured | Root::Configured { routing: Routing::Http(_), .. } => Some(ContextType::HttpContext),
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let routing = match self {
-            Root::Http(routing) => Some(Rc::clone(routing)),
-            Root::Unconfigured | Root::Fetcher { .. } | Root::Tcp(_) | Root::Tls(_) => None,
+            Root::Configured { routing: Routing::Http(routing), .. } => Some(Rc::clone(routing)),
+            Root::Unconfigured | Root::Configured { .. } => None,
         };
         Some(Box::new(HttpFilter::new(routing)))
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
         let routing = match self {
-            Root::Tls(routing) => return Some(Box::new(TlsFilter::new(Rc::clone(routing)))),
-            Root::Tcp(routing) => Some(Rc::clone(routing)),
-            Root::Unconfigured | Root::Fetcher { .. } | Root::Http(_) => None,
+            Root::Configured { routing: Routing::Tls(routing), .. } => {
+                return Some(Box::new(TlsFilter::new(Rc::clone(routing))));
+            }
+            Root::Configured { routing: Routing::Tcp(routing), .. } => Some(Rc::clone(routing)),
+            Root::Unconfigured | Root::Configured { .. } => None,
         };
         Some(Box::new(TcpFilter::new(routing)))
     }

@@ -1,5 +1,6 @@
 //! The contract between Berth's controller and its Envoy filter: the routing table's model, its wire format,
-//! the HTTP and server-name (SNI) matchers, the endpoint chooser and session affinity. Pure code with no I/O,
+//! the HTTP and server-name (SNI) matchers, the endpoint chooser, session affinity and the filter's plugin
+//! configuration. Pure code with no I/O,
 //! built for wasm32 and tested natively.
 #![forbid(unsafe_code)]
 
@@ -8,6 +9,7 @@ mod choose;
 mod fnv;
 mod http_match;
 mod model;
+mod plugin_config;
 mod policy;
 mod ports;
 mod siphash;
@@ -20,6 +22,10 @@ pub use choose::{choose_endpoint, choose_endpoint_where, mix64};
 pub use fnv::FnvHashMap;
 pub use http_match::{HostRoutes, HttpRouter, RouteId, normalize_host};
 pub use model::{Backend, DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, Table, TcpRoute, TlsRoute};
+pub use plugin_config::{
+    DEFAULT_CONTROLLER_CLUSTER, DEFAULT_ORIGINAL_DST_CLUSTER, FetchConfig, HttpPluginConfig, PluginConfig,
+    StreamPluginConfig, UnknownHost,
+};
 pub use policy::{
     HeaderEdits, ISTIO_DEFAULT_RETRY_ON, MAX_RETRIES_HEADER, PER_TRY_TIMEOUT_HEADER, RETRIABLE_STATUS_CODES_HEADER,
     RETRY_GRPC_ON_HEADER, RETRY_ON_HEADER, Retries, RoutePolicy, TIMEOUT_HEADER, parse_retry_on, rewrite_path,

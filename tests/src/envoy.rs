@@ -1,4 +1,5 @@
-//! Stock Envoy running the built filter, configured by `berth envoy-config`.
+//! Stock Envoy running the built filter, configured by `berth envoy-config`: a bootstrap with nothing of Berth's,
+//! and Berth's listeners and clusters as LDS and CDS files.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -137,25 +138,100 @@ pub struct Wrapper {
 /// Envoy's options in tests: two workers, and the filter's debug logs in the log file.
 pub const TEST_OPTIONS: &[&str] = &["--concurrency", "2", "--log-level", "info", "--component-log-level", "wasm:debug"];
 
-/// Renders `berth envoy-config` (plus `args`) for a controller at `controller` into `<work>/envoy.yaml`.
+/// Renders `berth envoy-config` (plus `args`) for a controller at `controller` into `<work>/envoy-config/` and
+/// returns the bootstrap's path; the LDS and CDS files it names sit beside it.
 pub fn render(controller: SocketAddr, http: SocketAddr, admin: SocketAddr, work: &Path, args: &[String]) -> PathBuf {
-    let config = work.join("envoy.yaml");
+    let dir = config_dir(work);
     let mut render = vec![
         "envoy-config".to_string(),
         format!("--controller={controller}"),
         format!("--wasm={}", paths::wasm().display()),
         format!("--http-listen={http}"),
         format!("--admin={admin}"),
+        format!("--out-dir={}", dir.display()),
     ];
     render.extend_from_slice(args);
     let rendered = berth(&render.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(rendered.status.success(), "berth envoy-config: {}", String::from_utf8_lossy(&rendered.stderr));
-    std::fs::write(&config, &rendered.stdout).expect("write envoy.yaml");
-    config
+    dir.join("bootstrap.yaml")
 }
 
-/// `envoy --mode validate -c config`: Ok, or Envoy's complaint.
+/// Where [`render`] writes for `work`.
+pub fn config_dir(work: &Path) -> PathBuf {
+    work.join("envoy-config")
+}
+
+/// The LDS or CDS file a rendered bootstrap names (`lds_config` or `cds_config`).
+pub fn resource_file(bootstrap: &Path, source: &str) -> PathBuf {
+    let text = std::fs::read_to_string(bootstrap).expect("read the bootstrap");
+    let value: serde_json::Value = serde_yaml::from_str(&text).expect("the bootstrap is YAML");
+    let path = value["dynamic_resources"][source]["path_config_source"]["path"].as_str();
+    PathBuf::from(path.unwrap_or_else(|| panic!("the bootstrap has no {source} file")))
+}
+
+/// The resources of an LDS or CDS file, without their `@type`.
+pub fn read_resources(file: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    let value: serde_json::Value = serde_yaml::from_str(&text).expect("a resource file is YAML");
+    let mut resources = value["resources"].as_array().cloned().unwrap_or_default();
+    for resource in &mut resources {
+        if let Some(object) = resource.as_object_mut() {
+            object.remove("@type");
+        }
+    }
+    resources
+}
+
+/// Replaces an LDS or CDS file the way an xDS server's update reaches Envoy: written beside, then moved into the
+/// watched directory.
+pub fn write_resources(file: &Path, type_url: &str, resources: &[serde_json::Value]) {
+    let typed: Vec<serde_json::Value> = resources
+        .iter()
+        .cloned()
+        .map(|mut resource| {
+            resource["@type"] = serde_json::Value::String(type_url.into());
+            resource
+        })
+        .collect();
+    let text = serde_yaml::to_string(&serde_json::json!({ "resources": typed })).expect("YAML");
+    let temporary = file.with_extension("tmp");
+    std::fs::write(&temporary, text).expect("write a resource file");
+    std::fs::rename(&temporary, file).expect("move a resource file into place");
+}
+
+pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+
+/// A rendered bootstrap with the listeners and clusters of its LDS and CDS files as static resources: what
+/// `--mode validate` can check (it does not read those files), and the base the benchmark derives its native
+/// bootstraps from.
+pub fn static_equivalent(bootstrap: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(bootstrap).expect("read the bootstrap");
+    let mut value: serde_json::Value = serde_yaml::from_str(&text).expect("the bootstrap is YAML");
+    let listeners = read_resources(&resource_file(bootstrap, "lds_config"));
+    let clusters = read_resources(&resource_file(bootstrap, "cds_config"));
+    if let Some(object) = value.as_object_mut() {
+        object.remove("dynamic_resources");
+    }
+    value["static_resources"] = serde_json::json!({ "listeners": listeners, "clusters": clusters });
+    value
+}
+
+/// `envoy --mode validate -c config`: Ok, or Envoy's complaint. A bootstrap reading LDS and CDS files is checked
+/// with those files' resources too (validation alone does not read them).
 pub fn validate(config: &Path) -> Result<(), String> {
+    validate_file(config)?;
+    let text = std::fs::read_to_string(config).map_err(|e| e.to_string())?;
+    if text.contains("path_config_source") {
+        let folded = config.with_file_name("static-equivalent.yaml");
+        let yaml = serde_yaml::to_string(&static_equivalent(config)).map_err(|e| e.to_string())?;
+        std::fs::write(&folded, yaml).map_err(|e| e.to_string())?;
+        validate_file(&folded).map_err(|e| format!("its LDS and CDS resources: {e}"))?;
+    }
+    Ok(())
+}
+
+fn validate_file(config: &Path) -> Result<(), String> {
     let output = Command::new(paths::envoy())
         .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
         .arg(config)

@@ -99,31 +99,40 @@ fn sha256sum(path: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
 }
 
-/// The Envoy parts of a rendered EnvoyFilter as a plain bootstrap: the BOOTSTRAP patch's extension and cluster,
-/// the CLUSTER and LISTENER additions, listeners moved to loopback, and an admin interface.
-fn bootstrap_from(envoy_filter: &Value, admin: SocketAddr) -> Value {
-    let mut extensions = Vec::new();
+/// The Envoy parts of a rendered EnvoyFilter delivered as Istio delivers them, as dynamic resources: the CLUSTER
+/// additions in a CDS file, the LISTENER additions (moved to loopback) in an LDS file, beside a bootstrap holding
+/// only an admin interface and where those files are. Returns the bootstrap's path.
+fn dynamic_config_from(envoy_filter: &Value, admin: SocketAddr, dir: &Path) -> std::path::PathBuf {
     let (mut clusters, mut listeners): (Vec<Value>, Vec<Value>) = (Vec::new(), Vec::new());
     for patch in envoy_filter["spec"]["configPatches"].as_array().unwrap() {
         let value = &patch["patch"]["value"];
         match patch["applyTo"].as_str().unwrap() {
-            "BOOTSTRAP" => {
-                extensions.extend(value["bootstrap_extensions"].as_array().unwrap().iter().cloned());
-                clusters.extend(value["static_resources"]["clusters"].as_array().unwrap().iter().cloned());
-            }
             "CLUSTER" => clusters.push(value.clone()),
             "LISTENER" => {
                 let text = value.to_string().replace("\"0.0.0.0\"", "\"127.0.0.1\"");
                 listeners.push(serde_json::from_str(&text).unwrap());
             }
-            other => panic!("unexpected patch {other}"),
+            other => panic!("unexpected patch {other}: only CLUSTER and LISTENER reach a current Istio gateway"),
         }
     }
-    json!({
+    std::fs::create_dir_all(dir).unwrap();
+    let (cds, lds) = (dir.join("cds.yaml"), dir.join("lds.yaml"));
+    envoy::write_resources(&cds, envoy::CLUSTER_TYPE, &clusters);
+    envoy::write_resources(&lds, envoy::LISTENER_TYPE, &listeners);
+    let source = |file: &Path| {
+        json!({
+            "path_config_source": { "path": file, "watched_directory": { "path": dir } },
+            "resource_api_version": "V3",
+        })
+    };
+    let bootstrap = json!({
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin.port() } } },
-        "bootstrap_extensions": extensions,
-        "static_resources": { "clusters": clusters, "listeners": listeners },
-    })
+        "node": { "id": "gateway", "cluster": "istio-ingressgateway" },
+        "dynamic_resources": { "cds_config": source(&cds), "lds_config": source(&lds) },
+    });
+    let path = dir.join("bootstrap.json");
+    std::fs::write(&path, bootstrap.to_string()).unwrap();
+    path
 }
 
 #[test]
@@ -171,11 +180,10 @@ fn the_envoy_filter_runs_in_envoy_loading_the_module_from_the_controller() {
     assert!(text.contains(&sha), "the rendered filter names the module's sha256");
     let envoy_filter: Value = serde_yaml::from_str(&text).unwrap();
     let admin = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
-    let config = work.path().join("envoy.json");
-    std::fs::write(&config, bootstrap_from(&envoy_filter, admin).to_string()).unwrap();
+    let config = dynamic_config_from(&envoy_filter, admin, &work.path().join("gateway"));
     envoy::validate(&config).unwrap();
 
-    // And it runs: the module arrives through `remote`, the fetcher publishes the table, a request is routed.
+    // And it runs: the module arrives through `remote`, one root context fetches the table, a request is routed.
     let mut command = Command::new(paths::envoy());
     command.arg("-c").arg(&config).args(["--use-dynamic-base-id", "--concurrency", "2", "--log-level", "info"]);
     let mut process = Process::spawn("envoy", &mut command, work.path());
@@ -188,4 +196,67 @@ fn the_envoy_filter_runs_in_envoy_loading_the_module_from_the_controller() {
     assert_eq!(miss.status, 404, "answered by the Berth filter");
     assert!(miss.header("x-berth").is_some(), "{:?}", miss.body);
     drop(controller);
+}
+
+/// The controller's cluster arrives by CDS like the listeners that download the module through it, and xDS does
+/// not promise it comes first: a listener whose download fails keeps warming and retries, and serves once the
+/// cluster is there.
+#[test]
+fn the_istio_listeners_wait_for_the_controller_cluster_that_arrives_after_them() {
+    let work = tempfile::tempdir().unwrap();
+    let backend = Backend::start("web");
+    let dir = ManifestDir::new(&work.path().join("objects"));
+    dir.write(
+        "all.yaml",
+        &[
+            manifests::node("n1", "127.0.0.1"),
+            manifests::ingress_class(),
+            manifests::node_port_service("web", 80, backend.addr.port()),
+            manifests::ingress("web", &[Rule("web.example", "/", "Prefix", "web", 80)]),
+        ]
+        .join("---\n"),
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
+    let wasm = paths::wasm();
+    let _controller =
+        Controller::start_with(addr, &dir.path, work.path(), &[format!("--filter-wasm={}", wasm.display())]);
+    let http_port = wait::free_port();
+    let rendered = berth_tests::controller::berth(&[
+        "istio-config",
+        &format!("--controller-service=127.0.0.1:{}", addr.port()),
+        &format!("--wasm={}", wasm.display()),
+        &format!("--http-port={http_port}"),
+    ]);
+    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+    let envoy_filter: Value = serde_yaml::from_slice(&rendered.stdout).unwrap();
+    let admin = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
+    let gateway = work.path().join("gateway");
+    let config = dynamic_config_from(&envoy_filter, admin, &gateway);
+
+    // First without the controller's cluster.
+    let cds = gateway.join("cds.yaml");
+    let all_clusters = envoy::read_resources(&cds);
+    let others: Vec<Value> = all_clusters.iter().filter(|c| c["name"] != "berth_controller").cloned().collect();
+    assert_eq!(others.len() + 1, all_clusters.len());
+    envoy::write_resources(&cds, envoy::CLUSTER_TYPE, &others);
+    let mut command = Command::new(paths::envoy());
+    command.arg("-c").arg(&config).args(["--use-dynamic-base-id", "--concurrency", "2", "--log-level", "info"]);
+    let mut process = Process::spawn("envoy", &mut command, work.path());
+    // Envoy tried the download and, without the module, stays initializing (its listeners not serving).
+    wait::until("Envoy to try downloading the module", Duration::from_secs(20), || {
+        assert!(process.is_running(), "envoy exited:\n{}", process.log());
+        (berth_tests::admin::stat(admin, "wasm.remote_load_cache_misses") >= 1).then_some(())
+    });
+    let ready = client::get(admin, "admin", "/ready").unwrap();
+    assert_eq!((ready.status, ready.body.trim()), (503, "INITIALIZING"), "{ready:?}");
+    let http = SocketAddr::from(([127, 0, 0, 1], http_port));
+    assert!(client::get(http, "web.example", "/").is_err(), "no listener before the module is there");
+
+    // Then the cluster arrives: the next retry downloads the module and the listener serves.
+    envoy::write_resources(&cds, envoy::CLUSTER_TYPE, &all_clusters);
+    wait::until("web.example once the controller's cluster is there", Duration::from_secs(60), || {
+        assert!(process.is_running(), "envoy exited:\n{}", process.log());
+        client::get(http, "web.example", "/").ok().filter(|r| r.header("x-backend") == Some("web"))
+    });
+    assert_eq!(client::get(admin, "admin", "/ready").unwrap().status, 200);
 }

@@ -2,24 +2,29 @@
 
 use berth_tests::{envoy, paths};
 
-/// Renders `berth envoy-config` with `extra` arguments, checks that Envoy validates it and returns it.
+/// Renders `berth envoy-config` with `extra` arguments, checks that Envoy validates it (the bootstrap, and the LDS
+/// and CDS resources) and returns the three files' text.
 fn render_and_validate(extra: &[&str]) -> String {
     let work = tempfile::tempdir().unwrap();
     let wasm = format!("--wasm={}", paths::wasm().display());
-    let mut args = vec!["envoy-config", "--controller=127.0.0.1:8081", &wasm];
+    let out_dir = format!("--out-dir={}", work.path().join("out").display());
+    let mut args = vec!["envoy-config", "--controller=127.0.0.1:8081", &wasm, &out_dir];
     args.extend(["--http-listen=127.0.0.1:8080", "--admin=127.0.0.1:9901"]);
     args.extend(extra);
     let output = berth_tests::controller::berth(&args);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let config = work.path().join("envoy.yaml");
-    std::fs::write(&config, &output.stdout).unwrap();
-    envoy::validate(&config).unwrap();
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let bootstrap = work.path().join("out/bootstrap.yaml");
+    envoy::validate(&bootstrap).unwrap();
+    ["bootstrap.yaml", "cds.yaml", "lds.yaml"]
+        .iter()
+        .map(|file| std::fs::read_to_string(work.path().join("out").join(file)).unwrap())
+        .collect()
 }
 
 #[test]
 fn rendered_bootstrap_validates() {
-    render_and_validate(&[]);
+    let text = render_and_validate(&[]);
+    assert!(text.contains("path_config_source") && !text.contains("bootstrap_extensions"), "{text}");
 }
 
 #[test]

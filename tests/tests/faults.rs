@@ -192,9 +192,10 @@ fn start_envoy_with_short_polls(controller: SocketAddr, work: &Path) -> Envoy {
     let (http, admin) =
         (SocketAddr::from(([127, 0, 0, 1], wait::free_port())), SocketAddr::from(([127, 0, 0, 1], wait::free_port())));
     let config = envoy::render(controller, http, admin, work, &[]);
-    let rendered = std::fs::read_to_string(&config).unwrap();
+    let listeners = envoy::resource_file(&config, "lds_config");
+    let rendered = std::fs::read_to_string(&listeners).unwrap();
     assert!(rendered.contains(r#""wait_seconds":30"#), "{rendered}");
-    std::fs::write(&config, rendered.replace(r#""wait_seconds":30"#, r#""wait_seconds":1"#)).unwrap();
+    std::fs::write(&listeners, rendered.replace(r#""wait_seconds":30"#, r#""wait_seconds":1"#)).unwrap();
     Envoy::run("envoy", &config, http, admin, work, envoy::TEST_OPTIONS)
 }
 

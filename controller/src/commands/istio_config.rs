@@ -24,6 +24,7 @@ pub fn istio_config(args: IstioConfigArgs) -> ExitCode {
         selector: args.gateway_selector,
         namespace: args.namespace,
         edge: args.edge.settings(crate::envoy_edge::DEFAULT_MAX_DOWNSTREAM_CONNECTIONS),
+        allow_istio_ports: args.allow_istio_ports,
     };
     if let Err(problem) = config.check() {
         eprintln!("berth: {problem}");

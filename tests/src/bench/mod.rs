@@ -43,7 +43,7 @@ pub fn envoy_options(workers: u32) -> Vec<String> {
 pub struct BerthStack {
     pub envoy: Envoy,
     pub controller: Controller,
-    /// Berth's rendered bootstrap, the base of the native one.
+    /// Berth's rendered config with its LDS and CDS resources folded in as static ones: the base of the native one.
     pub rendered: String,
 }
 
@@ -59,7 +59,7 @@ impl BerthStack {
         let controller = Controller::start_with(controller_addr, &manifests.path, work, controller_args);
         let (http, admin) = (free_addr(), free_addr());
         let config = envoy::render(controller.addr, http, admin, work, args);
-        let rendered = std::fs::read_to_string(&config)?;
+        let rendered = serde_yaml::to_string(&envoy::static_equivalent(&config))?;
         let options = envoy_options(workers);
         let options: Vec<&str> = options.iter().map(String::as_str).collect();
         let envoy = Envoy::run("berth-envoy", &config, http, admin, work, &options);

@@ -123,7 +123,8 @@ fn destination(backends: &[Backend], clusters: &mut BTreeMap<Vec<SocketAddr>, St
     }
 }
 
-/// Turns Berth's rendered bootstrap (`berth envoy-config`, as YAML) into the native one: the same listener and
+/// Turns Berth's rendered config (`berth envoy-config`, its LDS and CDS resources folded in as static ones by
+/// [`berth_tests::envoy::static_equivalent`], as YAML) into the native one: the same listener and
 /// connection-manager settings, with Envoy's own `route_config` instead of the filter, no fetcher, and the
 /// clusters the routes name. HTTP listener on `http`, admin on `admin`; any TCP listener is dropped.
 pub fn native_bootstrap(
@@ -207,7 +208,7 @@ pub fn addr(port: u16) -> SocketAddr {
 #[cfg(test)]
 pub fn rendered_bootstrap(work: &std::path::Path) -> String {
     let config = berth_tests::envoy::render(addr(7070), addr(8080), addr(9901), work, &["--tcp-ports=31000".into()]);
-    std::fs::read_to_string(config).unwrap_or_else(|e| panic!("the rendered bootstrap: {e}"))
+    serde_yaml::to_string(&berth_tests::envoy::static_equivalent(&config)).unwrap()
 }
 
 #[cfg(test)]
