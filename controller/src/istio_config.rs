@@ -7,7 +7,8 @@
 //! passthrough on `tls_port`) rather than a
 //! filter in Istio's listeners: on those, Istio's router sends every request to Istio's clusters (so the
 //! destination the filter picks would be ignored), and the filter would answer 404 for every host Istio serves and
-//! Berth does not know. Its own listeners route everything to `berth_original_dst`, exactly as in plain Envoy.
+//! Berth does not know. Its own listeners route everything to its `ORIGINAL_DST` clusters (one per protocol),
+//! exactly as in plain Envoy.
 
 use std::fmt;
 use std::str::FromStr;
