@@ -7,8 +7,8 @@
 //!
 //! Berth gets listeners of its own on the gateway (HTTP on `http_port`, TCP on the allocatable ports, TLS
 //! passthrough on `tls_port`) rather than a filter in Istio's listeners: on those, Istio's router sends every
-//! request to Istio's clusters, so Berth's own listeners route everything to `berth_original_dst`, exactly as in
-//! plain Envoy. Their ports must differ from every listener Istio builds on the gateway: a `Gateway` server on port
+//! request to Istio's clusters, so Berth's own listeners route everything to its `ORIGINAL_DST` clusters (one per
+//! protocol), exactly as in plain Envoy. Their ports must differ from every listener Istio builds on the gateway: a `Gateway` server on port
 //! 80 or 443 becomes a listener on 8080 or 8443, and Istio's agent and Envoy use 15000-15099. [`IstioConfig::check`]
 //! refuses those unless forced.
 //!

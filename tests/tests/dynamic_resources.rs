@@ -236,7 +236,4 @@ fn in_continue_mode_hosts_berth_does_not_know_keep_the_listeners_own_routes() {
     // without a destination.
     let miss = envoy.get("nobody.example", "/");
     assert_eq!((miss.status, miss.header("x-berth")), (404, Some("no-route")), "{miss:?}");
-    // And Berth's routes still win for its hosts when the table changes.
-    objects.write("web.yaml", &manifests::ingress("web", &[Rule("web.example", "/", "Prefix", "web", 80)]));
-    assert_eq!(envoy.get("istio.example", "/").header("x-backend"), Some("istio"));
 }
