@@ -472,7 +472,9 @@ mod tests {
     fn the_bootstrap_has_nothing_of_berths_but_where_its_listeners_and_clusters_are() {
         let bootstrap: serde_yaml::Value = serde_yaml::from_str(&render(&sample()).bootstrap).unwrap();
         let keys: Vec<&str> = bootstrap.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap()).collect();
-        assert_eq!(keys, ["admin", "dynamic_resources", "node"]);
+        // The overload manager is the edge's client-connection cap, a whole-Envoy setting that only a bootstrap can
+        // carry; nothing in it names the filter, its clusters or its listeners.
+        assert_eq!(keys, ["admin", "dynamic_resources", "node", "overload_manager"]);
         assert_eq!(bootstrap["admin"]["address"]["socket_address"]["port_value"], 9901);
         for (source, file) in [("lds_config", "lds.yaml"), ("cds_config", "cds.yaml")] {
             let config = &bootstrap["dynamic_resources"][source];

@@ -5,11 +5,11 @@
 //! (`vm_config.code.remote`, checked against its sha256) instead of read from a file, and the controller is
 //! reached through its Service name.
 //!
-//! Berth gets listeners of its own on the gateway (HTTP on `http_port`, TCP on the allocatable ports, TLS
-//! passthrough on `tls_port`) rather than a filter in Istio's listeners: on those, Istio's router sends every
-//! request to Istio's clusters, so Berth's own listeners route everything to its `ORIGINAL_DST` clusters (one per
-//! protocol), exactly as in plain Envoy. Their ports must differ from every listener Istio builds on the gateway: a `Gateway` server on port
-//! 80 or 443 becomes a listener on 8080 or 8443, and Istio's agent and Envoy use 15000-15099. [`IstioConfig::check`]
+//! Berth gets listeners of its own on the gateway (HTTP on `http_port`, TCP on the allocatable ports, TLS passthrough
+//! on `tls_port`) rather than a filter in Istio's listeners: on those, Istio's router sends every request to Istio's
+//! clusters, so Berth's own listeners route everything to its `ORIGINAL_DST` clusters (one per protocol), exactly as in
+//! plain Envoy. Their ports must differ from every listener Istio builds on the gateway: a `Gateway` server on port 80
+//! or 443 becomes a listener on 8080 or 8443, and Istio's agent and Envoy use 15000-15099. [`IstioConfig::check`]
 //! refuses those unless forced.
 //!
 //! The controller cluster arrives by CDS together with the listeners that download the module through it. A
@@ -374,7 +374,11 @@ mod tests {
         assert_eq!(tcp["filter_chains"][0]["filters"][1]["typed_config"]["cluster"], TCP_ORIGINAL_DST_CLUSTER);
         let clusters: Vec<&serde_yaml::Value> =
             applied_to(&all, "CLUSTER").iter().map(|p| &p["patch"]["value"]["name"]).collect();
-        assert_eq!(clusters, [ORIGINAL_DST_CLUSTER, TCP_ORIGINAL_DST_CLUSTER], "one per protocol");
+        assert_eq!(
+            clusters,
+            [CONTROLLER_CLUSTER, ORIGINAL_DST_CLUSTER, TCP_ORIGINAL_DST_CLUSTER],
+            "the controller's, then one per protocol"
+        );
     }
 
     #[test]
