@@ -9,7 +9,6 @@
 //! destination the filter picks would be ignored), and the filter would answer 404 for every host Istio serves and
 //! Berth does not know. Its own listeners route everything to `berth_original_dst`, exactly as in plain Envoy.
 
-use std::fmt;
 use std::str::FromStr;
 
 use berth_table::PortRange;
