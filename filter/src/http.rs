@@ -6,7 +6,9 @@
 //! [`crate::cache`]); the table is copied and parsed only when its version moves. Passive health adds one
 //! `response.flags` property read per response. A route with a session
 //! cookie costs one more header read (`cookie`), and one response header write when the cookie is (re-)issued;
-//! other routes never read the cookie. A request never continues without its destination set: the
+//! other routes never read the cookie. A route with a policy (rewrite, timeout, retries, header edits; see
+//! [`crate::route_policy`]) costs one header write per edit, and a `:path` read for a rewrite when matching did not
+//! need one; other routes make no such call. A request never continues without its destination set: the
 //! `ORIGINAL_DST` cluster would otherwise fall back to the connection's own destination, which is Envoy's
 //! listener. When every endpoint of a route is ejected, the filter answers 503 at once rather than try one.
 //!

@@ -192,3 +192,34 @@ fn an_ingress_berth_no_longer_serves_loses_the_address_berth_wrote() {
     });
     assert_eq!(ingress_ip(&kubectl, "theirs"), "127.0.0.9", "another controller's address is left alone");
 }
+
+#[test]
+fn a_route_field_berth_ignores_and_an_unclear_expose_value_are_warned_about_on_the_object() {
+    let work = tempfile::tempdir().expect("temp dir");
+    let api = KubeApiServer::start(work.path());
+    let kubectl = api.kubectl();
+    kubectl.install_crds();
+    let mirrored = manifests::virtual_service("mirrored", &["m.example.com"], &[HttpRoute("prefix", "/", "web", 80)])
+        .replace("    route:\n", "    mirror: {host: shadow}\n    route:\n");
+    let unclear = manifests::virtual_service("unclear", &["u.example.com"], &[HttpRoute("prefix", "/", "web", 80)])
+        .replace("berth.dev/expose: \"true\"", "berth.dev/expose: \"True\"");
+    kubectl.apply(
+        &[manifests::node("n1", "127.0.0.1"), node_port_service("web", 80, 30080), mirrored, unclear].join("---\n"),
+    );
+    let _controller = Controller::start_kube(&api.kubeconfig, work.path(), &[]);
+    for (name, says) in [
+        ("mirrored", "spec.http[0].mirror: not supported by berth and ignored"),
+        ("unclear", "\"True\" is neither \"true\" nor \"false\", so the VirtualService is not exposed"),
+    ] {
+        let warning = wait::until("the berth.dev/warning annotation", Duration::from_secs(10), || {
+            let text = kubectl.annotation(&["virtualservice", name], "berth.dev/warning");
+            (!text.is_empty()).then_some(text)
+        });
+        assert!(warning.contains(says), "{name}: {warning}");
+        assert!(kubectl.annotation(&["virtualservice", name], "berth.dev/error").is_empty(), "a warning only");
+        let event = wait::until("a BerthWarning Event", Duration::from_secs(10), || {
+            kubectl.events_about(name).into_iter().find(|e| e.reason == "BerthWarning")
+        });
+        assert!(event.message.contains(says), "{event:?}");
+    }
+}
