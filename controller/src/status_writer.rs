@@ -234,8 +234,8 @@ impl Drop for Writer {
     }
 }
 
-/// The outcome of one write.
-enum Outcome {
+/// What became of one write.
+enum Patched {
     Done,
     /// The object is gone: nothing to write any more.
     Gone,
@@ -264,15 +264,15 @@ async fn write_loop(
                 continue;
             }
             match patch(&client, vs.as_ref(), &write).await {
-                Outcome::Done => {
+                Patched::Done => {
                     info!(object = %write.key, patch = %write.patch, "wrote back");
                     done.insert(write.key, made);
                 }
-                Outcome::Gone => {
+                Patched::Gone => {
                     debug!(object = %write.key, "gone before it could be written to");
                     done.insert(write.key, made);
                 }
-                Outcome::Failed(error) => {
+                Patched::Failed(error) => {
                     warn!(object = %write.key, %error, "cannot write back; trying again in {delay:?}");
                     failed = true;
                 }
@@ -314,11 +314,11 @@ fn params() -> PatchParams {
     PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..PatchParams::default() }
 }
 
-async fn patch(client: &Client, virtual_service: Option<&ApiResource>, write: &Write) -> Outcome {
+async fn patch(client: &Client, virtual_service: Option<&ApiResource>, write: &Write) -> Patched {
     let (namespace, name) = (&write.key.namespace, &write.key.name);
     let result = match write.key.kind {
         Kind::VirtualService => {
-            let Some(resource) = virtual_service else { return Outcome::Gone };
+            let Some(resource) = virtual_service else { return Patched::Gone };
             let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, resource);
             api.patch(name, &params(), &Patch::Merge(&write.patch)).await.map(drop)
         }
@@ -326,12 +326,12 @@ async fn patch(client: &Client, virtual_service: Option<&ApiResource>, write: &W
             let api = Api::<Ingress>::namespaced(client.clone(), namespace);
             api.patch_status(name, &params(), &Patch::Merge(&write.patch)).await.map(drop)
         }
-        _ => return Outcome::Gone,
+        _ => return Patched::Gone,
     };
     match result {
-        Ok(()) => Outcome::Done,
-        Err(kube::Error::Api(status)) if status.code == 404 => Outcome::Gone,
-        Err(error) => Outcome::Failed(error),
+        Ok(()) => Patched::Done,
+        Err(kube::Error::Api(status)) if status.code == 404 => Patched::Gone,
+        Err(error) => Patched::Failed(error),
     }
 }
 
