@@ -1,7 +1,8 @@
 //! The run loop's state: the index, the ports handed out, the publisher and, in Kubernetes mode, the clusters.
-//! One task owns it, so none of it needs a lock. Each change from a source goes into the index ([`Controller::handle`]);
-//! then [`crate::reconcile::reconcile`] says what is published, and this module does the I/O around it: logs, the
-//! state file, the write-back plan handed to each cluster's writer, the publication, the Events for new errors.
+//! One task owns it, so none of it needs a lock. Each change from a source goes into the index
+//! ([`Controller::handle`]); then [`crate::reconcile::reconcile`] says what is published, and this module does the
+//! I/O around it: logs, the state file, the write-back plan handed to each cluster's writer, the publication, the
+//! Events for new errors.
 //!
 //! Directory mode: ports handed out to tcp routes are written to the state file (`--state`) before the table
 //! that uses them is published; that file, `berth routes` and `/v1/routes` are where addresses show, never the
@@ -24,13 +25,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use crate::clusters::Clusters;
 use crate::compiler::{Assignments, Compiled, HeldPorts, Options, ports};
 use crate::health::{Health, Observation};
 use crate::index::Index;
-use crate::publish::{Publisher, Snapshot};
+use crate::publish::{Publication, Publisher};
 use crate::reconcile::{Inputs, KubeInputs, apply_health, reconcile};
 use crate::source::Update;
-use crate::source::clusters::Clusters;
 use crate::{Result, leader, state, status_writer};
 
 /// How often a failed write of the state file is tried again.
@@ -140,7 +141,7 @@ impl Controller {
     }
 
     /// Where the server reads each publication from.
-    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+    pub fn subscribe(&self) -> watch::Receiver<Publication> {
         self.publisher.subscribe()
     }
 
@@ -206,11 +207,11 @@ impl Controller {
             }
             Update::Failing { cluster, error, unreachable } => {
                 let Some(kube) = &mut self.kube else { return false };
-                let (shown, recompile) = kube.clusters.failing(&cluster, error, unreachable);
-                if shown {
+                let changed = kube.clusters.failing(&cluster, error, unreachable);
+                if changed.shown {
                     self.publish_sources();
                 }
-                return recompile;
+                return changed.recompile;
             }
             Update::SessionKey(key) => {
                 let changed = self.affinity_key != Some(key);
@@ -219,11 +220,11 @@ impl Controller {
             }
             Update::Healthy { cluster } => {
                 let Some(kube) = &mut self.kube else { return false };
-                let (shown, recompile) = kube.clusters.healthy(&cluster);
-                if shown {
+                let changed = kube.clusters.healthy(&cluster);
+                if changed.shown {
                     self.publish_sources();
                 }
-                return recompile;
+                return changed.recompile;
             }
             Update::Kubeconfigs(secrets) => {
                 let Some(kube) = &mut self.kube else { return false };
@@ -332,5 +333,41 @@ impl Controller {
             Ok(()) => self.saved = Some(self.held.clone()),
             Err(e) => error!("{e}; trying again every {}s", STATE_RETRY.as_secs()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::LOCAL_CLUSTER;
+    use crate::source::{crds, kube as kube_source};
+    use tokio::sync::mpsc;
+
+    /// What the run loop does with one update.
+    fn step(controller: &mut Controller, update: Update) {
+        if controller.handle(update) {
+            controller.update();
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_table_follows_the_last_list_even_when_that_list_changes_nothing_compiled() {
+        // A client of a loopback port nothing serves: the watches it starts fail quietly; updates come from here.
+        let client = ::kube::Client::try_from(::kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let (updates, _pending) = mpsc::channel(64);
+        let clusters = Clusters::start(client, kube_source::Options::default(), "berth", updates);
+        let mut controller = Controller::new(Options::default(), Health::new(Duration::from_secs(60)).0);
+        controller.start_kube(KubeMode::new(clusters, None, None), None, false);
+        let snapshots = controller.subscribe();
+        for (kind, _) in kube_source::builtin_resources() {
+            step(&mut controller, Update::Listed { cluster: LOCAL_CLUSTER.to_string(), kind });
+        }
+        for (kind, _, _) in crds::OPTIONAL_KINDS {
+            step(&mut controller, Update::Served { cluster: LOCAL_CLUSTER.to_string(), kind, resource: None });
+        }
+        assert!(snapshots.borrow().table.is_none(), "the kubeconfig Secrets are not listed yet");
+        // No kubeconfig Secrets: no cluster added or removed, nothing to compile but the first table.
+        step(&mut controller, Update::Kubeconfigs(Vec::new()));
+        assert!(snapshots.borrow().table.is_some(), "ready once everything is listed, whatever came last");
     }
 }

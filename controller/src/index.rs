@@ -47,7 +47,7 @@ impl From<&SourceId> for SourceId {
 /// `dir:examples`, or `dir:examples (cluster alpha)`.
 impl fmt::Display for SourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.cluster.is_empty() {
+        if crate::objects::is_local(&self.cluster) {
             f.write_str(&self.name)
         } else {
             write!(f, "{} (cluster {})", self.name, self.cluster)

@@ -1,6 +1,9 @@
-//! Berth's controller: sources of Kubernetes objects → index → compiler → versioned table, served to Envoy.
+//! Berth's controller: sources of Kubernetes objects → index → reconcile (compiler and every step after it) →
+//! versioned table, served to Envoy. ARCHITECTURE.md at the repository root maps the modules.
 
+pub mod api;
 pub mod cli;
+pub mod clusters;
 pub mod commands;
 pub mod compiler;
 pub mod controller;

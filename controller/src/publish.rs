@@ -17,26 +17,26 @@ use berth_table::Table;
 use tokio::sync::watch;
 
 use crate::Diagnostic;
+use crate::api::SourceStatus;
 use crate::compiler::{Assignment, Assignments, Compiled, Content};
 use crate::health::EndpointHealth;
-use crate::server::SourceView;
 
 /// What readers see: the current table (none until the first compilation), the current diagnostics, the ports
 /// handed out to tcp routes and the addresses of tls routes.
 #[derive(Debug, Clone, Default)]
-pub struct Snapshot {
+pub struct Publication {
     pub table: Option<Arc<Published>>,
     pub diagnostics: Arc<Vec<Diagnostic>>,
     pub assignments: Arc<Assignments>,
     /// Where clients reach the tls routes served.
     pub tls_addresses: Arc<Vec<Assignment>>,
     /// How each source is doing: a stale source's objects are the last it delivered.
-    pub sources: Arc<Vec<SourceView>>,
+    pub sources: Arc<Vec<SourceStatus>>,
     /// Every checked endpoint's health, by service then address.
     pub health: Arc<Vec<EndpointHealth>>,
 }
 
-impl Snapshot {
+impl Publication {
     pub fn version(&self) -> Option<u64> {
         self.table.as_ref().map(|t| t.table.version)
     }
@@ -51,7 +51,7 @@ pub struct Published {
 
 /// What one publication changed, for logging.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Difference {
     pub version: u64,
     pub table_changed: bool,
     /// Diagnostics that were not there before: each is logged once, when it appears.
@@ -60,20 +60,20 @@ pub struct Outcome {
     pub assignments_changed: bool,
 }
 
-impl Outcome {
+impl Difference {
     pub fn changed(&self) -> bool {
         self.table_changed || self.diagnostics_changed || self.assignments_changed
     }
 }
 
 pub struct Publisher {
-    tx: watch::Sender<Snapshot>,
+    tx: watch::Sender<Publication>,
     first_version: u64,
 }
 
 impl Publisher {
     pub fn new(first_version: u64) -> Self {
-        Publisher { tx: watch::Sender::new(Snapshot::default()), first_version }
+        Publisher { tx: watch::Sender::new(Publication::default()), first_version }
     }
 
     /// A publisher whose first version is the current time in milliseconds since the Unix epoch.
@@ -82,13 +82,14 @@ impl Publisher {
         Self::new(u64::try_from(now).unwrap_or(u64::MAX / 2))
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+    pub fn subscribe(&self) -> watch::Receiver<Publication> {
         self.tx.subscribe()
     }
 
     /// Publishes `compiled` (from which unhealthy endpoints are already left out) and `health`, together. Health
-    /// alone changing wakes readers of `/v1/routes` but is not worth a log line: [`Outcome::changed`] leaves it out.
-    pub fn publish(&mut self, compiled: Compiled, health: Vec<EndpointHealth>) -> Outcome {
+    /// alone changing wakes readers of `/v1/routes` but is not worth a log line: [`Difference::changed`] leaves it
+    /// out.
+    pub fn publish(&mut self, compiled: Compiled, health: Vec<EndpointHealth>) -> Difference {
         let previous = self.tx.borrow().clone();
         let table_changed = previous.table.as_ref().is_none_or(|p| !holds(&p.table, &compiled.content));
         let table = match (&previous.table, table_changed) {
@@ -109,7 +110,7 @@ impl Publisher {
         let health_changed = *previous.health != health;
         let version = table.table.version;
         if table_changed || diagnostics_changed || assignments_changed || health_changed {
-            self.tx.send_replace(Snapshot {
+            self.tx.send_replace(Publication {
                 table: Some(table),
                 diagnostics: Arc::new(compiled.diagnostics),
                 assignments: Arc::new(compiled.assignments),
@@ -118,11 +119,11 @@ impl Publisher {
                 health: Arc::new(health),
             });
         }
-        Outcome { version, table_changed, new_diagnostics, diagnostics_changed, assignments_changed }
+        Difference { version, table_changed, new_diagnostics, diagnostics_changed, assignments_changed }
     }
 
     /// Replaces the sources' status; readers are woken only when it changed.
-    pub fn set_sources(&mut self, sources: Vec<SourceView>) {
+    pub fn set_sources(&mut self, sources: Vec<SourceStatus>) {
         self.tx.send_if_modified(|snapshot| {
             let changed = *snapshot.sources != sources;
             snapshot.sources = Arc::new(sources);

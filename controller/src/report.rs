@@ -2,19 +2,10 @@
 
 use std::fmt::Write;
 
-use berth_table::{Backend, PathMatch, Table};
+use berth_table::{Backend, Table};
 
+use crate::api::Address;
 use crate::health::EndpointHealth;
-use crate::server::AddressView;
-
-/// `prefix /api`, `exact /x`, `segments /app`: how people are shown a path match.
-pub fn describe_path(path: &PathMatch) -> String {
-    match path {
-        PathMatch::Exact(p) => format!("exact {p}"),
-        PathMatch::Prefix(p) => format!("prefix {p}"),
-        PathMatch::Segments(p) => format!("segments {p}"),
-    }
-}
 
 /// `default/service1:8080 → 127.0.0.1:30081`, with weights when there are several backends.
 pub fn describe_backends(backends: &[Backend]) -> String {
@@ -55,7 +46,7 @@ pub fn describe_backends_with_health(backends: &[Backend], health: &[EndpointHea
 pub fn render(
     table: &Table,
     version: Option<u64>,
-    addresses: &[AddressView],
+    addresses: &[Address],
     errors: &[String],
     warnings: &[String],
     health: &[EndpointHealth],
@@ -88,7 +79,7 @@ pub fn render(
         for route in &table.http {
             rows.push([
                 route.host.clone(),
-                describe_path(&route.path),
+                route.path.to_string(),
                 describe_backends_with_health(&route.backends, health),
                 route.source.to_string(),
             ]);
@@ -200,7 +191,7 @@ fn plural(n: usize, what: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_table::{DefaultBackend, Endpoint, HttpRoute, Source, TcpRoute};
+    use berth_table::{DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, TcpRoute};
 
     fn backend(service: &str, weight: u32, ports: &[u16]) -> Backend {
         Backend {
@@ -243,7 +234,7 @@ mod tests {
             source: source("VirtualService", "db"),
             source_ip_affinity: false,
         });
-        let addresses = [AddressView {
+        let addresses = [Address {
             object: "VirtualService default/db".into(),
             route: "tcp[0]".into(),
             address: "tcp.example.com:31000".into(),
@@ -346,7 +337,7 @@ health checks:
                 source: source("VirtualService", name),
             });
         }
-        let addresses = [AddressView {
+        let addresses = [Address {
             object: "VirtualService default/a".into(),
             route: "tls[0]".into(),
             address: "a.example.com:443".into(),

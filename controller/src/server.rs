@@ -25,20 +25,18 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use berth_table::Table;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::compiler::Assignment;
+use crate::api::{Address, Routes};
 use crate::diagnostic::DiagnosticView;
-use crate::health::EndpointHealth;
-use crate::publish::Snapshot;
+use crate::publish::Publication;
 use crate::{Error, Result};
 
 /// The longest a client may ask to wait for a new table.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
-pub fn router(snapshots: watch::Receiver<Snapshot>) -> Router {
+pub fn router(snapshots: watch::Receiver<Publication>) -> Router {
     Router::new()
         .route("/v1/table", get(table))
         .route("/v1/routes", get(routes))
@@ -102,7 +100,7 @@ struct TableQuery {
 }
 
 async fn table(
-    State(snapshots): State<watch::Receiver<Snapshot>>,
+    State(snapshots): State<watch::Receiver<Publication>>,
     Query(query): Query<TableQuery>,
     headers: HeaderMap,
 ) -> Response {
@@ -158,74 +156,14 @@ fn if_none_match(headers: &HeaderMap) -> Option<u64> {
     first.trim_matches('"').parse().ok()
 }
 
-/// The body of `/v1/routes`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RoutesView {
-    pub table: Table,
-    /// Ports handed out to tcp routes, by claim (`VirtualService default/db tcp[0]`), including those of objects
-    /// not served at the moment (their errors say why). Ports without an address (no PortAllocation left) are not
-    /// listed. Then the addresses of the tls routes served (`tls[0]`, `a.example.com:443`), one per server name.
-    #[serde(default)]
-    pub addresses: Vec<AddressView>,
-    pub errors: Vec<DiagnosticView>,
-    #[serde(default)]
-    pub warnings: Vec<DiagnosticView>,
-    /// Whether any source is stale.
-    #[serde(default)]
-    pub stale: bool,
-    #[serde(default)]
-    pub sources: Vec<SourceView>,
-    #[serde(default)]
-    pub health: Vec<EndpointHealth>,
-}
-
-/// One source's status: `{"name": "kube", "stale": true, "since": "2025-..Z", "error": ".."}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceView {
-    pub name: String,
-    pub stale: bool,
-    /// When it became stale (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<String>,
-    /// Why it is stale.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// One tcp route's address: `{"object": "VirtualService default/db", "route": "tcp[0]", "address":
-/// "tcp.example.com:31000", "port": 31000}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AddressView {
-    pub object: String,
-    pub route: String,
-    pub address: String,
-    pub port: u16,
-}
-
-impl AddressView {
-    pub fn of(assignment: &Assignment) -> Option<AddressView> {
-        Some(AddressView {
-            object: assignment.object.clone(),
-            route: assignment.route.clone(),
-            address: assignment.address()?,
-            port: assignment.port,
-        })
-    }
-}
-
-async fn routes(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response {
+async fn routes(State(snapshots): State<watch::Receiver<Publication>>) -> Response {
     let snapshot = snapshots.borrow().clone();
     let Some(published) = snapshot.table else {
         return (StatusCode::SERVICE_UNAVAILABLE, "no table compiled yet\n").into_response();
     };
-    let view = RoutesView {
+    let view = Routes {
         table: published.table.clone(),
-        addresses: snapshot
-            .assignments
-            .values()
-            .chain(snapshot.tls_addresses.iter())
-            .filter_map(AddressView::of)
-            .collect(),
+        addresses: snapshot.assignments.values().chain(snapshot.tls_addresses.iter()).filter_map(Address::of).collect(),
         errors: snapshot.diagnostics.iter().filter(|d| !d.is_warning()).map(DiagnosticView::from).collect(),
         warnings: snapshot.diagnostics.iter().filter(|d| d.is_warning()).map(DiagnosticView::from).collect(),
         stale: snapshot.sources.iter().any(|s| s.stale),
@@ -236,7 +174,7 @@ async fn routes(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response 
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn ready(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response {
+async fn ready(State(snapshots): State<watch::Receiver<Publication>>) -> Response {
     if snapshots.borrow().table.is_some() {
         (StatusCode::OK, "ok").into_response()
     } else {
@@ -248,7 +186,8 @@ async fn ready(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response {
 mod tests {
     use super::*;
     use crate::Diagnostic;
-    use crate::compiler::{Assignments, Compiled};
+    use crate::compiler::{Assignment, Assignments, Compiled};
+    use crate::health::EndpointHealth;
     use crate::publish::Publisher;
     use axum::http::Request;
     use std::time::Instant;
@@ -370,7 +309,7 @@ mod tests {
         publisher.publish(compiled("a"), vec![]);
         let (status, _, body) = get(&app, "/v1/routes", &[]).await;
         assert_eq!(status, StatusCode::OK);
-        let view: RoutesView = serde_json::from_slice(&body).unwrap();
+        let view: Routes = serde_json::from_slice(&body).unwrap();
         assert_eq!(view.table.http[0].host, "a");
         assert_eq!(view.errors.len(), 1);
         assert_eq!(view.errors[0].text, "Ingress ns/y: bad");
@@ -394,7 +333,7 @@ mod tests {
         let health = EndpointHealth::unhealthy_example();
         publisher.publish(compiled("a"), vec![health.clone()]);
         let (_, _, body) = get(&app, "/v1/routes", &[]).await;
-        let view: RoutesView = serde_json::from_slice(&body).unwrap();
+        let view: Routes = serde_json::from_slice(&body).unwrap();
         assert_eq!(view.health, [health]);
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(json["health"][0]["healthy"], false);

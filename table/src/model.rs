@@ -115,6 +115,18 @@ impl PathMatch {
     }
 }
 
+/// `prefix /api`, `exact /x`, `segments /app`: how people are shown a path match (in `berth routes`, in errors).
+impl std::fmt::Display for PathMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let how = match self {
+            PathMatch::Exact(_) => "exact",
+            PathMatch::Prefix(_) => "prefix",
+            PathMatch::Segments(_) => "segments",
+        };
+        write!(f, "{how} {}", self.as_str())
+    }
+}
+
 /// The fallback for requests no route matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DefaultBackend {

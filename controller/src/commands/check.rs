@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::api::Address;
 use crate::cli::CheckArgs;
 use crate::compiler::{Compiled, HeldPorts, Options, compile};
 use crate::health;
 use crate::index::Index;
 use crate::objects::health_check::DEFAULT_INTERVAL;
-use crate::server::AddressView;
 use crate::source::dir;
 use crate::source::dir_clusters::Splitter;
 use crate::{Result, report, state};
@@ -33,8 +33,8 @@ pub fn check(args: CheckArgs) -> ExitCode {
     let (warnings, errors): (Vec<_>, Vec<_>) = compiled.diagnostics.iter().partition(|d| d.is_warning());
     let errors: Vec<String> = errors.into_iter().map(ToString::to_string).collect();
     let warnings: Vec<String> = warnings.into_iter().map(ToString::to_string).collect();
-    let addresses: Vec<AddressView> =
-        compiled.assignments.values().chain(&compiled.tls_addresses).filter_map(AddressView::of).collect();
+    let addresses: Vec<Address> =
+        compiled.assignments.values().chain(&compiled.tls_addresses).filter_map(Address::of).collect();
     print!("{}", report::render(&compiled.content.to_table(0), None, &addresses, &errors, &warnings, &[]));
     if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

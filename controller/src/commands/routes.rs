@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::api::Routes;
 use crate::cli::{RoutesArgs, controller_url};
-use crate::server::RoutesView;
 use crate::{Error, Result, report};
 
 pub fn routes(args: RoutesArgs) -> Result<()> {
@@ -21,7 +21,7 @@ pub fn routes(args: RoutesArgs) -> Result<()> {
     Ok(())
 }
 
-fn fetch(url: &str) -> Result<RoutesView> {
+fn fetch(url: &str) -> Result<Routes> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
         .http_status_as_error(false)

@@ -3,7 +3,7 @@
 //! the server answers from the latest publication; health check results and leadership changes arrive in the same
 //! loop.
 //!
-//! Many clusters: the local one and one per kubeconfig Secret ([`crate::source::clusters`]) in Kubernetes mode,
+//! Many clusters: the local one and one per kubeconfig Secret ([`crate::clusters`]) in Kubernetes mode,
 //! the top level and one per subdirectory ([`crate::source::dir_clusters`]) in directory mode. All of them feed the
 //! one index and the one table.
 //!
@@ -18,10 +18,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
 use crate::cli::{RunArgs, Source};
+use crate::clusters::Clusters;
 use crate::compiler::Options;
 use crate::controller::{Controller, KubeMode, STATE_RETRY};
 use crate::health::Health;
-use crate::source::clusters::Clusters;
 use crate::source::dir_clusters::Splitter;
 use crate::source::{Update, dir, kube};
 use crate::{Error, Result, leader, server};

@@ -17,7 +17,6 @@ use berth_table::{HttpRoute, TlsRoute};
 use super::{Content, Problem, Wants, to_diagnostic};
 use crate::Diagnostic;
 use crate::objects::ObjectKey;
-use crate::report::describe_path;
 
 /// An object whose routes all resolved, waiting to claim them.
 #[derive(Debug, Clone)]
@@ -142,5 +141,5 @@ pub fn resolve(reserved: Vec<Reserved>, claimants: Vec<Claimant>) -> (Content, V
 }
 
 fn claim_of(route: &HttpRoute) -> Claim {
-    Claim::Http { host: route.host.clone(), path: describe_path(&route.path) }
+    Claim::Http { host: route.host.clone(), path: route.path.to_string() }
 }

@@ -233,7 +233,7 @@ fn routes(compiled: &Compiled) -> Vec<String> {
                     format!("{}@{}=[{}]", b.service, b.weight, endpoints.join(","))
                 })
                 .collect();
-            format!("{} {} → {} ({})", r.host, crate::report::describe_path(&r.path), backends.join(" "), r.source)
+            format!("{} {} → {} ({})", r.host, r.path, backends.join(" "), r.source)
         })
         .collect()
 }

@@ -63,6 +63,11 @@ impl fmt::Display for Kind {
 /// its objects read as they always have. Other clusters are named by their kubeconfig Secret (or subdirectory).
 pub const LOCAL_CLUSTER: &str = "";
 
+/// Whether `cluster` names the local cluster: ask this rather than whether a name is empty.
+pub fn is_local(cluster: &str) -> bool {
+    cluster == LOCAL_CLUSTER
+}
+
 /// What identifies an object: kind, cluster ([`LOCAL_CLUSTER`] or another's name), namespace (empty for
 /// cluster-scoped kinds) and name. Kind comes first so that one kind's objects sit together in the index.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,7 +100,7 @@ impl ObjectKey {
 
 /// `cluster/rest`, or `rest` alone for the local cluster.
 pub fn qualified(cluster: &str, rest: &str) -> String {
-    if cluster.is_empty() { rest.to_string() } else { format!("{cluster}/{rest}") }
+    if is_local(cluster) { rest.to_string() } else { format!("{cluster}/{rest}") }
 }
 
 /// `VirtualService default/website`, or `Node demo-node` for a cluster-scoped kind: how messages name an object.

@@ -45,7 +45,7 @@ pub struct Inputs<'a> {
 pub struct KubeInputs<'a> {
     /// Whether this replica leads (always, without `--leader-elect`): only a leader hands out ports and writes back.
     pub leading: bool,
-    /// The kinds whose CRD is not installed, by cluster (the local one is the empty name).
+    /// The kinds whose CRD is not installed, by cluster ([`crate::objects::LOCAL_CLUSTER`] for the local one).
     pub missing: &'a [(&'a str, Kind)],
     /// What is wrong with the clusters themselves: errors on their kubeconfig Secrets.
     pub cluster_diagnostics: Vec<Diagnostic>,

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use super::Update;
 use crate::Diagnostic;
 use crate::compiler::Compiled;
-use crate::objects::Kind;
+use crate::objects::{Kind, is_local};
 
 /// The kinds served through a CRD, the CRD's name, and the versions Berth reads, preferred first.
 pub const OPTIONAL_KINDS: [(Kind, &str, &[&str]); 2] = [
@@ -129,13 +129,13 @@ async fn watch_crd(client: Client, cluster: String, kind: Kind, name: &'static s
 pub fn explain_missing(missing: &[(&str, Kind)], compiled: &mut Compiled) {
     for (cluster, kind) in missing {
         let Some(name) = crd_name(*kind) else { continue };
-        let at = if cluster.is_empty() { String::new() } else { format!(" in cluster {cluster}") };
+        let at = if is_local(cluster) { String::new() } else { format!(" in cluster {cluster}") };
         let message = match kind {
             Kind::VirtualService => format!(
                 "the CustomResourceDefinition {name} is not installed{at}: VirtualServices are not read (Ingresses \
                  are); install Istio's CRDs and Berth picks them up without a restart"
             ),
-            Kind::PortAllocation if cluster.is_empty() => format!(
+            Kind::PortAllocation if is_local(cluster) => format!(
                 "the CustomResourceDefinition {name} is not installed: tcp routes get no port (http routes work); \
                  install it with `kubectl apply -f {PORT_ALLOCATION_CRD_FILE}` (from Berth's controller/deploy/crds/) \
                  and create a PortAllocation"
@@ -144,7 +144,7 @@ pub fn explain_missing(missing: &[(&str, Kind)], compiled: &mut Compiled) {
         };
         compiled.diagnostics.push(Diagnostic::new(message).warning());
     }
-    let missing: Vec<Kind> = missing.iter().filter(|(cluster, _)| cluster.is_empty()).map(|(_, kind)| *kind).collect();
+    let missing: Vec<Kind> = missing.iter().filter(|(cluster, _)| is_local(cluster)).map(|(_, kind)| *kind).collect();
     if missing.contains(&Kind::PortAllocation) {
         // Without the CRD there is no PortAllocation, so an error on a whole `spec.tcp` is the "no PortAllocation
         // to take a port from" one.

@@ -1,5 +1,5 @@
 //! Kubeconfig Secrets: the Secrets named `kubeconfig-<cluster>-<last 4 hex digits of the cluster's UUID>` that add
-//! a cluster, which cluster each adds, and what their kubeconfig may hold. No I/O: [`super::clusters`] watches the
+//! a cluster, which cluster each adds, and what their kubeconfig may hold. No I/O: [`super::remote`] watches the
 //! Secrets and connects.
 //!
 //! A kubeconfig from a Secret is held to what a Secret can carry: inline certificates and tokens only. File

@@ -1,15 +1,15 @@
 //! Sources of objects. The directory source delivers complete snapshots; the Kubernetes source delivers a
 //! snapshot per kind after every (re)list and single changes in between. Both reach the index through
 //! [`Update`], in one run loop. Every update names the cluster it is about: in Kubernetes mode the local cluster
-//! and one per kubeconfig Secret ([`clusters`]), in directory mode the top level and one per subdirectory
+//! and one per kubeconfig Secret ([`crate::clusters`]), in directory mode the top level and one per subdirectory
 //! ([`dir_clusters`]).
 
-pub mod clusters;
 pub mod crds;
 pub mod dir;
 pub mod dir_clusters;
 pub mod kube;
 pub mod kubeconfig_secret;
+pub mod remote;
 
 use std::path::PathBuf;
 
@@ -49,10 +49,10 @@ pub enum Update {
     Failing { cluster: String, error: String, unreachable: bool },
     /// `cluster` is reachable again.
     Healthy { cluster: String },
-    /// The kubeconfig Secrets in the controller's namespace, all of them, after every change ([`clusters`]).
+    /// The kubeconfig Secrets in the controller's namespace, all of them, after every change ([`remote`]).
     Kubeconfigs(Vec<kubeconfig_secret::KubeconfigSecret>),
-    /// A client for a cluster added by a kubeconfig Secret, or why there is none ([`clusters::connect`]).
-    Connected { cluster: String, generation: u64, result: Result<clusters::Connection, String> },
+    /// A client for a cluster added by a kubeconfig Secret, or why there is none ([`remote::connect`]).
+    Connected { cluster: String, generation: u64, result: Result<remote::Connection, String> },
     /// The key to make session cookies and client hashes with, shared by replicas
     /// ([`crate::leader::session_key`]).
     SessionKey(AffinityKey),

@@ -2,132 +2,44 @@
 //! Secret in its namespace (`--cluster-secrets-namespace`), named `kubeconfig-<cluster>-<last 4 hex digits of
 //! the cluster's UUID>`, with the kubeconfig under key `kubeconfig`.
 //!
-//! Each cluster runs the same watchers ([`super::kube`], [`super::crds`]) with its own client, tagged with its
-//! name, and has its own write-back ([`Writer`]) to its own API server. A Secret created, changed or deleted while
-//! Berth runs adds, restarts or removes its cluster; the other clusters are not touched. A cluster's objects are
-//! held back from compilation ([`Index::hold`]) until its first lists are all in.
+//! Each cluster runs the same watchers ([`crate::source::kube`], [`crate::source::crds`]) with its own client,
+//! tagged with its name, and has its own write-back ([`Writer`]) to its own API server. A Secret created, changed or
+//! deleted while Berth runs adds, restarts or removes its cluster; the other clusters are not touched. A cluster's
+//! objects are held back from compilation ([`Index::hold`]) until its first lists are all in.
 //!
 //! A kubeconfig that cannot be used (unreadable, refers to files or runs commands, a server that does not
 //! answer, credentials refused) is reported where an operator looks: the log, an Event on the Secret (written by
 //! the leader), and the errors of `berth routes`. It affects no other cluster.
 //!
-//! What a kubeconfig Secret is and may hold, and which cluster it adds: [`super::kubeconfig_secret`].
+//! What a kubeconfig Secret is and may hold, and which cluster it adds: [`crate::source::kubeconfig_secret`]; watching
+//! those Secrets and connecting to a cluster: [`crate::source::remote`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::SocketAddr;
 
-use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ApiResource};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::WatchStreamExt;
-use kube::runtime::watcher::{self, Event};
-use kube::{Client, Config};
+use kube::Client;
+use kube::api::ApiResource;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::kubeconfig_secret::{KUBECONFIG_KEY, KubeconfigSecret, refuse, wanted_clusters};
-use super::{Update, crds, kube as kube_source};
 use crate::Diagnostic;
+use crate::api::SourceStatus;
 use crate::compiler::api_servers::ApiServer;
 use crate::index::{Index, SourceId};
-use crate::objects::{Kind, LOCAL_CLUSTER};
-use crate::server::SourceView;
+use crate::objects::{Kind, LOCAL_CLUSTER, is_local};
+use crate::source::kubeconfig_secret::{KUBECONFIG_KEY, KubeconfigSecret, wanted_clusters};
+use crate::source::remote::{Connection, connect, spawn_secret_watch};
+use crate::source::{Update, crds, kube as kube_source};
 use crate::status_writer::{Note, SecretNote, Write, Writer};
 
-/// A client for a cluster, and where its API server is.
-#[derive(Clone)]
-pub struct Connection {
-    pub client: Client,
-    /// The kubeconfig's server URL.
-    pub server: String,
-    /// Its host and port resolved to an address, for `--api-domain`; why not, when it could not be.
-    pub address: Result<SocketAddr, String>,
-}
-
-impl fmt::Debug for Connection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection").field("server", &self.server).field("address", &self.address).finish()
-    }
-}
-
-/// A client from the kubeconfig of a Secret, and its API server's address.
-pub async fn connect(kubeconfig: &[u8]) -> Result<Connection, String> {
-    let text = std::str::from_utf8(kubeconfig).map_err(|_| "the kubeconfig is not UTF-8 text".to_string())?;
-    let kubeconfig = Kubeconfig::from_yaml(text).map_err(|e| format!("the kubeconfig cannot be read: {e}"))?;
-    if let Some(reason) = refuse(&kubeconfig) {
-        return Err(reason);
-    }
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| format!("the kubeconfig cannot be used: {e}"))?;
-    let server = config.cluster_url.to_string();
-    let address = resolve(&config.cluster_url).await;
-    let client = kube_source::client_from(config).map_err(|e| e.to_string())?;
-    Ok(Connection { client, server, address })
-}
-
-/// The address of the API server at `url` (`https://api.alpha.example.com:6443`).
-async fn resolve(url: &axum::http::Uri) -> Result<SocketAddr, String> {
-    let host = url.host().ok_or_else(|| format!("the server {url} has no host"))?;
-    let port = url.port_u16().unwrap_or(if url.scheme_str() == Some("http") { 80 } else { 443 });
-    let mut addresses = tokio::net::lookup_host(format!("{host}:{port}"))
-        .await
-        .map_err(|e| format!("cannot resolve the server {host}: {e}"))?;
-    addresses.next().ok_or_else(|| format!("the server {host} resolves to no address"))
-}
-
-/// Watches the Secrets of `namespace` in the local cluster; sends every kubeconfig Secret, all of them, once the
-/// first list is in and after every change. Other Secrets are not kept.
-pub fn spawn_secret_watch(client: &Client, namespace: &str, updates: &mpsc::Sender<Update>) -> JoinHandle<()> {
-    let api = Api::<Secret>::namespaced(client.clone(), namespace);
-    let updates = updates.clone();
-    tokio::spawn(async move {
-        let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
-        let mut known: BTreeMap<String, KubeconfigSecret> = BTreeMap::new();
-        let mut listing: Option<BTreeMap<String, KubeconfigSecret>> = None;
-        let mut listed = false;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(Event::Init) => {
-                    listing = Some(BTreeMap::new());
-                    continue;
-                }
-                Ok(Event::InitApply(secret)) => {
-                    if let Some(found) = KubeconfigSecret::from_secret(&secret) {
-                        listing.get_or_insert_with(BTreeMap::new).insert(found.name.clone(), found);
-                    }
-                    continue;
-                }
-                Ok(Event::InitDone) => {
-                    known = listing.take().unwrap_or_default();
-                    listed = true;
-                }
-                Ok(Event::Apply(secret)) => {
-                    let Some(found) = KubeconfigSecret::from_secret(&secret) else { continue };
-                    known.insert(found.name.clone(), found);
-                }
-                Ok(Event::Delete(secret)) => {
-                    let Some(found) = KubeconfigSecret::from_secret(&secret) else { continue };
-                    known.remove(&found.name);
-                }
-                Err(error) => {
-                    warn!(%error, "watching kubeconfig Secrets failed; resuming with backoff");
-                    // Until they can be listed there are no other clusters: the local one must not wait for them
-                    // (a Role without the Secrets rule would otherwise keep the controller from ever being ready).
-                    if listed {
-                        continue;
-                    }
-                    listed = true;
-                }
-            }
-            if updates.send(Update::Kubeconfigs(known.values().cloned().collect())).await.is_err() {
-                return;
-            }
-        }
-    })
+/// What news about a cluster's reachability changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changed {
+    /// What `/v1/routes` shows of the clusters (stale, since when, why): publish the sources again.
+    pub shown: bool,
+    /// Something the table or its diagnostics depend on (an error on a kubeconfig Secret): compile again.
+    pub recompile: bool,
 }
 
 /// A connected cluster's watches and writer. Dropping it stops them all.
@@ -261,7 +173,7 @@ impl Clusters {
         let mut changed = refused != self.refused;
         self.refused = refused;
         let gone: Vec<String> =
-            self.all.keys().filter(|name| !name.is_empty() && !wanted.contains_key(*name)).cloned().collect();
+            self.all.keys().filter(|name| !is_local(name) && !wanted.contains_key(*name)).cloned().collect();
         for name in gone {
             info!(cluster = %name, "its kubeconfig Secret is gone: no longer watched");
             self.all.remove(&name);
@@ -338,7 +250,7 @@ impl Clusters {
         if was || !cluster.listed() {
             return false;
         }
-        if !name.is_empty() {
+        if !is_local(name) {
             info!(cluster = %name, "every kind listed");
             cluster.problem = None;
             index.release(name);
@@ -363,12 +275,12 @@ impl Clusters {
         running.watches.set(kind, resource)
     }
 
-    /// `name` cannot be reached (`unreachable`: its API server does not answer at all). Returns whether what is
-    /// reported about it changed, and whether that needs a compilation: a remote cluster not listed yet reports
-    /// its first error on its Secret, a listed one the start of an outage of its API server. (A watch's own error
-    /// alone is no outage: the probe decides, so a watch restarting does not make an Event.)
-    pub fn failing(&mut self, name: &str, error: String, unreachable: bool) -> (bool, bool) {
-        let Some(cluster) = self.all.get_mut(name) else { return (false, false) };
+    /// `name` cannot be reached (`unreachable`: its API server does not answer at all). Returns what that changed:
+    /// a remote cluster not listed yet reports its first error on its Secret, a listed one the start of an outage
+    /// of its API server. (A watch's own error alone is no outage: the probe decides, so a watch restarting does
+    /// not make an Event.)
+    pub fn failing(&mut self, name: &str, error: String, unreachable: bool) -> Changed {
+        let Some(cluster) = self.all.get_mut(name) else { return Changed::default() };
         let first = cluster.stale.is_none();
         if first {
             warn!(cluster = %describe(name), %error, "the cluster cannot be reached; serving the last objects seen");
@@ -379,26 +291,26 @@ impl Clusters {
         cluster.stale = Some((since, error.clone()));
         // The first error of a cluster not listed yet is the one reported on its Secret: the probe and each watch
         // say it their own way, and one Event is enough.
-        let remote = !name.is_empty();
+        let remote = !is_local(name);
         let first_problem = remote && !cluster.listed() && cluster.problem.is_none();
         if first_problem {
             cluster.problem = Some(error);
         } else if remote && unreachable && cluster.listed() && cluster.outage.is_none() {
             cluster.outage = cluster.stale.clone();
-            return (true, true);
+            return Changed { shown: true, recompile: true };
         }
-        (first || changed, first_problem)
+        Changed { shown: first || changed, recompile: first_problem }
     }
 
-    /// `name` is reachable again. Returns whether that changed, and whether it needs a compilation (an outage
-    /// reported on its Secret ends).
-    pub fn healthy(&mut self, name: &str) -> (bool, bool) {
-        let Some(cluster) = self.all.get_mut(name) else { return (false, false) };
+    /// `name` is reachable again. Returns what that changed (a compilation is needed when an outage reported on
+    /// its Secret ends).
+    pub fn healthy(&mut self, name: &str) -> Changed {
+        let Some(cluster) = self.all.get_mut(name) else { return Changed::default() };
         if cluster.stale.take().is_some() {
             info!(cluster = %describe(name), "the cluster is reachable again");
-            return (true, cluster.outage.take().is_some());
+            return Changed { shown: true, recompile: cluster.outage.take().is_some() };
         }
-        (false, false)
+        Changed::default()
     }
 
     /// Whether `source` is the index source of a running watch: what an ended one (or a removed cluster's) still
@@ -412,7 +324,7 @@ impl Clusters {
     /// remote cluster listed or known not to work, so that a restarted controller's first table already has
     /// every cluster's routes.
     pub fn ready(&self) -> bool {
-        self.secrets_listed && self.all.iter().all(|(name, c)| c.listed() || (!name.is_empty() && c.problem.is_some()))
+        self.secrets_listed && self.all.iter().all(|(name, c)| c.listed() || (!is_local(name) && c.problem.is_some()))
     }
 
     /// Whether the local cluster's kinds are all listed.
@@ -481,11 +393,11 @@ impl Clusters {
     }
 
     /// Each cluster's status for `/v1/routes`: `kube` for the local one, `kube alpha` for another.
-    pub fn sources(&self) -> Vec<SourceView> {
+    pub fn sources(&self) -> Vec<SourceStatus> {
         self.all
             .iter()
-            .map(|(name, c)| SourceView {
-                name: if name.is_empty() { "kube".to_string() } else { format!("kube {name}") },
+            .map(|(name, c)| SourceStatus {
+                name: if is_local(name) { "kube".to_string() } else { format!("kube {name}") },
                 stale: c.stale.is_some() || c.problem.is_some(),
                 since: c.stale.as_ref().map(|(since, _)| since.clone()),
                 error: c.stale.as_ref().map(|(_, error)| error.clone()).or_else(|| c.problem.clone()),
@@ -531,16 +443,5 @@ impl Clusters {
 
 /// `local` or the cluster's name, for logs.
 fn describe(name: &str) -> String {
-    if name.is_empty() { "local".to_string() } else { name.to_string() }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_kubeconfig_that_is_not_one_says_so() {
-        let error = connect(b"{not yaml: [").await.unwrap_err();
-        assert!(error.starts_with("the kubeconfig cannot be read"), "{error}");
-    }
+    if is_local(name) { "local".to_string() } else { name.to_string() }
 }
