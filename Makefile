@@ -45,7 +45,7 @@ help:
 	@echo "make build  build $(WASM) and $(BERTH)"
 	@echo "make lint   rustfmt, the controller's module layering, clippy (native and wasm32)"
 	@echo "make setup  install the wasm toolchain and Envoy if missing"
-	@echo "make envoy-deploy  render envoy/deploy/envoy.yaml again (after changing its arguments or Berth)"
+	@echo "make envoy-deploy  render envoy/deploy/envoy/*.yaml again (after changing its arguments or Berth)"
 	@echo "make bench  measure Berth against Envoy's own routing, write BENCHMARKS.md (QUICK=1: a smoke run)"
 
 setup: $(ENVOY) $(BERTH_KUBECTL)
@@ -121,13 +121,19 @@ bench: build noop-wasm
 	cargo build --release -p berth-tests --bin berth-bench
 	target/release/berth-bench $(if $(QUICK),--quick --out target/bench,--out .)
 
-# The standalone Envoy's config, rendered by `berth envoy-config` with the arguments on the file's first line (the
-# one place they are kept); the test envoy_deploy.rs checks that the file is what they render.
-ENVOY_DEPLOY_CONFIG := envoy/deploy/envoy.yaml
+# The standalone Envoy's config (envoy/deploy/envoy: bootstrap.yaml, cds.yaml, lds.yaml), rendered by `berth
+# envoy-config` with the arguments on bootstrap.yaml's first line (the one place they are kept); each file keeps its
+# leading comment lines. The test envoy_deploy.rs checks that the files are what the arguments render.
+ENVOY_DEPLOY_DIR := envoy/deploy/envoy
 envoy-deploy: controller
-	args=$$(sed -n '1s/^# berth envoy-config //p' $(ENVOY_DEPLOY_CONFIG))
-	{ head -n 2 $(ENVOY_DEPLOY_CONFIG); $(BERTH) envoy-config $$args; } > $(ENVOY_DEPLOY_CONFIG).new
-	mv $(ENVOY_DEPLOY_CONFIG).new $(ENVOY_DEPLOY_CONFIG)
+	args=$$(sed -n '1s/^# berth envoy-config //p' $(ENVOY_DEPLOY_DIR)/bootstrap.yaml)
+	out=$$(mktemp -d)
+	$(BERTH) envoy-config $$args --out-dir=$$out >/dev/null
+	for file in bootstrap.yaml cds.yaml lds.yaml; do
+	  { sed -n '/^#/!q;p' $(ENVOY_DEPLOY_DIR)/$$file; cat $$out/$$file; } > $(ENVOY_DEPLOY_DIR)/$$file.new
+	  mv $(ENVOY_DEPLOY_DIR)/$$file.new $(ENVOY_DEPLOY_DIR)/$$file
+	done
+	rm -r $$out
 
 clean:
 	cargo clean

@@ -1,6 +1,6 @@
-//! The standalone Envoy deployment (`envoy/deploy`): its config is exactly what `berth envoy-config` renders from
-//! the arguments it records and validates in Envoy; kubectl applies the kustomization against the Kubernetes API
-//! test server; its Service exposes every listener of the config; its probe and drain commands do what they say
+//! The standalone Envoy deployment (`envoy/deploy`): its config (bootstrap, LDS and CDS files) is exactly what
+//! `berth envoy-config` renders from the arguments the bootstrap records, and validates in Envoy; kubectl applies
+//! the kustomization against the Kubernetes API test server; its Service exposes every listener of the config; its probe and drain commands do what they say
 //! against a real Envoy; and `berth write-filter`, its init step, copies the module.
 
 use std::path::PathBuf;
@@ -15,15 +15,36 @@ fn deploy_dir() -> PathBuf {
     paths::workspace().join("envoy").join("deploy")
 }
 
-/// The shipped config: the `berth envoy-config` arguments of its first line, and the whole text.
-fn shipped_config() -> (Vec<String>, String) {
-    let text = std::fs::read_to_string(deploy_dir().join("envoy.yaml")).unwrap();
+/// The files of the ConfigMap `berth-envoy`: the bootstrap and the LDS and CDS files it names.
+const CONFIG_FILES: [&str; 3] = ["bootstrap.yaml", "cds.yaml", "lds.yaml"];
+
+/// The whole text of a shipped config file (under `envoy/deploy/envoy`).
+fn shipped_file(name: &str) -> String {
+    std::fs::read_to_string(deploy_dir().join("envoy").join(name)).unwrap()
+}
+
+/// A shipped config file without its leading comment lines: what `berth envoy-config` wrote.
+fn rendered_part(text: &str) -> String {
+    text.lines().skip_while(|line| line.starts_with('#')).map(|line| format!("{line}\n")).collect()
+}
+
+/// The `berth envoy-config` arguments the first line of the shipped bootstrap records.
+fn shipped_args() -> Vec<String> {
+    let text = shipped_file("bootstrap.yaml");
     let args = text
         .lines()
         .next()
         .and_then(|line| line.strip_prefix("# berth envoy-config "))
-        .expect("the first line records the `berth envoy-config` arguments");
-    (args.split_whitespace().map(String::from).collect(), text)
+        .expect("the bootstrap's first line records the `berth envoy-config` arguments");
+    args.split_whitespace().map(String::from).collect()
+}
+
+/// The value of `--NAME=VALUE` among the recorded arguments.
+fn shipped_arg(name: &str) -> String {
+    let prefix = format!("--{name}=");
+    let args = shipped_args();
+    let value = args.iter().find_map(|a| a.strip_prefix(&prefix));
+    value.unwrap_or_else(|| panic!("the recorded arguments have no {prefix}")).to_string()
 }
 
 /// The Deployment's Envoy container.
@@ -35,30 +56,44 @@ fn envoy_container() -> Value {
 
 #[test]
 fn the_shipped_config_is_what_berth_envoy_config_renders_and_envoy_validates() {
-    let (args, text) = shipped_config();
-    let mut command = vec!["envoy-config"];
+    let args = shipped_args();
+    let work = tempfile::tempdir().unwrap();
+    let out_dir = work.path().join("rendered");
+    let out_arg = format!("--out-dir={}", out_dir.display());
+    let mut command = vec!["envoy-config", &out_arg];
     command.extend(args.iter().map(String::as_str));
     let rendered = berth_tests::controller::berth(&command);
     assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
-    let body: String = text.lines().skip(2).map(|line| format!("{line}\n")).collect();
-    assert!(
-        body == String::from_utf8_lossy(&rendered.stdout),
-        "envoy/deploy/envoy.yaml is not what its arguments render now: run `make envoy-deploy`"
-    );
+    for file in CONFIG_FILES {
+        assert!(
+            rendered_part(&shipped_file(file)) == std::fs::read_to_string(out_dir.join(file)).unwrap(),
+            "envoy/deploy/envoy/{file} is not what its arguments render now: run `make envoy-deploy`"
+        );
+    }
     assert!(args.contains(&"--admin=127.0.0.1:9901".to_string()), "the admin interface stays inside the pod");
 
-    // The module path is the init container's volume; validation loads the module, so point it at the build.
-    let module_path = args.iter().find_map(|a| a.strip_prefix("--wasm=")).unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("envoy.yaml");
-    std::fs::write(&config, text.replace(module_path, paths::wasm().to_str().unwrap())).unwrap();
-    envoy::validate(&config).unwrap();
-    let mounts = envoy_container()["volumeMounts"].clone();
-    let mounted =
-        |path: &str| mounts.as_sequence().unwrap().iter().any(|m| path.starts_with(m["mountPath"].as_str().unwrap()));
-    assert!(mounted(module_path), "{module_path} is not on a volume of the Envoy container");
-    let config_arg = envoy_container()["args"][1].as_str().unwrap().to_string();
-    assert!(mounted(&config_arg), "{config_arg} is not on a volume of the Envoy container");
+    // Validate the shipped files as Envoy in the pod reads them, from a copy where the module path (the init
+    // container's volume) is the build and the config directory (the ConfigMap's mount) is the copy's.
+    let (module_path, config_dir) = (shipped_arg("wasm"), shipped_arg("config-dir"));
+    let copy = work.path().join("shipped");
+    std::fs::create_dir(&copy).unwrap();
+    for file in CONFIG_FILES {
+        let text = shipped_file(file)
+            .replace(&module_path, paths::wasm().to_str().unwrap())
+            .replace(&config_dir, copy.to_str().unwrap());
+        std::fs::write(copy.join(file), text).unwrap();
+    }
+    envoy::validate(&copy.join("bootstrap.yaml")).unwrap();
+
+    let container = envoy_container();
+    let mounts = container["volumeMounts"].as_sequence().unwrap().clone();
+    let mounted = |path: &str| mounts.iter().any(|m| path.starts_with(m["mountPath"].as_str().unwrap()));
+    assert!(mounted(&module_path), "{module_path} is not on a volume of the Envoy container");
+    // The ConfigMap's files appear right in its mount: the directory the bootstrap names for the LDS and CDS files.
+    let config_mount = mounts.iter().find(|m| m["name"] == "config").expect("the config volume is mounted");
+    assert_eq!(config_mount["mountPath"].as_str(), Some(config_dir.as_str()), "--config-dir is the ConfigMap's mount");
+    let envoy_args = container["args"].as_sequence().unwrap();
+    assert_eq!(envoy_args[..2], [Value::from("-c"), Value::from(format!("{config_dir}/bootstrap.yaml"))]);
 }
 
 /// CRDs standing in for the kinds the test server does not serve, with their real group, version and kind.
@@ -101,10 +136,13 @@ fn kubectl_applies_the_deployment_and_its_service_exposes_every_listener() {
         assert!(out.contains(name), "{name}:\n{out}");
     }
 
-    // The ConfigMap holds the shipped config, and the Deployment mounts that very ConfigMap (name with its hash).
+    // The ConfigMap holds the shipped files, and the Deployment mounts that very ConfigMap (name with its hash).
     let config_map = api.ok(&["get", "configmap", "-n", "berth-system", "-o", "jsonpath={.items[0].metadata.name}"]);
-    let data = api.ok(&["get", "configmap", "-n", "berth-system", &config_map, "-o", "jsonpath={.data.envoy\\.yaml}"]);
-    assert_eq!(data, shipped_config().1);
+    for file in CONFIG_FILES {
+        let key = format!("jsonpath={{.data.{}}}", file.replace('.', "\\."));
+        let data = api.ok(&["get", "configmap", "-n", "berth-system", &config_map, "-o", &key]);
+        assert_eq!(data, shipped_file(file), "{file} in the ConfigMap");
+    }
     let volumes = api.ok(&[
         "get",
         "deployment",
@@ -122,11 +160,12 @@ fn kubectl_applies_the_deployment_and_its_service_exposes_every_listener() {
     assert_eq!(service["spec"]["type"], "LoadBalancer");
     let targets: Vec<u64> =
         service["spec"]["ports"].as_sequence().unwrap().iter().map(|p| p["targetPort"].as_u64().unwrap()).collect();
-    let config: Value = serde_yaml::from_str(&shipped_config().1).unwrap();
+    let lds = work.path().join("lds.yaml");
+    std::fs::write(&lds, shipped_file("lds.yaml")).unwrap();
     let mut listened = Vec::new();
-    for listener in config["static_resources"]["listeners"].as_sequence().unwrap() {
+    for listener in envoy::read_resources(&lds) {
         listened.push(listener["address"]["socket_address"]["port_value"].as_u64().unwrap());
-        for extra in listener["additional_addresses"].as_sequence().into_iter().flatten() {
+        for extra in listener["additional_addresses"].as_array().into_iter().flatten() {
             listened.push(extra["address"]["socket_address"]["port_value"].as_u64().unwrap());
         }
     }
@@ -184,7 +223,5 @@ fn write_filter_copies_the_module_for_the_init_container() {
     let deployment: Value = serde_yaml::from_str(&text).unwrap();
     let init = &deployment["spec"]["template"]["spec"]["initContainers"][0];
     assert_eq!(init["args"][0], "write-filter");
-    let (args, _) = shipped_config();
-    let module = args.iter().find_map(|a| a.strip_prefix("--wasm=")).unwrap();
-    assert_eq!(init["args"][1], module);
+    assert_eq!(init["args"][1], shipped_arg("wasm").as_str());
 }
