@@ -13,6 +13,7 @@ pub mod leader;
 pub mod objects;
 pub mod publish;
 pub mod report;
+pub mod serve;
 pub mod server;
 pub mod source;
 pub mod state;

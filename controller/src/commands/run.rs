@@ -43,14 +43,14 @@ use crate::source::clusters::Clusters;
 use crate::source::dir_clusters::Splitter;
 use crate::source::{Update, crds, dir, kube};
 use crate::status_writer;
-use crate::{Error, Result, leader, server, state};
+use crate::{Error, Result, leader, serve, server, state};
 
 /// How often a failed write of the state file is tried again.
 const STATE_RETRY: Duration = Duration::from_secs(5);
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let (updates_tx, mut updates) = mpsc::channel(256);
-    let (health, mut health_results) = Health::new(args.health_interval);
+    let (health, mut health_results) = Health::new(args.health_interval, args.health_panic_threshold);
     let mut tasks = Vec::new();
     let mut controller = Controller {
         index: Index::new(),
@@ -141,11 +141,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let app = server::router(controller.publisher.subscribe()).merge(server::filter_router(filter_module(&args)?));
     info!(listen = %args.listen, source = %args.source, "berth controller started");
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let limits = args.api.limits();
     let mut server = tokio::spawn(async move {
         let stop = async {
             let _ = stop_rx.await;
         };
-        axum::serve(listener, app).with_graceful_shutdown(stop).await
+        serve::serve(listener, app, limits, stop).await
     });
 
     let shutdown = shutdown_signal();

@@ -76,6 +76,7 @@ impl Drop for Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::book::Outcome;
     use crate::objects::health_check::HealthCheck;
     use std::time::Duration;
     use tokio::net::TcpListener;
@@ -103,7 +104,7 @@ mod tests {
         scheduler.apply(Changes { start: vec![(target.clone(), 7)], stop: vec![] });
         for _ in 0..2 {
             let observation = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
-            assert_eq!((&observation.target, observation.run, &observation.outcome), (&target, 7, &Ok(())));
+            assert_eq!((&observation.target, observation.run, &observation.outcome), (&target, 7, &Outcome::Passed));
         }
         scheduler.apply(Changes { start: vec![], stop: vec![target] });
         assert!(scheduler.tasks.is_empty());
