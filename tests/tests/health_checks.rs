@@ -262,3 +262,27 @@ fn when_most_endpoints_fail_their_checks_at_once_the_route_is_in_panic_and_keeps
     assert!(printed.contains("route web.example segments /: in panic: 0 of 3"), "{printed}");
     assert!(stack.controller.log().contains("in panic"), "the log says so too");
 }
+
+#[test]
+fn a_backend_that_starts_listening_just_after_the_first_check_takes_traffic_long_before_the_next_interval() {
+    // As when the backends and Berth start together: c is not listening yet at its first check.
+    let mut pods = three_pods();
+    pods[2].stop();
+    let c = pods[2].addr;
+    let other = Backend::start("other");
+    // Checks a minute apart: with the old behaviour (out on the first failure, checked again an interval later) c
+    // would stay out for a minute or more.
+    let stack = Stack::start_with(&files(&pods, &[], &other), |_| vec!["--health-interval=60s".to_string()], &[]);
+    stack.envoy.wait_for_backend("web.example", "/", "a");
+    wait::until("c's first check to fail", Duration::from_secs(10), || {
+        stack.controller.endpoint_health(c).filter(|(health, _)| health.get("last_failure").is_some())
+    });
+    pods[2].restart();
+    // Well below the interval: the failed first check was retried soon.
+    wait::until("c to serve", Duration::from_secs(20), || {
+        client::get(stack.envoy.http, "web.example", "/").ok().filter(|r| r.header("x-backend") == Some("c"))
+    });
+    let (health, _) = stack.controller.endpoint_health(c).unwrap();
+    assert_eq!(health["healthy"], true, "{health}");
+    assert_eq!(health["last_failure"], "cannot connect: connection refused", "{health}");
+}

@@ -251,6 +251,8 @@ mod tests {
             let run = if port == 2 { 1 } else { 2 };
             let failed =
                 Observation { target, run, outcome: Outcome::Failed("refused".into()), at: Timestamp::UNIX_EPOCH };
+            // A new endpoint's first failure is not decisive; its second is.
+            assert_eq!(book.record(failed.clone()), crate::health::book::Recorded::Failure);
             assert!(matches!(book.record(failed), crate::health::book::Recorded::Left(_)));
         }
         let before = content.clone();
