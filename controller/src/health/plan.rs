@@ -103,7 +103,7 @@ pub fn withhold_unhealthy(
                 .collect()
         };
         let (mut healthy, mut checked) = (0, 0);
-        for target in backends.iter().flat_map(|backend| targets(backend)).flatten() {
+        for target in backends.iter().flat_map(&targets).flatten() {
             checked += 1;
             healthy += usize::from(book.is_healthy(&target));
         }
