@@ -88,6 +88,12 @@ pub struct RunArgs {
     /// they pass again; see the README's "Health checks".
     #[arg(long, env = "BERTH_HEALTH_INTERVAL", default_value = "5s", value_parser = parse_health_interval)]
     pub health_interval: Duration,
+    /// The panic threshold, in percent of a backend's checked endpoints, as in Envoy: when fewer than this share
+    /// are healthy (say every check fails at once, which points at the network or the controller rather than the
+    /// backends), the backend is routed to all of them as if none had failed, and `berth routes` and the log say
+    /// it is in panic. 0 turns panic routing off: failed endpoints are always left out.
+    #[arg(long, env = "BERTH_HEALTH_PANIC_THRESHOLD", default_value = "50", value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub health_panic_threshold: u8,
     /// The port clients reach TLS passthrough routes at (VirtualService `tls` routes, routed by server name): written
     /// into their addresses (`a.example.com:443`), and the only `port` a tls match may name. Envoy's TLS listener
     /// (`berth envoy-config --tls-port`) serves it.
@@ -105,6 +111,28 @@ pub struct RunArgs {
     pub api_domain: Option<String>,
     #[command(flatten)]
     pub leader: LeaderArgs,
+    #[command(flatten)]
+    pub api: ApiServerArgs,
+}
+
+/// How the API server protects itself from its clients ([`crate::serve`]).
+#[derive(Debug, Args)]
+pub struct ApiServerArgs {
+    /// The most connections the API server holds open at once; more wait until one closes. Held under half the
+    /// process's open-files limit in any case, so that health checks always have file descriptors.
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers, from opening the connection or from the end of its last
+    /// response; a connection that takes longer (or stays idle longer) is closed. Requests being answered, like a
+    /// long poll of /v1/table, are never cut.
+    #[arg(long, env = "BERTH_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+}
+
+impl ApiServerArgs {
+    pub fn limits(&self) -> crate::serve::Limits {
+        crate::serve::Limits { max_connections: self.max_connections.max(1), header_timeout: self.header_timeout }
+    }
 }
 
 /// Leader election among replicas of `berth run --source kube`.

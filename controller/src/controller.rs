@@ -356,7 +356,7 @@ mod tests {
         let client = ::kube::Client::try_from(::kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
         let (updates, _pending) = mpsc::channel(64);
         let clusters = Clusters::start(client, kube_source::Options::default(), "berth", updates);
-        let mut controller = Controller::new(Options::default(), Health::new(Duration::from_secs(60)).0);
+        let mut controller = Controller::new(Options::default(), Health::new(Duration::from_secs(60), 0).0);
         controller.start_kube(KubeMode::new(clusters, None, None), None, false);
         let snapshots = controller.subscribe();
         for (kind, _) in kube_source::builtin_resources() {

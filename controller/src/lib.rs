@@ -19,6 +19,7 @@ pub mod objects;
 pub mod publish;
 pub mod reconcile;
 pub mod report;
+pub mod serve;
 pub mod server;
 pub mod service_addr;
 pub mod source;

@@ -6,10 +6,12 @@
 //! file is an empty state (the first start); a file that cannot be read or parsed stops the controller, since
 //! starting empty would move every port.
 //! Writes go to a temporary file in the same directory, are flushed to disk, then renamed over the old file, so a
-//! crash leaves either the old state or the new one, never half of one.
+//! crash leaves either the old state or the new one, never half of one. The file is written mode 0600: it holds
+//! the session-cookie key.
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use berth_table::AffinityKey;
@@ -29,12 +31,14 @@ pub struct State {
 
 /// What `path` records; an empty state when it does not exist.
 pub fn load(path: &Path) -> Result<State> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(State::default()),
         Err(error) => return Err(Error::StateRead { path: path.to_path_buf(), error }),
     };
     let corrupt = |reason: String| Error::StateCorrupt { path: path.to_path_buf(), reason };
+    // Bytes that are not text are damage, not a permissions problem: said as such.
+    let text = String::from_utf8(bytes).map_err(|error| corrupt(format!("it is not UTF-8 text ({error})")))?;
     let state: State = serde_json::from_str(&text).map_err(|error| corrupt(error.to_string()))?;
     if let Some((key, _)) = state.ports.iter().find(|(_, port)| **port == 0) {
         return Err(corrupt(format!("{key:?} holds port 0")));
@@ -69,7 +73,8 @@ pub fn save(path: &Path, state: &State) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".to_string());
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let written = (|| {
-        let mut file = std::fs::File::create(&temp)?;
+        // Readable by the controller alone: the file holds the key behind session cookies.
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&temp, path)?;
@@ -92,6 +97,19 @@ mod tests {
 
     fn held(ports: HeldPorts) -> State {
         State { ports, affinity_key: None }
+    }
+
+    #[test]
+    fn the_file_is_private_and_bytes_that_are_not_text_are_called_corrupt() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save(&path, &State::default()).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::write(&path, b"{\"ports\": {\"\xff\": 31000}}").unwrap();
+        let error = load(&path).unwrap_err().to_string();
+        assert!(error.contains("is not valid: it is not UTF-8 text"), "{error}");
+        assert!(!error.contains("permissions"), "{error}");
     }
 
     #[test]

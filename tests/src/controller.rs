@@ -28,7 +28,30 @@ impl Controller {
 
     /// The same with more `berth run` arguments, e.g. `--state=FILE`.
     pub fn start_with(addr: SocketAddr, source: &Path, log_dir: &Path, args: &[String]) -> Controller {
-        let mut command = Command::new(paths::berth());
+        Controller::start_command(Command::new(paths::berth()), addr, source, log_dir, args)
+    }
+
+    /// The same, with the process's open-files limit lowered to `open_files` (`ulimit -n`), as a tight container
+    /// would have it.
+    pub fn start_with_open_files(
+        addr: SocketAddr,
+        source: &Path,
+        log_dir: &Path,
+        args: &[String],
+        open_files: u32,
+    ) -> Controller {
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(format!("ulimit -n {open_files} && exec \"$0\" \"$@\"")).arg(paths::berth());
+        Controller::start_command(command, addr, source, log_dir, args)
+    }
+
+    fn start_command(
+        mut command: Command,
+        addr: SocketAddr,
+        source: &Path,
+        log_dir: &Path,
+        args: &[String],
+    ) -> Controller {
         command.arg("run").arg(format!("--source=dir:{}", source.display())).arg(format!("--listen={addr}"));
         command.args(args);
         command.env("RUST_LOG", "info");

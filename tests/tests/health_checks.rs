@@ -117,11 +117,16 @@ fn a_killed_backend_leaves_the_rotation_without_failed_requests_and_returns_when
     assert_eq!(load.failed(), 0, "failed requests on the route whose endpoints stayed healthy");
 }
 
+/// Checks every 100ms with panic routing off: failed endpoints always leave.
+fn fast_checks_without_panic(_: &std::path::Path) -> Vec<String> {
+    vec!["--health-interval=100ms".to_string(), "--health-panic-threshold=0".to_string()]
+}
+
 #[test]
-fn when_every_endpoint_is_down_the_route_answers_503_at_once() {
+fn when_every_endpoint_is_down_and_panic_routing_is_off_the_route_answers_503_at_once() {
     let mut pods = three_pods();
     let other = Backend::start("other");
-    let stack = Stack::start_with(&files(&pods, &[], &other), fast_checks, &[]);
+    let stack = Stack::start_with(&files(&pods, &[], &other), fast_checks_without_panic, &[]);
     stack.envoy.wait_for_backend("web.example", "/", "a");
     for pod in &mut pods {
         pod.stop();
@@ -219,4 +224,65 @@ fn a_service_with_checks_turned_off_keeps_every_endpoint_in_the_table_unchecked(
     assert_eq!(reported, ["default/other:80"], "web's endpoints are not checked");
     let web = routes["table"]["http"].as_array().unwrap().iter().find(|r| r["host"] == "web.example").unwrap();
     assert_eq!(web["backends"][0]["endpoints"].as_array().map(Vec::len), Some(3), "{web}");
+}
+
+#[test]
+fn when_most_endpoints_fail_their_checks_at_once_the_route_is_in_panic_and_keeps_routing_to_all() {
+    let pods = three_pods();
+    let other = Backend::start("other");
+    // Every check fails (the pods answer 200, the check wants 204) while the pods serve: the checker is wrong,
+    // not the backends, which is what most endpoints failing at once usually means.
+    let annotations = [("berth.dev/health-check-status", "204"), ("berth.dev/health-check-interval", "100ms")];
+    let stack = Stack::start(&files(&pods, &annotations, &other));
+    for pod in &pods {
+        wait_for_health(&stack, pod.addr, false);
+    }
+    let warning = wait::until("the panic warning", Duration::from_secs(10), || {
+        let routes = stack.controller.routes();
+        let warnings = routes["warnings"].as_array().cloned().unwrap_or_default();
+        warnings.iter().filter_map(|w| w["text"].as_str().map(str::to_string)).find(|t| t.contains("in panic"))
+    });
+    assert_eq!(
+        warning,
+        "Ingress default/web: route web.example segments /: in panic: 0 of 3 checked endpoints pass their health \
+         checks, fewer than the panic threshold of 50%, so it routes to all of them; check the endpoints and the \
+         controller's network (--health-panic-threshold)"
+    );
+    let web = stack.controller.routes()["table"]["http"]
+        .as_array()
+        .and_then(|routes| routes.iter().find(|r| r["host"] == "web.example").cloned())
+        .unwrap();
+    assert_eq!(web["backends"][0]["endpoints"].as_array().map(Vec::len), Some(3), "all kept: {web}");
+    let served = serve(&stack, 30);
+    for pod in &pods {
+        assert!(served.contains(&pod.name), "{} serves in panic: {served:?}", pod.name);
+    }
+    let output = berth_tests::controller::berth(&["routes", "--controller", &stack.controller.url()]);
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(printed.contains("route web.example segments /: in panic: 0 of 3"), "{printed}");
+    assert!(stack.controller.log().contains("in panic"), "the log says so too");
+}
+
+#[test]
+fn a_backend_that_starts_listening_just_after_the_first_check_takes_traffic_long_before_the_next_interval() {
+    // As when the backends and Berth start together: c is not listening yet at its first check.
+    let mut pods = three_pods();
+    pods[2].stop();
+    let c = pods[2].addr;
+    let other = Backend::start("other");
+    // Checks a minute apart: with the old behaviour (out on the first failure, checked again an interval later) c
+    // would stay out for a minute or more.
+    let stack = Stack::start_with(&files(&pods, &[], &other), |_| vec!["--health-interval=60s".to_string()], &[]);
+    stack.envoy.wait_for_backend("web.example", "/", "a");
+    wait::until("c's first check to fail", Duration::from_secs(10), || {
+        stack.controller.endpoint_health(c).filter(|(health, _)| health.get("last_failure").is_some())
+    });
+    pods[2].restart();
+    // Well below the interval: the failed first check was retried soon.
+    wait::until("c to serve", Duration::from_secs(20), || {
+        client::get(stack.envoy.http, "web.example", "/").ok().filter(|r| r.header("x-backend") == Some("c"))
+    });
+    let (health, _) = stack.controller.endpoint_health(c).unwrap();
+    assert_eq!(health["healthy"], true, "{health}");
+    assert_eq!(health["last_failure"], "cannot connect: connection refused", "{health}");
 }

@@ -24,11 +24,11 @@ use crate::controller::{Controller, KubeMode, STATE_RETRY};
 use crate::health::Health;
 use crate::source::dir_clusters::Splitter;
 use crate::source::{Update, dir, kube};
-use crate::{Error, Result, leader, server};
+use crate::{Error, Result, leader, serve, server};
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let (updates_tx, mut updates) = mpsc::channel(256);
-    let (health, mut health_results) = Health::new(args.health_interval);
+    let (health, mut health_results) = Health::new(args.health_interval, args.health_panic_threshold);
     let mut tasks = Vec::new();
     let options = Options { backends: args.backends, tls_port: args.tls_port, ..Options::default() };
     let mut controller = Controller::new(options, health);
@@ -86,11 +86,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let app = server::router(controller.subscribe()).merge(server::filter_router(filter_module(&args)?));
     info!(listen = %args.listen, source = %args.source, "berth controller started");
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let limits = args.api.limits();
     let mut server = tokio::spawn(async move {
         let stop = async {
             let _ = stop_rx.await;
         };
-        axum::serve(listener, app).with_graceful_shutdown(stop).await
+        serve::serve(listener, app, limits, stop).await
     });
 
     let shutdown = shutdown_signal();

@@ -24,9 +24,28 @@ pub struct Observation {
     /// Which run of checks of this target it came from ([`Book::sync`] numbers them): a result that arrives after
     /// its target was dropped (or dropped and added again) is ignored.
     pub run: u64,
-    /// `Err` holds why the check failed, e.g. `connection refused`.
-    pub outcome: Result<(), String>,
+    pub outcome: Outcome,
     pub at: Timestamp,
+}
+
+/// What one check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    /// The endpoint failed, for this reason, e.g. `cannot connect: connection refused`.
+    Failed(String),
+    /// The check could not be made, for a reason on the controller's side (out of file descriptors, memory or
+    /// buffers, no route from the controller): it says nothing about the endpoint, and counts neither way.
+    Inconclusive(String),
+}
+
+impl From<Result<(), String>> for Outcome {
+    fn from(result: Result<(), String>) -> Outcome {
+        match result {
+            Ok(()) => Outcome::Passed,
+            Err(reason) => Outcome::Failed(reason),
+        }
+    }
 }
 
 /// What a result changed.
@@ -42,6 +61,9 @@ pub enum Recorded {
     Left(String),
     /// The endpoint came back.
     Returned,
+    /// The check could not be made, for this reason on the controller's side, newly (the same reason again is
+    /// [`Recorded::Same`]); the endpoint keeps its state.
+    Inconclusive(String),
 }
 
 /// Which checks to start and stop to match a new set of targets.
@@ -73,6 +95,8 @@ impl Status {
 struct Tracked {
     run: u64,
     status: Status,
+    /// Why the last check could not be made, until one can again: reported once, not at every check.
+    inconclusive: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -102,7 +126,7 @@ impl Book {
                 let run = self.next_run;
                 self.next_run += 1;
                 let status = Status { state: EndpointState::default(), since: now, last_failure: None };
-                self.tracked.insert(target.clone(), Tracked { run, status });
+                self.tracked.insert(target.clone(), Tracked { run, status, inconclusive: None });
                 changes.start.push((target.clone(), run));
             }
         }
@@ -113,14 +137,24 @@ impl Book {
         let Some(tracked) = self.tracked.get_mut(&observation.target).filter(|t| t.run == observation.run) else {
             return Recorded::Ignored;
         };
+        let outcome = match observation.outcome {
+            Outcome::Inconclusive(reason) => {
+                let new = tracked.inconclusive.as_ref() != Some(&reason);
+                tracked.inconclusive = Some(reason.clone());
+                return if new { Recorded::Inconclusive(reason) } else { Recorded::Same };
+            }
+            Outcome::Passed => Ok(()),
+            Outcome::Failed(reason) => Err(reason),
+        };
+        tracked.inconclusive = None;
         let check = &observation.target.check;
         let thresholds = Thresholds { healthy: check.healthy_threshold, unhealthy: check.unhealthy_threshold };
         let status = &mut tracked.status;
-        let flipped = status.state.record(observation.outcome.is_ok(), thresholds);
+        let flipped = status.state.record(outcome.is_ok(), thresholds);
         if flipped {
             status.since = observation.at;
         }
-        match (observation.outcome, flipped) {
+        match (outcome, flipped) {
             (Ok(()), true) => Recorded::Returned,
             (Ok(()), false) => Recorded::Same,
             // An unhealthy endpoint failing again for the same reason is no news: nothing to publish.
@@ -162,7 +196,7 @@ mod tests {
     }
 
     fn result(target: &Target, run: u64, outcome: Result<(), &str>, second: i64) -> Observation {
-        Observation { target: target.clone(), run, outcome: outcome.map_err(str::to_string), at: at(second) }
+        Observation { target: target.clone(), run, outcome: outcome.map_err(str::to_string).into(), at: at(second) }
     }
 
     #[test]
@@ -216,6 +250,35 @@ mod tests {
         let status = book.status(&t).unwrap();
         assert_eq!((status.is_healthy(), status.since), (true, at(8)));
         assert_eq!(status.last_failure, Some(("connection refused".to_string(), at(6))), "kept for people to see");
+    }
+
+    #[test]
+    fn a_check_that_could_not_be_made_changes_nothing_and_is_reported_once() {
+        let mut book = Book::new();
+        let t = target(1);
+        book.sync(&BTreeSet::from([t.clone()]), at(0));
+        assert_eq!(book.record(result(&t, 0, Ok(()), 1)), Recorded::Same);
+        let emfile = |second| Observation {
+            target: t.clone(),
+            run: 0,
+            outcome: Outcome::Inconclusive("too many open files".into()),
+            at: at(second),
+        };
+        // Far more than the unhealthy threshold of 2: none counts against the endpoint.
+        assert_eq!(book.record(emfile(2)), Recorded::Inconclusive("too many open files".into()));
+        for second in 3..10 {
+            assert_eq!(book.record(emfile(second)), Recorded::Same);
+        }
+        assert!(book.is_healthy(&t));
+        assert_eq!(book.status(&t).unwrap().last_failure, None);
+        // Nor does it break a streak of real failures, or count as a pass.
+        assert_eq!(book.record(result(&t, 0, Err("refused"), 10)), Recorded::Failure);
+        assert_eq!(
+            book.record(emfile(11)),
+            Recorded::Inconclusive("too many open files".into()),
+            "again after a check"
+        );
+        assert_eq!(book.record(result(&t, 0, Err("refused"), 12)), Recorded::Left("refused".into()));
     }
 
     #[test]

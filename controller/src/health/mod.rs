@@ -8,6 +8,7 @@
 //! which owns it: compile → [`Health::apply`] → publish, also when only health changed.
 
 pub mod book;
+pub mod panic;
 pub mod plan;
 pub mod probe;
 pub mod scheduler;
@@ -15,9 +16,11 @@ pub mod state;
 pub mod view;
 
 pub use book::{Observation, Recorded, Target};
+pub use panic::PanicThreshold;
 pub use plan::diagnostics as annotation_diagnostics;
 pub use view::EndpointHealth;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -35,13 +38,23 @@ pub struct Health {
     scheduler: scheduler::Scheduler,
     /// The interval of Services that do not set `berth.dev/health-check-interval`.
     default_interval: Duration,
+    panic_threshold: PanicThreshold,
+    /// The routes in panic at the last [`Health::apply`], to log when one leaves it.
+    panics: BTreeSet<String>,
 }
 
 impl Health {
     /// The checker, and where the results of its checks arrive: feed each to [`Health::record`].
-    pub fn new(default_interval: Duration) -> (Health, mpsc::Receiver<Observation>) {
+    /// `panic_threshold` in percent ([`panic`]).
+    pub fn new(default_interval: Duration, panic_threshold: u8) -> (Health, mpsc::Receiver<Observation>) {
         let (tx, rx) = mpsc::channel(RESULTS_QUEUE);
-        let health = Health { book: book::Book::new(), scheduler: scheduler::Scheduler::new(tx), default_interval };
+        let health = Health {
+            book: book::Book::new(),
+            scheduler: scheduler::Scheduler::new(tx),
+            default_interval,
+            panic_threshold: PanicThreshold(panic_threshold),
+            panics: BTreeSet::new(),
+        };
         (health, rx)
     }
 
@@ -55,7 +68,14 @@ impl Health {
         let changes = self.book.sync(&plan::targets(&compiled.content, &checks), Timestamp::now());
         self.scheduler.apply(changes);
         let health = view::endpoint_health(&compiled.content, &checks, &self.book);
-        plan::withhold_unhealthy(&mut compiled.content, &checks, &self.book);
+        let panics = plan::withhold_unhealthy(&mut compiled.content, &checks, &self.book, self.panic_threshold);
+        let now: BTreeSet<String> = panics.iter().map(|p| format!("{}: route {}", p.source, p.route)).collect();
+        for left in self.panics.difference(&now) {
+            info!("{left}: out of panic: enough endpoints pass their health checks again");
+        }
+        self.panics = now;
+        // Entering panic is logged with the other new warnings when published.
+        compiled.diagnostics.extend(panics.iter().map(|p| p.diagnostic(self.panic_threshold)));
         compiled.diagnostics.extend(plan::diagnostics(index, self.default_interval));
         health
     }
@@ -73,6 +93,13 @@ impl Health {
             Recorded::Returned => {
                 info!(endpoint = %address, %check, "endpoint passed its health check: back in rotation");
                 true
+            }
+            Recorded::Inconclusive(reason) => {
+                warn!(
+                    endpoint = %address, %check, %reason,
+                    "cannot health-check the endpoint, for a reason of the controller's own: its state is kept"
+                );
+                false
             }
         }
     }

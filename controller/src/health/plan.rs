@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use berth_table::Backend;
+use berth_table::{Backend, Source};
 
 use super::book::{Book, Target};
+use super::panic::{Panic, PanicThreshold};
 use crate::Diagnostic;
 use crate::compiler::Content;
 use crate::index::Index;
@@ -26,11 +27,13 @@ pub fn backends(content: &Content) -> impl Iterator<Item = &Backend> {
     http.chain(default).chain(tcp).chain(tls)
 }
 
-fn backends_mut(content: &mut Content) -> impl Iterator<Item = &mut Backend> {
-    let http = content.http.iter_mut().flat_map(|route| &mut route.backends);
-    let default = content.default_backend.iter_mut().flat_map(|default| &mut default.backends);
-    let tcp = content.tcp.iter_mut().flat_map(|route| &mut route.backends);
-    let tls = content.tls.iter_mut().flat_map(|route| &mut route.backends);
+/// Every route's backends, with the route in words and its object, the default backend's included.
+fn routes_mut(content: &mut Content) -> impl Iterator<Item = (String, &Source, &mut Vec<Backend>)> {
+    let http = content.http.iter_mut().map(|r| (format!("{} {}", r.host, r.path), &r.source, &mut r.backends));
+    let default =
+        content.default_backend.iter_mut().map(|d| ("default backend".to_string(), &d.source, &mut d.backends));
+    let tcp = content.tcp.iter_mut().map(|r| (format!("tcp port {}", r.port), &r.source, &mut r.backends));
+    let tls = content.tls.iter_mut().map(|r| (format!("tls {}", r.sni), &r.source, &mut r.backends));
     http.chain(default).chain(tcp).chain(tls)
 }
 
@@ -77,17 +80,41 @@ pub fn targets(content: &Content, checks: &Checks) -> BTreeSet<Target> {
     targets
 }
 
-/// Leaves out every endpoint the book holds unhealthy. A backend left without endpoints takes no traffic (its
-/// weight goes to the route's other backends), and a route left without any answers 503, as the filter does for
-/// a Service without endpoints.
-pub fn withhold_unhealthy(content: &mut Content, checks: &Checks, book: &Book) {
-    for backend in backends_mut(content) {
-        if let Some(Some(check)) = checks.get(&backend.service) {
+/// Leaves out every endpoint the book holds unhealthy, except from routes in panic ([`super::panic`]), which keep
+/// all of theirs; returns those. A backend left without endpoints takes no traffic (its weight goes to the route's
+/// other backends), and a route left without any answers 503, as the filter does for a Service without endpoints.
+pub fn withhold_unhealthy(
+    content: &mut Content,
+    checks: &Checks,
+    book: &Book,
+    threshold: PanicThreshold,
+) -> Vec<Panic> {
+    let mut panics = Vec::new();
+    for (route, source, backends) in routes_mut(content) {
+        let targets = |backend: &Backend| -> Vec<Option<Target>> {
+            let check = checks.get(&backend.service).cloned().flatten();
             backend
                 .endpoints
-                .retain(|endpoint| book.is_healthy(&Target { address: endpoint.address, check: check.clone() }));
+                .iter()
+                .map(|endpoint| check.clone().map(|check| Target { address: endpoint.address, check }))
+                .collect()
+        };
+        let (mut healthy, mut checked) = (0, 0);
+        for target in backends.iter().flat_map(&targets).flatten() {
+            checked += 1;
+            healthy += usize::from(book.is_healthy(&target));
+        }
+        if threshold.in_panic(healthy, checked) {
+            panics.push(Panic { route, source: source.clone(), healthy, checked });
+            continue;
+        }
+        for backend in backends.iter_mut() {
+            let targets = targets(backend);
+            let mut kept = targets.iter().map(|target| target.as_ref().is_none_or(|t| book.is_healthy(t)));
+            backend.endpoints.retain(|_| kept.next().unwrap_or(true));
         }
     }
+    panics
 }
 
 /// A problem for every health check annotation of every Service that cannot be used as written (whether routes
@@ -112,7 +139,7 @@ pub fn diagnostics(index: &Index, default_interval: Duration) -> Vec<Diagnostic>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::book::Observation;
+    use crate::health::book::{Observation, Outcome};
     use crate::objects::health_check::{HealthCheck, Probe};
     use berth_table::{DefaultBackend, Endpoint, HttpRoute, PathMatch, Source, TcpRoute, TlsRoute};
     use k8s_openapi::api::core::v1::Service;
@@ -220,11 +247,15 @@ mod tests {
         for (port, check) in [(2, http_check()), (4, HealthCheck::tcp(SECOND))] {
             let target = Target { address: ([127, 0, 0, 1], port).into(), check };
             let run = if port == 2 { 1 } else { 2 };
-            let failed = Observation { target, run, outcome: Err("refused".into()), at: Timestamp::UNIX_EPOCH };
+            let failed =
+                Observation { target, run, outcome: Outcome::Failed("refused".into()), at: Timestamp::UNIX_EPOCH };
+            // A new endpoint's first failure is not decisive; its second is.
+            assert_eq!(book.record(failed.clone()), crate::health::book::Recorded::Failure);
             assert!(matches!(book.record(failed), crate::health::book::Recorded::Left(_)));
         }
         let before = content.clone();
-        withhold_unhealthy(&mut content, &checks, &book);
+        // Panic routing off: see the next test for it.
+        assert_eq!(withhold_unhealthy(&mut content, &checks, &book, PanicThreshold(0)), []);
         let ports = |backends: &[Backend]| -> Vec<Vec<u16>> {
             backends.iter().map(|b| b.endpoints.iter().map(|e| e.address.port()).collect()).collect()
         };
@@ -234,6 +265,35 @@ mod tests {
         assert_eq!(ports(&content.tls[0].backends), [Vec::<u16>::new()], "tls routes too");
         assert_eq!((content.http[0].host.as_str(), content.tcp[0].port), ("a.example", 31000));
         assert_eq!(content.http[0].backends[0].weight, before.http[0].backends[0].weight);
+    }
+
+    #[test]
+    fn a_route_below_the_panic_threshold_keeps_every_endpoint_and_is_reported() {
+        let mut content = content();
+        let checks = checks(&index(), &content, SECOND);
+        let mut book = Book::new();
+        book.sync(&targets(&content, &checks), Timestamp::UNIX_EPOCH);
+        for (port, run) in [(1, 0), (1, 0), (4, 2), (4, 2)] {
+            let check = if port == 4 { HealthCheck::tcp(SECOND) } else { http_check() };
+            let target = Target { address: ([127, 0, 0, 1], port).into(), check };
+            book.record(Observation {
+                target,
+                run,
+                outcome: Outcome::Failed("refused".into()),
+                at: Timestamp::UNIX_EPOCH,
+            });
+        }
+        let before = content.clone();
+        let panics = withhold_unhealthy(&mut content, &checks, &book, PanicThreshold::DEFAULT);
+        let described: Vec<(&str, usize, usize)> =
+            panics.iter().map(|p| (p.route.as_str(), p.healthy, p.checked)).collect();
+        // The http route and the default backend have 1 of 2 checked endpoints (api is not checked): at the
+        // threshold, not below it, so port 1 leaves them. db's only endpoint is down: below it.
+        assert_eq!(described, [("tcp port 31000", 0, 1), ("tls db.example", 0, 1)]);
+        assert_eq!(content.tcp, before.tcp, "kept whole");
+        assert_eq!(content.tls, before.tls);
+        assert_eq!(content.http[0].backends[0].endpoints.len(), 1);
+        assert_eq!(panics[0].source, source());
     }
 
     #[test]

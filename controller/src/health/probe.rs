@@ -7,24 +7,45 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::book::Outcome;
 use crate::objects::health_check::{HealthCheck, Probe, StatusRange, format_duration};
 
 /// The most of a response read while looking for the end of its status line.
 const STATUS_LINE_LIMIT: usize = 1024;
 
-/// Runs `check` against `address` once; `Err` says why it failed, for people.
-pub async fn probe(address: SocketAddr, check: &HealthCheck) -> Result<(), String> {
+/// Runs `check` against `address` once; a failure says why, for people.
+pub async fn probe(address: SocketAddr, check: &HealthCheck) -> Outcome {
     let attempt = async {
-        let stream = TcpStream::connect(address).await.map_err(|e| format!("cannot connect: {}", describe(&e)))?;
-        match &check.probe {
+        let stream = match TcpStream::connect(address).await {
+            Ok(stream) => stream,
+            Err(error) if on_the_checkers_side(&error) => {
+                return Outcome::Inconclusive(format!("cannot check: {}", describe(&error)));
+            }
+            Err(error) => return Outcome::Failed(format!("cannot connect: {}", describe(&error))),
+        };
+        let result = match &check.probe {
             Probe::Tcp => Ok(()),
             Probe::Http { path, host, status } => http_get(stream, address, path, host.as_deref(), *status).await,
-        }
+        };
+        result.into()
     };
     match tokio::time::timeout(check.timeout, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("timed out after {}", format_duration(check.timeout))),
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::Failed(format!("timed out after {}", format_duration(check.timeout))),
     }
+}
+
+/// Whether a connect failed for a reason of the controller's own, which says nothing about the endpoint: out of
+/// file descriptors (per process or system-wide), memory or socket buffers, local ports, or without a route
+/// from the controller's network namespace. A refused, reset or unanswered connection is the endpoint's.
+fn on_the_checkers_side(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::OutOfMemory | io::ErrorKind::AddrNotAvailable | io::ErrorKind::NetworkUnreachable
+    ) || matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL | libc::ENETUNREACH)
+    )
 }
 
 async fn http_get(
@@ -120,8 +141,11 @@ mod tests {
     async fn tcp_passes_when_the_endpoint_accepts_and_fails_when_it_refuses() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let check = HealthCheck::tcp(Duration::from_secs(1));
-        assert_eq!(probe(listener.local_addr().unwrap(), &check).await, Ok(()));
-        assert_eq!(probe(closed_port().await, &check).await, Err("cannot connect: connection refused".into()));
+        assert_eq!(probe(listener.local_addr().unwrap(), &check).await, Outcome::Passed);
+        assert_eq!(
+            probe(closed_port().await, &check).await,
+            Outcome::Failed("cannot connect: connection refused".into())
+        );
     }
 
     #[tokio::test]
@@ -129,7 +153,7 @@ mod tests {
         let (addr, request) = server("HTTP/1.1 204 No Content\r\n\r\n").await;
         assert_eq!(
             probe(addr, &http("/healthz", StatusRange { low: 200, high: 299 }, Duration::from_secs(5))).await,
-            Ok(())
+            Outcome::Passed
         );
         let request = request.await.unwrap();
         assert!(request.starts_with("GET /healthz HTTP/1.1\r\nHost: web.internal\r\n"), "{request}");
@@ -137,17 +161,17 @@ mod tests {
 
         let (addr, _) = server("HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n").await;
         let result = probe(addr, &http("/", StatusRange { low: 200, high: 200 }, Duration::from_secs(5))).await;
-        assert_eq!(result, Err("HTTP 500, expected 200".into()));
+        assert_eq!(result, Outcome::Failed("HTTP 500, expected 200".into()));
     }
 
     #[tokio::test]
     async fn http_fails_on_something_that_is_not_http_or_closes_early() {
         let (addr, _) = server("SSH-2.0-OpenSSH\r\n").await;
         let result = probe(addr, &http("/", StatusRange::DEFAULT, Duration::from_secs(5))).await;
-        assert_eq!(result, Err("not an HTTP response: \"SSH-2.0-OpenSSH\"".into()));
+        assert_eq!(result, Outcome::Failed("not an HTTP response: \"SSH-2.0-OpenSSH\"".into()));
         let (addr, _) = server("").await;
         let result = probe(addr, &http("/", StatusRange::DEFAULT, Duration::from_secs(5))).await;
-        assert_eq!(result, Err("the connection closed before a response".into()));
+        assert_eq!(result, Outcome::Failed("the connection closed before a response".into()));
     }
 
     #[tokio::test]
@@ -155,7 +179,20 @@ mod tests {
         // Accepts (the kernel completes the handshake on a listening socket) but never answers.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let check = http("/", StatusRange::DEFAULT, Duration::from_millis(200));
-        assert_eq!(probe(listener.local_addr().unwrap(), &check).await, Err("timed out after 200ms".into()));
+        assert_eq!(
+            probe(listener.local_addr().unwrap(), &check).await,
+            Outcome::Failed("timed out after 200ms".into())
+        );
+    }
+
+    #[test]
+    fn failures_of_the_checker_itself_are_told_apart_from_the_endpoints() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM, libc::ENETUNREACH, libc::EADDRNOTAVAIL] {
+            assert!(on_the_checkers_side(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
+        for errno in [libc::ECONNREFUSED, libc::ECONNRESET, libc::EHOSTUNREACH, libc::ETIMEDOUT] {
+            assert!(!on_the_checkers_side(&io::Error::from_raw_os_error(errno)), "{errno}");
+        }
     }
 
     #[test]

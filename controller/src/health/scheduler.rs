@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::book::{Changes, Observation, Target};
+use super::book::{Changes, Observation, Outcome, Target};
 use super::probe::probe;
 
 pub struct Scheduler {
@@ -33,11 +33,14 @@ impl Scheduler {
             let checked = target.clone();
             let task = tokio::spawn(async move {
                 let mut first = true;
+                let mut retries = Retries::new(checked.check.interval);
                 loop {
                     let outcome = probe(checked.address, &checked.check).await;
                     let at = Timestamp::now();
                     let mut interval = checked.check.interval;
-                    if std::mem::take(&mut first) {
+                    if let Some(soon) = retries.after(&outcome) {
+                        interval = soon;
+                    } else if std::mem::take(&mut first) {
                         interval += stagger(&checked, interval);
                     }
                     let observation = Observation { target: checked.clone(), run, outcome, at };
@@ -50,6 +53,40 @@ impl Scheduler {
             });
             if let Some(old) = self.tasks.insert(target, task) {
                 old.abort();
+            }
+        }
+    }
+}
+
+/// The first check a retry waits for, at most: an endpoint that is not listening yet at its first check (Berth
+/// and the backends started together) is back within about this much.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// Quick checks of an endpoint never seen up: while it has passed no check, a failure is followed by another
+/// check after 1 s, then 2 s, 4 s, ... up to the interval, rather than a whole interval later.
+#[derive(Debug)]
+struct Retries {
+    interval: Duration,
+    next: Option<Duration>,
+}
+
+impl Retries {
+    fn new(interval: Duration) -> Retries {
+        Retries { interval, next: Some(FIRST_RETRY.min(interval)) }
+    }
+
+    /// How soon to check again after `outcome`: `None` for the usual interval.
+    fn after(&mut self, outcome: &Outcome) -> Option<Duration> {
+        match outcome {
+            Outcome::Passed => {
+                self.next = None; // seen up: from now on, the interval
+                None
+            }
+            Outcome::Inconclusive(_) => None,
+            Outcome::Failed(_) => {
+                let soon = self.next?;
+                self.next = Some((soon * 2).min(self.interval));
+                Some(soon)
             }
         }
     }
@@ -93,6 +130,21 @@ mod tests {
         assert!(distinct.len() > 10, "{staggers:?}");
     }
 
+    #[test]
+    fn failures_before_the_first_pass_are_retried_soon_and_ever_later_up_to_the_interval() {
+        let failed = Outcome::Failed("refused".into());
+        let mut retries = Retries::new(Duration::from_secs(10));
+        let waits: Vec<Option<u64>> = (0..6).map(|_| retries.after(&failed).map(|d| d.as_secs())).collect();
+        assert_eq!(waits, [Some(1), Some(2), Some(4), Some(8), Some(10), Some(10)]);
+        assert_eq!(retries.after(&Outcome::Passed), None);
+        assert_eq!(retries.after(&failed), None, "once seen up, the interval");
+        let mut retries = Retries::new(Duration::from_millis(100));
+        assert_eq!(retries.after(&failed), Some(Duration::from_millis(100)), "never slower than the interval");
+        let mut retries = Retries::new(Duration::from_secs(10));
+        assert_eq!(retries.after(&Outcome::Inconclusive("too many open files".into())), None);
+        assert_eq!(retries.after(&failed), Some(Duration::from_secs(1)));
+    }
+
     #[tokio::test]
     async fn checks_start_at_once_repeat_and_stop() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -103,7 +155,7 @@ mod tests {
         scheduler.apply(Changes { start: vec![(target.clone(), 7)], stop: vec![] });
         for _ in 0..2 {
             let observation = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap();
-            assert_eq!((&observation.target, observation.run, &observation.outcome), (&target, 7, &Ok(())));
+            assert_eq!((&observation.target, observation.run, &observation.outcome), (&target, 7, &Outcome::Passed));
         }
         scheduler.apply(Changes { start: vec![], stop: vec![target] });
         assert!(scheduler.tasks.is_empty());

@@ -3,9 +3,10 @@
 //!
 //! A new endpoint starts healthy, on probation: it takes traffic at once, so a new route, a scale-up or a
 //! controller restart never blackholes endpoints that work, and its first check runs at once. Until it has passed
-//! one check, a single failure takes it out (the unhealthy threshold counts only for endpoints known to have
-//! worked), so a dead new endpoint is routed to for at most one check's timeout. Once out, it needs the healthy
-//! threshold of passes in a row to come back, like any other.
+//! one check, its first failure is not decisive (it may simply not be listening yet, as when Berth and the
+//! backends start together): it is checked again within a second ([`super::scheduler`]), and a second failure in a
+//! row takes it out, so a dead new endpoint is routed to for about a second. One that was never seen up comes in on
+//! its first pass; once it has worked, the thresholds apply as written.
 
 /// Results in a row needed to change state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +14,9 @@ pub struct Thresholds {
     pub healthy: u32,
     pub unhealthy: u32,
 }
+
+/// Failures in a row that take out an endpoint never seen up: the first is not decisive.
+const NEW_ENDPOINT_FAILURES: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndpointState {
@@ -34,20 +38,25 @@ impl EndpointState {
         self.healthy
     }
 
+    /// Whether it has ever passed a check.
+    pub fn is_proven(&self) -> bool {
+        self.proven
+    }
+
     /// Takes one check result; whether the endpoint changed state.
     pub fn record(&mut self, passed: bool, thresholds: Thresholds) -> bool {
-        if passed {
-            self.proven = true;
-        }
+        let proven = self.proven;
+        self.proven |= passed;
         if passed == self.healthy {
             self.streak = 0;
             return false;
         }
         self.streak += 1;
-        let needed = match (self.healthy, self.proven) {
+        let needed = match (self.healthy, proven) {
             (true, true) => thresholds.unhealthy,
-            (true, false) => 1,
-            (false, _) => thresholds.healthy,
+            (true, false) => NEW_ENDPOINT_FAILURES,
+            (false, false) => 1,
+            (false, true) => thresholds.healthy,
         };
         if self.streak < needed.max(1) {
             return false;
@@ -91,16 +100,22 @@ mod tests {
     fn an_unhealthy_endpoint_returns_after_the_healthy_threshold_of_passes_in_a_row() {
         let mut state = EndpointState::default();
         assert_eq!(run(&mut state, T, "+---"), "HHHU");
+        assert!(state.is_proven());
         assert_eq!(run(&mut state, T, "+-+-+"), "UUUUU", "a failure in between resets the count");
         assert_eq!(run(&mut state, T, "+"), "H");
         assert_eq!(run(&mut state, T, "--"), "HH", "back to the unhealthy threshold once proven");
     }
 
     #[test]
-    fn a_new_endpoint_that_fails_its_first_check_leaves_at_once() {
+    fn a_new_endpoint_leaves_on_its_second_failure_in_a_row_and_returns_on_its_first_pass() {
         let mut state = EndpointState::default();
+        assert_eq!(run(&mut state, T, "-"), "H", "the first failure is not decisive");
         assert_eq!(run(&mut state, T, "-"), "U");
-        assert_eq!(run(&mut state, T, "++"), "UH");
+        assert_eq!(run(&mut state, T, "+"), "H", "never seen up: no healthy threshold to wait for");
+        assert_eq!(run(&mut state, T, "--"), "HH", "seen up now: the unhealthy threshold applies");
+        assert_eq!(run(&mut state, T, "-+"), "UU", "and the healthy threshold");
+        let one = Thresholds { healthy: 1, unhealthy: 1 };
+        assert_eq!(run(&mut EndpointState::default(), one, "-+-"), "HHU", "a pass between failures resets");
     }
 
     #[test]

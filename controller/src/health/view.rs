@@ -78,7 +78,7 @@ pub fn endpoint_health(content: &Content, checks: &Checks, book: &Book) -> Vec<E
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::book::Observation;
+    use crate::health::book::{Observation, Outcome};
     use crate::objects::health_check::HealthCheck;
     use berth_table::{Backend, Endpoint, HttpRoute, PathMatch, Source};
     use k8s_openapi::jiff::Timestamp;
@@ -113,7 +113,16 @@ mod tests {
         book.sync(&super::super::plan::targets(&content, &checks), start);
         let failed_at = Timestamp::from_second(1_700_000_010).unwrap();
         let target = Target { address: ([127, 0, 0, 1], 2).into(), check };
-        book.record(Observation { target, run: 1, outcome: Err("connection refused".into()), at: failed_at });
+        // Twice: a new endpoint's first failure is not decisive.
+        for _ in 0..2 {
+            let target = target.clone();
+            book.record(Observation {
+                target,
+                run: 1,
+                outcome: Outcome::Failed("connection refused".into()),
+                at: failed_at,
+            });
+        }
 
         let views = endpoint_health(&content, &checks, &book);
         let json = serde_json::to_value(&views).unwrap();
