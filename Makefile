@@ -37,7 +37,7 @@ $(WASM_CARGO) build --profile wasm --target wasm32-unknown-unknown $(WASM_FLAGS)
 cargo run --release -q -p berth-wasm-exports -- --keep $(3) $(WASM_TARGET_DIR)/wasm32-unknown-unknown/wasm/$(2).wasm $(4)
 endef
 
-.PHONY: help setup build wasm noop-wasm controller run test lint bench clean
+.PHONY: help setup build wasm noop-wasm controller run test browser lint bench clean
 
 help:
 	@echo "make run    build and start the demo: controller on examples/, Envoy with the filter, example backends"
@@ -79,7 +79,7 @@ run: build
 
 # Tests build every target at once: building the binaries alone first would resolve features differently
 # (dev-dependencies) and compile the dependency tree twice.
-test: wasm
+test: wasm browser
 	cargo build --release --workspace --all-targets
 	cargo nextest run --release --workspace --no-fail-fast
 
@@ -88,6 +88,14 @@ lint: setup
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	$(WASM_CLIPPY) $(WASM_CARGO) clippy --profile wasm --target wasm32-unknown-unknown $(WASM_FLAGS) \
 	  -p berth-filter -p berth-noop-filter --target-dir $(WASM_TARGET_DIR) -- -D warnings
+
+# The status page test renders the page in Debian's headless Chromium.
+browser:
+	if ! command -v chromium >/dev/null; then
+	  echo "installing Debian's chromium (the status page test renders the page headless)"
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null
+	fi
 
 # Not part of `make test`: minutes of load on this machine. QUICK=1 is a smoke run, written to target/bench/.
 BENCH_TOOLS := wrk:wrk hyperfine:hyperfine rsvg-convert:librsvg2-bin valgrind:valgrind callgrind_annotate:valgrind

@@ -10,12 +10,17 @@ pub mod health;
 pub mod index;
 pub mod istio_config;
 pub mod leader;
+pub mod logging;
+pub mod metrics;
 pub mod objects;
+pub mod port_ranges;
 pub mod publish;
 pub mod report;
+pub mod route_changes;
 pub mod server;
 pub mod source;
 pub mod state;
+pub mod status_page;
 pub mod status_writer;
 
 pub use diagnostic::Diagnostic;

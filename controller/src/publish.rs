@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::Diagnostic;
 use crate::compiler::{Assignment, Assignments, Compiled, Content};
 use crate::health::EndpointHealth;
+use crate::port_ranges::PortRangeView;
 use crate::server::SourceView;
 
 /// What readers see: the current table (none until the first compilation), the current diagnostics, the ports
@@ -34,6 +35,8 @@ pub struct Snapshot {
     pub sources: Arc<Vec<SourceView>>,
     /// Every checked endpoint's health, by service then address.
     pub health: Arc<Vec<EndpointHealth>>,
+    /// Each PortAllocation range and how much of it is handed out.
+    pub port_ranges: Arc<Vec<PortRangeView>>,
 }
 
 impl Snapshot {
@@ -116,9 +119,19 @@ impl Publisher {
                 tls_addresses: Arc::new(compiled.tls_addresses),
                 sources: previous.sources.clone(),
                 health: Arc::new(health),
+                port_ranges: previous.port_ranges.clone(),
             });
         }
         Outcome { version, table_changed, new_diagnostics, diagnostics_changed, assignments_changed }
+    }
+
+    /// Replaces the port ranges' use; readers are woken only when it changed.
+    pub fn set_port_ranges(&mut self, port_ranges: Vec<PortRangeView>) {
+        self.tx.send_if_modified(|snapshot| {
+            let changed = *snapshot.port_ranges != port_ranges;
+            snapshot.port_ranges = Arc::new(port_ranges);
+            changed
+        });
     }
 
     /// Replaces the sources' status; readers are woken only when it changed.

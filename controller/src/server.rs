@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use crate::compiler::Assignment;
 use crate::diagnostic::DiagnosticView;
 use crate::health::EndpointHealth;
+use crate::port_ranges::PortRangeView;
 use crate::publish::Snapshot;
 use crate::{Error, Result};
 
@@ -116,6 +117,7 @@ async fn table(
     if known != Some(current.table.version) {
         return table_response(&current);
     }
+    let held = crate::metrics::global().long_poll();
     let newer = tokio::time::timeout(wait, async {
         loop {
             // An error means the publisher is gone (shutting down): stop waiting.
@@ -130,6 +132,8 @@ async fn table(
     match newer {
         Ok(Some(table)) => table_response(&table),
         _ => {
+            drop(held);
+            crate::metrics::global().table_served(false);
             let mut response = StatusCode::NOT_MODIFIED.into_response();
             response.headers_mut().insert(header::ETAG, etag(current.table.version));
             response
@@ -138,6 +142,7 @@ async fn table(
 }
 
 fn table_response(published: &crate::publish::Published) -> Response {
+    crate::metrics::global().table_served(true);
     let mut response = Response::new(Body::from(published.body.clone()));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -177,6 +182,9 @@ pub struct RoutesView {
     pub sources: Vec<SourceView>,
     #[serde(default)]
     pub health: Vec<EndpointHealth>,
+    /// Each PortAllocation range and how much of it is handed out.
+    #[serde(default)]
+    pub port_ranges: Vec<PortRangeView>,
 }
 
 /// One source's status: `{"name": "kube", "stale": true, "since": "2025-..Z", "error": ".."}`.
@@ -215,10 +223,17 @@ impl AddressView {
 
 async fn routes(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response {
     let snapshot = snapshots.borrow().clone();
-    let Some(published) = snapshot.table else {
+    let Some(view) = routes_view(&snapshot) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "no table compiled yet\n").into_response();
     };
-    let view = RoutesView {
+    let body = serde_json::to_vec_pretty(&view).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// What `/v1/routes` serves of `snapshot`; none before the first table.
+pub fn routes_view(snapshot: &Snapshot) -> Option<RoutesView> {
+    let published = snapshot.table.as_ref()?;
+    Some(RoutesView {
         table: published.table.clone(),
         addresses: snapshot
             .assignments
@@ -231,9 +246,8 @@ async fn routes(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response 
         stale: snapshot.sources.iter().any(|s| s.stale),
         sources: snapshot.sources.to_vec(),
         health: snapshot.health.to_vec(),
-    };
-    let body = serde_json::to_vec_pretty(&view).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        port_ranges: snapshot.port_ranges.to_vec(),
+    })
 }
 
 async fn ready(State(snapshots): State<watch::Receiver<Snapshot>>) -> Response {

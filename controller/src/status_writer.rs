@@ -42,6 +42,7 @@ use crate::compiler::ports::ADDRESS_ANNOTATION;
 use crate::compiler::tls;
 use crate::compiler::{Classes, Compiled, EXPOSE_ANNOTATION};
 use crate::index::Index;
+use crate::metrics::{self, WriteBack};
 use crate::objects::{Kind, Object, ObjectKey, annotation};
 
 /// The annotation that says why an exposed VirtualService is not (fully) served.
@@ -266,14 +267,17 @@ async fn write_loop(
             match patch(&client, vs.as_ref(), &write).await {
                 Outcome::Done => {
                     info!(object = %write.key, patch = %write.patch, "wrote back");
+                    metrics::global().wrote_back(WriteBack::Written);
                     done.insert(write.key, made);
                 }
                 Outcome::Gone => {
                     debug!(object = %write.key, "gone before it could be written to");
+                    metrics::global().wrote_back(WriteBack::Gone);
                     done.insert(write.key, made);
                 }
                 Outcome::Failed(error) => {
                     warn!(object = %write.key, %error, "cannot write back; trying again in {delay:?}");
+                    metrics::global().wrote_back(WriteBack::Failed);
                     failed = true;
                 }
             }
@@ -284,10 +288,12 @@ async fn write_loop(
             match event(&client, &subject, recorded.contains(&name)).await {
                 Ok(outcome) => {
                     debug!(object = %subject, event = %name, ?outcome, "recorded an Event");
+                    metrics::global().event(true);
                     recorded.insert(name);
                 }
                 Err(error) => {
                     warn!(object = %subject, %error, "cannot record an Event; trying again in {delay:?}");
+                    metrics::global().event(false);
                     failed = true;
                     unsent.push(note);
                 }

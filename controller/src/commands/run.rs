@@ -27,7 +27,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -37,13 +37,15 @@ use crate::cli::{RunArgs, Source};
 use crate::compiler::{Assignments, Compiled, HeldPorts, Options, compile, ports};
 use crate::health::Health;
 use crate::index::Index;
+use crate::metrics::Trigger;
 use crate::objects::{Kind, annotation};
+use crate::port_ranges::port_ranges;
 use crate::publish::Publisher;
 use crate::source::clusters::Clusters;
 use crate::source::dir_clusters::Splitter;
 use crate::source::{Update, crds, dir, kube};
-use crate::status_writer;
-use crate::{Error, Result, leader, server, state};
+use crate::{Error, Result, leader, metrics, route_changes, server, state};
+use crate::{status_page, status_writer};
 
 /// How often a failed write of the state file is tried again.
 const STATE_RETRY: Duration = Duration::from_secs(5);
@@ -138,7 +140,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     drop(updates_tx);
 
     let listener = TcpListener::bind(args.listen).await.map_err(|error| Error::Bind { addr: args.listen, error })?;
-    let app = server::router(controller.publisher.subscribe()).merge(server::filter_router(filter_module(&args)?));
+    let app = server::router(controller.publisher.subscribe())
+        .merge(server::filter_router(filter_module(&args)?))
+        .merge(metrics::router(controller.publisher.subscribe()))
+        .merge(status_page::router(controller.publisher.subscribe()));
     info!(listen = %args.listen, source = %args.source, "berth controller started");
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
@@ -157,11 +162,13 @@ pub async fn run(args: RunArgs) -> Result<()> {
             _ = retry.tick() => controller.save_state(),
             () = leadership_change(&mut leadership) => controller.update(),
             Some(result) = health_results.recv() => {
+                let seen = Instant::now();
                 let mut changed = controller.health.record(result);
                 while let Ok(result) = health_results.try_recv() {
                     changed |= controller.health.record(result);
                 }
                 if changed {
+                    metrics::global().change_seen(seen, Trigger::Health);
                     controller.publish();
                 }
             }
@@ -172,12 +179,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
             },
             update = updates.recv() => match update {
                 Some(update) => {
+                    let seen = Instant::now();
                     let mut changed = controller.handle(update);
                     // Take every change already waiting before compiling: a relist arrives as many at once.
                     while let Ok(update) = updates.try_recv() {
                         changed |= controller.handle(update);
                     }
                     if changed {
+                        metrics::global().change_seen(seen, Trigger::Objects);
                         controller.update();
                     }
                 }
@@ -345,7 +354,10 @@ impl Controller {
             }
             None => self.held.clone(),
         };
+        let compiling = Instant::now();
         let mut compiled = compile(&self.index, &self.options, &held);
+        metrics::global().compiled(compiling.elapsed(), &self.index, leading);
+        self.publisher.set_port_ranges(port_ranges(&self.index, &compiled.assignments));
         compiled.content = std::mem::take(&mut compiled.content).with_affinity_key(affinity_key);
         if let Some(kube) = &self.kube {
             crds::explain_missing(&kube.clusters.missing(), &mut compiled);
@@ -375,7 +387,12 @@ impl Controller {
         let (http, tcp, tls) = (compiled.content.http.len(), compiled.content.tcp.len(), compiled.content.tls.len());
         let errors = compiled.diagnostics.iter().filter(|d| !d.is_warning()).count();
         let catch_up = self.kube.as_ref().is_some_and(|k| leading && !k.noted).then(|| compiled.diagnostics.clone());
+        let before = self.publisher.subscribe().borrow().table.clone();
         let outcome = self.publisher.publish(compiled, health);
+        metrics::global().published(&outcome);
+        if let (true, Some(after)) = (outcome.table_changed, self.publisher.subscribe().borrow().table.clone()) {
+            route_changes::log(before.as_ref().map(|p| &p.table), &after.table);
+        }
         for diagnostic in &outcome.new_diagnostics {
             warn!("{diagnostic}");
         }

@@ -63,6 +63,7 @@ impl Health {
     /// Takes one check result; whether anything shown changed, so that it is time to publish again.
     pub fn record(&mut self, observation: Observation) -> bool {
         let (address, check) = (observation.target.address, observation.target.check.to_string());
+        crate::metrics::global().health_check(observation.outcome.is_ok());
         match self.book.record(observation) {
             Recorded::Ignored | Recorded::Same => false,
             Recorded::Failure => true,
