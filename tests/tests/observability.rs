@@ -104,3 +104,40 @@ fn controller_metrics_count_the_examples_and_each_change() {
     assert!(sample(&text, "berth_health_checks_total{result=\"failed\"}").is_some_and(|n| n >= 2.0), "{text}");
     assert_eq!(sample(&text, "berth_routes{protocol=\"http\"}"), Some(5.0), "routes stay: {text}");
 }
+
+#[test]
+fn json_logs_name_the_object_whose_routing_changed_and_routes_prints_json_and_yaml() {
+    let web = Backend::start("web");
+    let work = tempfile::tempdir().unwrap();
+    let dir = ManifestDir::new(&work.path().join("manifests"));
+    let (name, cluster) = manifests::cluster();
+    dir.write(name, &cluster);
+    let (name, services) = manifests::services(&[&web]);
+    dir.write(name, &services);
+    let addr = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
+    let args = ["--log-format=json".to_string(), "--log-level=info".to_string()];
+    let controller = Controller::start_with(addr, &dir.path, work.path(), &args);
+    dir.write("shop.yaml", &manifests::ingress("shop", &[Rule("shop.example", "/", "Prefix", "web", 80)]));
+
+    // Every line is one JSON object; the one for the new route names its object.
+    let line = wait::until("a log line naming Ingress default/shop", Duration::from_secs(10), || {
+        let log = controller.log();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+            .collect();
+        lines.into_iter().find(|l| l["fields"]["object"] == "Ingress default/shop")
+    });
+    assert_eq!(line["fields"]["change"], "added", "{line}");
+    assert_eq!(line["level"], "INFO", "{line}");
+
+    let url = controller.url();
+    let json = berth_tests::controller::berth(&["routes", "--controller", &url, "-o", "json"]);
+    assert!(json.status.success(), "{}", String::from_utf8_lossy(&json.stderr));
+    let view: serde_json::Value = serde_json::from_slice(&json.stdout).expect("berth routes -o json prints JSON");
+    assert_eq!(view["table"]["http"][0]["host"], "shop.example", "{view}");
+    let yaml = berth_tests::controller::berth(&["routes", "--controller", &url, "-o", "yaml"]);
+    let view: serde_json::Value = serde_yaml::from_slice(&yaml.stdout).expect("berth routes -o yaml prints YAML");
+    assert_eq!(view["table"]["http"][0]["host"], "shop.example", "{view}");
+}

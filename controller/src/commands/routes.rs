@@ -17,7 +17,10 @@ pub fn routes(args: RoutesArgs) -> Result<()> {
             return Ok(());
         }
         RoutesOutput::Yaml => {
-            print!("{}", serde_yaml::to_string(&view).unwrap_or_default());
+            // Through JSON's data model: serde_yaml would write enums (a route's path) as YAML tags, which the
+            // JSON output does not have and other tools read differently.
+            let value = serde_json::to_value(&view).unwrap_or_default();
+            print!("{}", serde_yaml::to_string(&value).unwrap_or_default());
             return Ok(());
         }
     }
