@@ -37,7 +37,7 @@ $(WASM_CARGO) build --profile wasm --target wasm32-unknown-unknown $(WASM_FLAGS)
 cargo run --release -q -p berth-wasm-exports -- --keep $(3) $(WASM_TARGET_DIR)/wasm32-unknown-unknown/wasm/$(2).wasm $(4)
 endef
 
-.PHONY: help setup build wasm noop-wasm controller run test lint bench clean envoy-deploy
+.PHONY: help setup build wasm noop-wasm controller run test browser lint bench clean envoy-deploy
 
 help:
 	@echo "make run    build and start the demo: controller on examples/, Envoy with the filter, example backends"
@@ -84,7 +84,7 @@ run: build
 # Tests build every target at once: building the binaries alone first would resolve features differently
 # (dev-dependencies) and compile the dependency tree twice.
 # cargo-nextest runs each test in its own process; a machine without it gets it installed, or else `cargo test`.
-test: wasm
+test: wasm browser
 	cargo build --release --workspace --all-targets
 	if ! cargo nextest --version >/dev/null 2>&1; then
 	  echo "installing cargo-nextest (cargo install --locked cargo-nextest)"
@@ -108,6 +108,14 @@ lint: setup
 	cargo clippy --release --workspace --all-targets -- -D warnings
 	$(WASM_CLIPPY) $(WASM_CARGO) clippy --profile wasm --target wasm32-unknown-unknown $(WASM_FLAGS) \
 	  -p berth-filter -p berth-noop-filter --target-dir $(WASM_TARGET_DIR) -- -D warnings
+
+# The status page test renders the page in Debian's headless Chromium.
+browser:
+	if ! command -v chromium >/dev/null; then
+	  echo "installing Debian's chromium (the status page test renders the page headless)"
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null
+	fi
 
 # Not part of `make test`: minutes of load on this machine. QUICK=1 is a smoke run, written to target/bench/.
 BENCH_TOOLS := wrk:wrk hyperfine:hyperfine rsvg-convert:librsvg2-bin valgrind:valgrind callgrind_annotate:valgrind

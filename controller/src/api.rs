@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::compiler::Assignment;
 use crate::diagnostic::DiagnosticView;
 use crate::health::EndpointHealth;
+use crate::port_ranges::PortRangeView;
 
 /// The body of `/v1/routes`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,6 +30,9 @@ pub struct Routes {
     pub sources: Vec<SourceStatus>,
     #[serde(default)]
     pub health: Vec<EndpointHealth>,
+    /// Each PortAllocation range and how much of it is handed out.
+    #[serde(default)]
+    pub port_ranges: Vec<PortRangeView>,
 }
 
 /// One source's status: `{"name": "kube", "stale": true, "since": "2025-..Z", "error": ".."}`.

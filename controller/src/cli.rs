@@ -22,6 +22,13 @@ use crate::objects::health_check::{MIN_INTERVAL, format_duration, parse_duration
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// How log lines read on stderr: `text`, or `json` (one object per line, for a log pipeline).
+    #[arg(long, global = true, env = "BERTH_LOG_FORMAT", default_value = "text")]
+    pub log_format: crate::logging::LogFormat,
+    /// What to log: `error`, `warn`, `info`, `debug`, `trace`, or any `RUST_LOG` directive
+    /// (`info,berth_controller=debug`). None (the default): `RUST_LOG`, else `info`.
+    #[arg(long, global = true, env = "BERTH_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +185,17 @@ pub struct RoutesArgs {
     /// The running controller: a URL, or just `HOST:PORT`.
     #[arg(long, env = "BERTH_CONTROLLER", default_value = "http://127.0.0.1:8081")]
     pub controller: String,
+    /// `text` for people, or `json` / `yaml`: the whole `/v1/routes` document, for scripts.
+    #[arg(long, short = 'o', env = "BERTH_OUTPUT", default_value = "text")]
+    pub output: RoutesOutput,
+}
+
+/// `berth routes -o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoutesOutput {
+    Text,
+    Json,
+    Yaml,
 }
 
 #[derive(Debug, Args)]

@@ -27,12 +27,14 @@ use tracing::{error, info, warn};
 
 use crate::clusters::Clusters;
 use crate::compiler::{Assignments, Compiled, HeldPorts, Options, ports};
+use crate::health::book::Outcome;
 use crate::health::{Health, Observation};
 use crate::index::Index;
+use crate::port_ranges::port_ranges;
 use crate::publish::{Publication, Publisher};
 use crate::reconcile::{Inputs, KubeInputs, apply_health, reconcile};
 use crate::source::Update;
-use crate::{Result, leader, state, status_writer};
+use crate::{Result, leader, metrics, route_changes, state, status_writer};
 
 /// How often a failed write of the state file is tried again.
 pub const STATE_RETRY: Duration = Duration::from_secs(5);
@@ -157,15 +159,19 @@ impl Controller {
         }
     }
 
-    /// Takes health check results; republishes when what is shown changed.
-    pub fn record_health(&mut self, results: impl IntoIterator<Item = Observation>) {
+    /// Takes health check results; whether what is shown changed (then it is time to [`Controller::publish`]).
+    pub fn record_health(&mut self, results: impl IntoIterator<Item = Observation>) -> bool {
         let mut changed = false;
         for result in results {
+            // An inconclusive check says nothing about the endpoint: it counts neither way.
+            match result.outcome {
+                Outcome::Passed => metrics::global().health_check(true),
+                Outcome::Failed(_) => metrics::global().health_check(false),
+                Outcome::Inconclusive(_) => {}
+            }
             changed |= self.health.record(result);
         }
-        if changed {
-            self.publish();
-        }
+        changed
     }
 
     /// Takes one update into the index; whether it is time to compile.
@@ -271,6 +277,9 @@ impl Controller {
             }),
         };
         let reconciled = reconcile(&inputs, &mut self.health);
+        let leading = self.kube.as_ref().is_none_or(KubeMode::leads);
+        metrics::global().compiled(reconciled.compile_time, &self.index, leading);
+        self.publisher.set_port_ranges(port_ranges(&self.index, &reconciled.compiled.assignments));
         for line in ports::describe_changes(&self.assignments, &reconciled.compiled.assignments) {
             info!("{line}");
         }
@@ -285,7 +294,7 @@ impl Controller {
     }
 
     /// Publishes the last compilation again with the health known now.
-    fn publish(&mut self) {
+    pub fn publish(&mut self) {
         let Some(compiled) = &self.compiled else { return };
         let (published, health) = apply_health(compiled, &self.index, &mut self.health);
         self.show(published, health);
@@ -297,7 +306,12 @@ impl Controller {
         let (http, tcp, tls) = (compiled.content.http.len(), compiled.content.tcp.len(), compiled.content.tls.len());
         let errors = compiled.diagnostics.iter().filter(|d| !d.is_warning()).count();
         let catch_up = self.kube.as_ref().is_some_and(|k| leading && !k.noted).then(|| compiled.diagnostics.clone());
+        let before = self.publisher.subscribe().borrow().table.clone();
         let outcome = self.publisher.publish(compiled, health);
+        metrics::global().published(&outcome);
+        if let (true, Some(after)) = (outcome.table_changed, self.publisher.subscribe().borrow().table.clone()) {
+            route_changes::log(before.as_ref().map(|p| &p.table), &after.table);
+        }
         for diagnostic in &outcome.new_diagnostics {
             warn!("{diagnostic}");
         }

@@ -1,21 +1,16 @@
-//! The `berth` binary: parses the command line, sets up logging to stderr, and runs the chosen command.
+//! The `berth` binary: parses the command line, sets up logging to stderr ([`berth_controller::logging`]), and runs
+//! the chosen command.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use berth_controller::cli::{Cli, Command};
 use berth_controller::commands;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    berth_controller::logging::init(cli.log_format, cli.log_level.as_deref());
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(error) => {

@@ -20,6 +20,7 @@ use crate::Diagnostic;
 use crate::api::SourceStatus;
 use crate::compiler::{Assignment, Assignments, Compiled, Content};
 use crate::health::EndpointHealth;
+use crate::port_ranges::PortRangeView;
 
 /// What readers see: the current table (none until the first compilation), the current diagnostics, the ports
 /// handed out to tcp routes and the addresses of tls routes.
@@ -34,6 +35,8 @@ pub struct Publication {
     pub sources: Arc<Vec<SourceStatus>>,
     /// Every checked endpoint's health, by service then address.
     pub health: Arc<Vec<EndpointHealth>>,
+    /// Each PortAllocation range and how much of it is handed out.
+    pub port_ranges: Arc<Vec<PortRangeView>>,
 }
 
 impl Publication {
@@ -117,9 +120,19 @@ impl Publisher {
                 tls_addresses: Arc::new(compiled.tls_addresses),
                 sources: previous.sources.clone(),
                 health: Arc::new(health),
+                port_ranges: previous.port_ranges.clone(),
             });
         }
         Difference { version, table_changed, new_diagnostics, diagnostics_changed, assignments_changed }
+    }
+
+    /// Replaces the port ranges' use; readers are woken only when it changed.
+    pub fn set_port_ranges(&mut self, port_ranges: Vec<PortRangeView>) {
+        self.tx.send_if_modified(|snapshot| {
+            let changed = *snapshot.port_ranges != port_ranges;
+            snapshot.port_ranges = Arc::new(port_ranges);
+            changed
+        });
     }
 
     /// Replaces the sources' status; readers are woken only when it changed.

@@ -114,6 +114,7 @@ async fn table(
     if known != Some(current.table.version) {
         return table_response(&current);
     }
+    let held = crate::metrics::global().long_poll();
     let newer = tokio::time::timeout(wait, async {
         loop {
             // An error means the publisher is gone (shutting down): stop waiting.
@@ -128,6 +129,8 @@ async fn table(
     match newer {
         Ok(Some(table)) => table_response(&table),
         _ => {
+            drop(held);
+            crate::metrics::global().table_served(false);
             let mut response = StatusCode::NOT_MODIFIED.into_response();
             response.headers_mut().insert(header::ETAG, etag(current.table.version));
             response
@@ -136,6 +139,7 @@ async fn table(
 }
 
 fn table_response(published: &crate::publish::Published) -> Response {
+    crate::metrics::global().table_served(true);
     let mut response = Response::new(Body::from(published.body.clone()));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -158,10 +162,17 @@ fn if_none_match(headers: &HeaderMap) -> Option<u64> {
 
 async fn routes(State(snapshots): State<watch::Receiver<Publication>>) -> Response {
     let snapshot = snapshots.borrow().clone();
-    let Some(published) = snapshot.table else {
+    let Some(view) = routes_view(&snapshot) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "no table compiled yet\n").into_response();
     };
-    let view = Routes {
+    let body = serde_json::to_vec_pretty(&view).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// What `/v1/routes` serves of `snapshot`; none before the first table.
+pub fn routes_view(snapshot: &Publication) -> Option<Routes> {
+    let published = snapshot.table.as_ref()?;
+    Some(Routes {
         table: published.table.clone(),
         addresses: snapshot.assignments.values().chain(snapshot.tls_addresses.iter()).filter_map(Address::of).collect(),
         errors: snapshot.diagnostics.iter().filter(|d| !d.is_warning()).map(DiagnosticView::from).collect(),
@@ -169,9 +180,8 @@ async fn routes(State(snapshots): State<watch::Receiver<Publication>>) -> Respon
         stale: snapshot.sources.iter().any(|s| s.stale),
         sources: snapshot.sources.to_vec(),
         health: snapshot.health.to_vec(),
-    };
-    let body = serde_json::to_vec_pretty(&view).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        port_ranges: snapshot.port_ranges.to_vec(),
+    })
 }
 
 async fn ready(State(snapshots): State<watch::Receiver<Publication>>) -> Response {

@@ -4,14 +4,17 @@
 
 pub mod admin;
 pub mod backend;
+pub mod browser;
 pub mod client;
 pub mod controller;
 pub mod envoy;
+pub mod examples;
 pub mod fake_controller;
 pub mod held_backend;
 pub mod kube;
 pub mod load;
 pub mod manifests;
+pub mod metrics;
 pub mod open_files;
 pub mod paths;
 pub mod process;

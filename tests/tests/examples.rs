@@ -3,22 +3,9 @@
 
 use std::time::Duration;
 
+use berth_tests::examples::examples_on;
 use berth_tests::manifests::ManifestDir;
 use berth_tests::{Backend, Controller, Envoy, TcpBackend, paths, tcp_client, wait};
-
-/// Copies examples/ with its NodePorts and TCP port range moved to free ports, so tests can run side by side.
-fn examples_on(dir: &ManifestDir, node_ports: &[(&str, u16)], tcp_range: (u16, u16)) {
-    for entry in std::fs::read_dir(paths::examples()).unwrap() {
-        let path = entry.unwrap().path();
-        let mut yaml = std::fs::read_to_string(&path).unwrap();
-        for (node_port, port) in node_ports {
-            yaml = yaml.replace(&format!("nodePort: {node_port}"), &format!("nodePort: {port}"));
-        }
-        yaml = yaml.replace("start: 31000", &format!("start: {}", tcp_range.0));
-        yaml = yaml.replace("end: 31010", &format!("end: {}", tcp_range.1));
-        dir.write(path.file_name().unwrap().to_str().unwrap(), &yaml);
-    }
-}
 
 #[test]
 fn examples_route_by_host_and_path_with_a_default_backend_and_expose_tcp() {

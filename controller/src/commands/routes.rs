@@ -1,14 +1,29 @@
-//! `berth routes`: fetch `/v1/routes` from a running controller and print it readably.
+//! `berth routes`: fetch `/v1/routes` from a running controller and print it readably (or, with `-o json|yaml`,
+//! as it is).
 
 use std::time::Duration;
 
 use crate::api::Routes;
-use crate::cli::{RoutesArgs, controller_url};
+use crate::cli::{RoutesArgs, RoutesOutput, controller_url};
 use crate::{Error, Result, report};
 
 pub fn routes(args: RoutesArgs) -> Result<()> {
     let url = format!("{}/v1/routes", controller_url(&args.controller));
     let view = fetch(&url)?;
+    match args.output {
+        RoutesOutput::Text => {}
+        RoutesOutput::Json => {
+            println!("{}", serde_json::to_string_pretty(&view).unwrap_or_default());
+            return Ok(());
+        }
+        RoutesOutput::Yaml => {
+            // Through JSON's data model: serde_yaml would write enums (a route's path) as YAML tags, which the
+            // JSON output does not have and other tools read differently.
+            let value = serde_json::to_value(&view).unwrap_or_default();
+            print!("{}", serde_yaml::to_string(&value).unwrap_or_default());
+            return Ok(());
+        }
+    }
     let errors: Vec<String> = view.errors.into_iter().map(|e| e.text).collect();
     let warnings: Vec<String> = view.warnings.into_iter().map(|e| e.text).collect();
     for source in view.sources.iter().filter(|s| s.stale) {

@@ -11,7 +11,7 @@
 //! the key of one Secret ([`crate::leader::session_key`]).
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -22,9 +22,10 @@ use crate::clusters::Clusters;
 use crate::compiler::Options;
 use crate::controller::{Controller, KubeMode, STATE_RETRY};
 use crate::health::Health;
+use crate::metrics::Trigger;
 use crate::source::dir_clusters::Splitter;
 use crate::source::{Update, dir, kube};
-use crate::{Error, Result, leader, serve, server};
+use crate::{Error, Result, leader, metrics, serve, server, status_page};
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let (updates_tx, mut updates) = mpsc::channel(256);
@@ -83,7 +84,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
     drop(updates_tx);
 
     let listener = TcpListener::bind(args.listen).await.map_err(|error| Error::Bind { addr: args.listen, error })?;
-    let app = server::router(controller.subscribe()).merge(server::filter_router(filter_module(&args)?));
+    let app = server::router(controller.subscribe())
+        .merge(server::filter_router(filter_module(&args)?))
+        .merge(metrics::router(controller.subscribe()))
+        .merge(status_page::router(controller.subscribe()));
     info!(listen = %args.listen, source = %args.source, "berth controller started");
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let limits = args.api.limits();
@@ -103,8 +107,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
             _ = retry.tick() => controller.save_state(),
             () = leadership_change(&mut leadership) => controller.update(),
             Some(result) = health_results.recv() => {
+                let seen = Instant::now();
                 let waiting = std::iter::from_fn(|| health_results.try_recv().ok());
-                controller.record_health(std::iter::once(result).chain(waiting));
+                if controller.record_health(std::iter::once(result).chain(waiting)) {
+                    metrics::global().change_seen(seen, Trigger::Health);
+                    controller.publish();
+                }
             }
             () = &mut shutdown => break Ok(()),
             served = &mut server => break match served {
@@ -113,12 +121,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
             },
             update = updates.recv() => match update {
                 Some(update) => {
+                    let seen = Instant::now();
                     let mut changed = controller.handle(update);
                     // Take every change already waiting before compiling: a relist arrives as many at once.
                     while let Ok(update) = updates.try_recv() {
                         changed |= controller.handle(update);
                     }
                     if changed {
+                        metrics::global().change_seen(seen, Trigger::Objects);
                         controller.update();
                     }
                 }

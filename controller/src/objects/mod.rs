@@ -35,6 +35,17 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in listing order.
+    pub const ALL: [Kind; 7] = [
+        Kind::VirtualService,
+        Kind::Ingress,
+        Kind::IngressClass,
+        Kind::Service,
+        Kind::Node,
+        Kind::EndpointSlice,
+        Kind::PortAllocation,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::VirtualService => "VirtualService",

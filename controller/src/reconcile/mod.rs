@@ -17,6 +17,7 @@
 //! file, handing the plan to the writers, publishing.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use berth_table::AffinityKey;
 use tracing::debug;
@@ -65,12 +66,16 @@ pub struct Reconciled {
     pub health: Vec<EndpointHealth>,
     /// The leader's write-back: what the objects must say for `compiled`. None unless leading in Kubernetes mode.
     pub writes: Option<Vec<Write>>,
+    /// How long compiling the objects into a table took (for `berth_compile_seconds`).
+    pub compile_time: Duration,
 }
 
 /// The pipeline: what is published for `inputs`, and what the leader writes back.
 pub fn reconcile(inputs: &Inputs<'_>, health: &mut Health) -> Reconciled {
     let held = ports_to_keep(inputs);
+    let compiling = Instant::now();
     let mut compiled = compile(inputs.index, inputs.options, &held);
+    let compile_time = compiling.elapsed();
     compiled.content = std::mem::take(&mut compiled.content).with_affinity_key(inputs.affinity_key);
     let mut writes = None;
     if let Some(kube) = &inputs.kube {
@@ -82,7 +87,7 @@ pub fn reconcile(inputs: &Inputs<'_>, health: &mut Health) -> Reconciled {
         withhold_unrecorded(&mut compiled, inputs.index);
     }
     let (published, health) = apply_health(&compiled, inputs.index, health);
-    Reconciled { compiled, published, health, writes }
+    Reconciled { compiled, published, health, writes, compile_time }
 }
 
 /// The last step: `compiled` without the endpoints that fail their checks, and every checked endpoint's health.

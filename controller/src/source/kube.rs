@@ -171,6 +171,7 @@ async fn watch_kind(
             Ok(Event::Delete(object)) => Update::Delete { source: source.clone(), key: key_of(kind, &object) },
             Err(error) => {
                 warn!(%kind, cluster = %cluster, %error, "watch failed; resuming with backoff");
+                crate::metrics::global().watch_restarted(&cluster, kind);
                 Update::Failing {
                     cluster: cluster.clone(),
                     error: format!("watching {}: {error}", resource.plural),

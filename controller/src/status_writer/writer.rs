@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::plan::{Note, SecretNote, Write};
 use super::{EVENT_REASON, FIELD_MANAGER};
+use crate::metrics::{self, WriteBack};
 use crate::objects::{Kind, ObjectKey};
 
 const RETRY_FIRST: Duration = Duration::from_millis(500);
@@ -107,14 +108,17 @@ async fn write_loop(
             match patch(&client, vs.as_ref(), &write).await {
                 Patched::Done => {
                     info!(object = %write.key, patch = %write.patch, "wrote back");
+                    metrics::global().wrote_back(WriteBack::Written);
                     done.insert(write.key, made);
                 }
                 Patched::Gone => {
                     debug!(object = %write.key, "gone before it could be written to");
+                    metrics::global().wrote_back(WriteBack::Gone);
                     done.insert(write.key, made);
                 }
                 Patched::Failed(error) => {
                     warn!(object = %write.key, %error, "cannot write back; trying again in {delay:?}");
+                    metrics::global().wrote_back(WriteBack::Failed);
                     failed = true;
                 }
             }
@@ -125,10 +129,12 @@ async fn write_loop(
             match event(&client, &subject, recorded.contains(&name)).await {
                 Ok(outcome) => {
                     debug!(object = %subject, event = %name, ?outcome, "recorded an Event");
+                    metrics::global().event(true);
                     recorded.insert(name);
                 }
                 Err(error) => {
                     warn!(object = %subject, %error, "cannot record an Event; trying again in {delay:?}");
+                    metrics::global().event(false);
                     failed = true;
                     unsent.push(note);
                 }
