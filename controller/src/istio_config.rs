@@ -165,10 +165,10 @@ pub fn envoy_filter(config: &IstioConfig) -> Value {
     });
     let mut listeners = envoy_config::listeners(&plain);
     listeners.iter_mut().for_each(|listener| replace_code(listener, &remote));
-    // The controller's cluster through its Service name, then the `ORIGINAL_DST` cluster of each protocol.
-    let clusters = envoy_config::clusters(&plain).into_iter().filter(|cluster| cluster["name"] != CONTROLLER_CLUSTER);
-    let patches: Vec<Value> = std::iter::once(controller_cluster(config))
-        .chain(clusters)
+    // The controller's cluster (its Service name, re-resolved as pods come and go), then the `ORIGINAL_DST`
+    // cluster of each protocol.
+    let patches: Vec<Value> = envoy_config::clusters(&plain)
+        .into_iter()
         .map(|cluster| ("CLUSTER", cluster))
         .chain(listeners.into_iter().map(|listener| ("LISTENER", listener)))
         .map(|(apply_to, value)| {
@@ -199,8 +199,8 @@ pub fn envoy_filter(config: &IstioConfig) -> Value {
 /// The plain-Envoy config for the same ports, listening on every address of the gateway pod.
 fn plain_config(config: &IstioConfig) -> EnvoyConfig {
     EnvoyConfig {
-        // Replaced below by the Service; the admin interface is Istio's own, and there are no files.
-        controller: ServiceAddr { host: "127.0.0.1".into(), port: config.controller.port },
+        // The admin interface is Istio's own, and there are no files.
+        controller: config.controller.clone(),
         wasm: "unused".into(),
         http_listen: ([0, 0, 0, 0], config.http_port).into(),
         admin: ([127, 0, 0, 1], 0).into(),
@@ -209,22 +209,6 @@ fn plain_config(config: &IstioConfig) -> EnvoyConfig {
         edge: config.edge.clone(),
         config_dir: "unused".into(),
     }
-}
-
-/// The controller through its Service name, re-resolved as pods come and go.
-fn controller_cluster(config: &IstioConfig) -> Value {
-    json!({
-        "name": CONTROLLER_CLUSTER,
-        "type": "STRICT_DNS",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": CONTROLLER_CLUSTER,
-            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
-                "address": config.controller.host,
-                "port_value": config.controller.port,
-            } } } }] }],
-        },
-    })
 }
 
 /// Every `vm_config.code` becomes `code`.
