@@ -135,8 +135,8 @@ fn dynamic_config_from(envoy_filter: &Value, admin: SocketAddr, dir: &Path) -> s
     path
 }
 
-#[test]
-fn the_envoy_filter_runs_in_envoy_loading_the_module_from_the_controller() {
+/// A controller serving its module (`--filter-wasm`) and one Ingress, `web.example/` to the returned backend.
+fn controller_serving_the_module() -> (tempfile::TempDir, Backend, Controller) {
     let work = tempfile::tempdir().unwrap();
     let backend = Backend::start("web");
     let dir = ManifestDir::new(&work.path().join("objects"));
@@ -154,6 +154,13 @@ fn the_envoy_filter_runs_in_envoy_loading_the_module_from_the_controller() {
     let wasm = paths::wasm();
     let controller =
         Controller::start_with(addr, &dir.path, work.path(), &[format!("--filter-wasm={}", wasm.display())]);
+    (work, backend, controller)
+}
+
+#[test]
+fn the_envoy_filter_runs_in_envoy_loading_the_module_from_the_controller() {
+    let (work, _backend, controller) = controller_serving_the_module();
+    let (addr, wasm) = (controller.addr, paths::wasm());
 
     // (c) The controller serves the very module, tagged with its sha256.
     let (headers, body) = fetch_module(controller.addr);
@@ -203,23 +210,8 @@ fn the_envoy_filter_runs_in_envoy_loading_the_module_from_the_controller() {
 /// cluster is there.
 #[test]
 fn the_istio_listeners_wait_for_the_controller_cluster_that_arrives_after_them() {
-    let work = tempfile::tempdir().unwrap();
-    let backend = Backend::start("web");
-    let dir = ManifestDir::new(&work.path().join("objects"));
-    dir.write(
-        "all.yaml",
-        &[
-            manifests::node("n1", "127.0.0.1"),
-            manifests::ingress_class(),
-            manifests::node_port_service("web", 80, backend.addr.port()),
-            manifests::ingress("web", &[Rule("web.example", "/", "Prefix", "web", 80)]),
-        ]
-        .join("---\n"),
-    );
-    let addr = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
-    let wasm = paths::wasm();
-    let _controller =
-        Controller::start_with(addr, &dir.path, work.path(), &[format!("--filter-wasm={}", wasm.display())]);
+    let (work, _backend, controller) = controller_serving_the_module();
+    let (addr, wasm) = (controller.addr, paths::wasm());
     let http_port = wait::free_port();
     let rendered = berth_tests::controller::berth(&[
         "istio-config",
