@@ -62,6 +62,13 @@ pub fn services(backends: &[&Backend]) -> (&'static str, String) {
     ("services.yaml", services.join("---\n"))
 }
 
+/// Writes [`cluster`] and [`services`] for `backends` into `dir`: the usual start of a test's objects.
+pub fn write_cluster_and_services(dir: &ManifestDir, backends: &[&Backend]) {
+    for (name, yaml) in [cluster(), services(backends)] {
+        dir.write(name, &yaml);
+    }
+}
+
 /// A Service in `default` whose backends are its pods' endpoints.
 pub fn pod_service(name: &str, port: u16) -> String {
     pod_service_with(name, port, &[])

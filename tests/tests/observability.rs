@@ -112,10 +112,7 @@ fn json_logs_name_the_object_whose_routing_changed_and_routes_prints_json_and_ya
     let web = Backend::start("web");
     let work = tempfile::tempdir().unwrap();
     let dir = ManifestDir::new(&work.path().join("manifests"));
-    let (name, cluster) = manifests::cluster();
-    dir.write(name, &cluster);
-    let (name, services) = manifests::services(&[&web]);
-    dir.write(name, &services);
+    manifests::write_cluster_and_services(&dir, &[&web]);
     let addr = SocketAddr::from(([127, 0, 0, 1], wait::free_port()));
     let args = ["--log-format=json".to_string(), "--log-level=info".to_string()];
     let controller = Controller::start_with(addr, &dir.path, work.path(), &args);

@@ -10,10 +10,7 @@ fn the_status_page_shows_a_route_added_a_moment_before_and_an_error_on_a_broken_
     let web = Backend::start("web");
     let work = tempfile::tempdir().unwrap();
     let dir = ManifestDir::new(&work.path().join("manifests"));
-    let (name, cluster) = manifests::cluster();
-    dir.write(name, &cluster);
-    let (name, services) = manifests::services(&[&web]);
-    dir.write(name, &services);
+    manifests::write_cluster_and_services(&dir, &[&web]);
     dir.write("shop.yaml", &manifests::ingress("shop", &[Rule("shop.example", "/", "Prefix", "web", 80)]));
     let controller = Controller::start(&dir.path, work.path());
     let url = format!("{}/", controller.url());
